@@ -1,0 +1,14 @@
+/** The streams a command talks to, injected so commands run in tests without a child process. */
+export interface CommandIo {
+  readonly stdin: NodeJS.ReadableStream;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+export const processIo: CommandIo = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+
+export async function readAllStdin(stdin: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks);
+}

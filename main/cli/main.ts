@@ -1,0 +1,175 @@
+/**
+ * The `sipnote` command line: `listen`, `send` and `parse`, for people and for scripts.
+ * Exit codes: 0 success, 1 failure (a non-2xx, a parse error), 2 usage error, 3 timeout or
+ * transport failure. Errors are one line on stderr; `--json` output is one object per line.
+ */
+import { parseArgs } from 'node:util';
+import { parseListenSpecs, type ListenSpec } from '../sip/transport/transport-layer.js';
+import { parseUri } from '../sip/uri.js';
+import { ParseError } from '../sip/message/parse-error.js';
+import { processIo, type CommandIo } from './io.js';
+import { listenCommand } from './listen-command.js';
+import { parseCommand } from './parse-command.js';
+import { sendCommand } from './send-command.js';
+import { UsageError } from './usage-error.js';
+
+const USAGE = `usage:
+  sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081 [--data-dir DIR] [--plaintext] [--json]
+  sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp] [--listen SPEC]
+               [--content-type TYPE] [--congestion-safe-path] [--plaintext] [--json] TEXT|-
+  sipnote parse [FILE|-] [--json]
+options for listen and send: --t1 MS (RFC 3261 T1, default 500), --verbose (diagnostics on stderr)`;
+
+export async function main(argv: readonly string[], io: CommandIo = processIo, stop?: Promise<void>): Promise<number> {
+  try {
+    return await run(argv, io, stop);
+  } catch (error) {
+    if (error instanceof UsageError || isParseArgsError(error)) {
+      io.stderr.write(`sipnote: ${(error as Error).message}\n${USAGE}\n`);
+      return 2;
+    }
+    io.stderr.write(`sipnote: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}
+
+async function run(argv: readonly string[], io: CommandIo, stop: Promise<void> | undefined): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'listen':
+      return listenCommand(parseListenArgs(rest), io, stop ?? untilSignal());
+    case 'send':
+      return sendCommand(parseSendArgs(rest), io);
+    case 'parse': {
+      const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
+      if (positionals.length > 1) throw new UsageError('parse takes one FILE or -');
+      return parseCommand({ json: values.json, ...(positionals[0] === undefined ? {} : { file: positionals[0] }) }, io);
+    }
+    case 'help':
+    case '--help':
+    case '-h':
+      io.stdout.write(`${USAGE}\n`);
+      return 0;
+    case undefined:
+      throw new UsageError('no command given');
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+const COMMON_OPTIONS = {
+  json: { type: 'boolean', default: false },
+  plaintext: { type: 'boolean', default: false },
+  verbose: { type: 'boolean', default: false },
+  listen: { type: 'string' },
+  t1: { type: 'string' },
+} as const;
+
+function parseListenArgs(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { ...COMMON_OPTIONS, aor: { type: 'string' }, 'data-dir': { type: 'string' } },
+    allowPositionals: true,
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  const aor = requireSipUri(values.aor, '--aor');
+  const t1 = parseT1(values.t1);
+  return {
+    aor,
+    listen: values.listen === undefined ? [{ transport: 'udp', host: '127.0.0.1', port: 5060 }, { transport: 'tcp', host: '127.0.0.1', port: 5060 }] satisfies ListenSpec[] : listenSpecs(values.listen),
+    json: values.json,
+    plaintext: values.plaintext,
+    verbose: values.verbose,
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(t1 === undefined ? {} : { t1 }),
+  };
+}
+
+function parseSendArgs(args: string[]) {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      ...COMMON_OPTIONS,
+      from: { type: 'string' },
+      to: { type: 'string' },
+      transport: { type: 'string' },
+      'content-type': { type: 'string', default: 'text/plain;charset=utf-8' },
+      'congestion-safe-path': { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+  });
+  const from = requireSipUri(values.from, '--from');
+  const to = requireSipUri(values.to, '--to');
+  if (positionals.length !== 1) throw new UsageError('send takes exactly one TEXT argument (or - to read stdin)');
+  const transport = values.transport;
+  if (transport !== undefined && transport !== 'udp' && transport !== 'tcp') throw new UsageError('--transport must be udp or tcp');
+  const t1 = parseT1(values.t1);
+  return {
+    from,
+    to,
+    text: positionals[0] as string,
+    listen: values.listen === undefined ? defaultClientListen(to) : listenSpecs(values.listen),
+    json: values.json,
+    plaintext: values.plaintext,
+    verbose: values.verbose,
+    contentType: values['content-type'],
+    congestionSafePath: values['congestion-safe-path'],
+    ...(transport === undefined ? {} : { transport }),
+    ...(t1 === undefined ? {} : { t1 }),
+  };
+}
+
+/** Ephemeral UDP and TCP sockets on the loopback or wildcard address of the target's family. */
+function defaultClientListen(to: string): ListenSpec[] {
+  const uri = parseUri(to);
+  const host = 'host' in uri ? uri.host.replace(/^\[|\]$/g, '') : '';
+  const v6 = host.includes(':');
+  const loopback = v6 ? host === '::1' : host.startsWith('127.') || host === 'localhost';
+  const address = v6 ? (loopback ? '::1' : '::') : loopback ? '127.0.0.1' : '0.0.0.0';
+  return [
+    { transport: 'udp', host: address, port: 0 },
+    { transport: 'tcp', host: address, port: 0 },
+  ];
+}
+
+function listenSpecs(text: string): ListenSpec[] {
+  try {
+    return parseListenSpecs(text);
+  } catch (error) {
+    throw new UsageError(`--listen ${text}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function requireSipUri(value: string | undefined, flag: string): string {
+  if (value === undefined) throw new UsageError(`${flag} is required`);
+  try {
+    const uri = parseUri(value);
+    if (uri.scheme !== 'sip' && uri.scheme !== 'sips') throw new UsageError(`${flag} must be a sip: or sips: URI`);
+  } catch (error) {
+    if (error instanceof ParseError) throw new UsageError(`${flag} ${value}: ${error.message}`);
+    throw error;
+  }
+  return value;
+}
+
+function parseT1(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,6}$/.test(value) || Number(value) < 1) throw new UsageError('--t1 takes a number of milliseconds');
+  return Number(value);
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}
+
+function isParseArgsError(error: unknown): boolean {
+  return error instanceof TypeError && typeof (error as NodeJS.ErrnoException).code === 'string' && (error as NodeJS.ErrnoException).code!.startsWith('ERR_PARSE_ARGS');
+}

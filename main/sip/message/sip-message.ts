@@ -1,0 +1,161 @@
+/**
+ * SIP requests and responses (RFC 3261 §7).
+ *
+ * A message is a start line, a HeaderList and a body of bytes. The body is a Buffer and stays
+ * one: it is decoded as text only by whoever knows its Content-Type and charset, after
+ * framing (§7.4, §18.3), so binary S/MIME bodies never pass through a string decoder.
+ *
+ * The structured views of the headers every transaction needs (Via, From, To, Call-ID, CSeq,
+ * Content-Type) are parsed on first use and cached. A malformed one throws ParseError when it
+ * is first read; `validateEssentialHeaders` reads them all at once for a UAS that has to
+ * decide between processing a request and answering 400.
+ */
+import {
+  parseContentType,
+  parseCSeq,
+  parseNameAddr,
+  parseVia,
+  type ContentType,
+  type CSeq,
+  type NameAddr,
+  type Via,
+} from '../header-values.js';
+import { parseUri, type Uri } from '../uri.js';
+import type { HeaderList } from './header-list.js';
+import { ParseError } from './parse-error.js';
+
+export const SIP_VERSION = 'SIP/2.0';
+
+abstract class SipMessageBase {
+  private cachedVias: Via[] | undefined;
+  private cachedFrom: NameAddr | undefined;
+  private cachedTo: NameAddr | undefined;
+  private cachedCSeq: CSeq | undefined;
+  private cachedContentType: ContentType | null | undefined;
+
+  constructor(
+    readonly headers: HeaderList,
+    public body: Buffer,
+    /** As written on the start line; `SIP/2.0` for everything we build. */
+    readonly version: string = SIP_VERSION,
+  ) {}
+
+  /** Every Via entry, top (most recent hop) first (§20.42). */
+  get vias(): Via[] {
+    if (this.cachedVias === undefined) {
+      const values = this.headers.getAll('via');
+      const vias: Via[] = [];
+      for (const value of values) vias.push(...parseVia(value));
+      this.cachedVias = vias;
+    }
+    return this.cachedVias;
+  }
+
+  /** The top Via; its branch identifies the transaction (§17.1.3, §17.2.3). */
+  get topVia(): Via {
+    const top = this.vias[0];
+    if (top === undefined) throw new ParseError('missing-header', 'Via header missing', 'Via');
+    return top;
+  }
+
+  get from(): NameAddr {
+    return (this.cachedFrom ??= parseNameAddr(this.required('from', 'From')));
+  }
+
+  get to(): NameAddr {
+    return (this.cachedTo ??= parseNameAddr(this.required('to', 'To')));
+  }
+
+  get callId(): string {
+    return this.required('call-id', 'Call-ID');
+  }
+
+  get cseq(): CSeq {
+    return (this.cachedCSeq ??= parseCSeq(this.required('cseq', 'CSeq')));
+  }
+
+  /** The parsed Content-Type, or undefined when the message has none. */
+  get contentType(): ContentType | undefined {
+    if (this.cachedContentType === undefined) {
+      const value = this.headers.get('content-type');
+      this.cachedContentType = value === undefined ? null : parseContentType(value);
+    }
+    return this.cachedContentType ?? undefined;
+  }
+
+  /** Forget cached views after the headers were changed in place. */
+  invalidate(): void {
+    this.cachedVias = undefined;
+    this.cachedFrom = undefined;
+    this.cachedTo = undefined;
+    this.cachedCSeq = undefined;
+    this.cachedContentType = undefined;
+  }
+
+  protected required(key: string, display: string): string {
+    const value = this.headers.get(key);
+    if (value === undefined) throw new ParseError('missing-header', `${display} header missing`, display);
+    return value;
+  }
+}
+
+export class SipRequest extends SipMessageBase {
+  readonly kind = 'request';
+  private cachedUri: Uri | undefined;
+
+  constructor(
+    readonly method: string,
+    /** The Request-URI as written. */
+    readonly uri: string,
+    headers: HeaderList,
+    body: Buffer,
+    version?: string,
+  ) {
+    super(headers, body, version);
+  }
+
+  /** The Request-URI, parsed (any scheme; an unknown one parses as an AbsoluteUri). */
+  get requestUri(): Uri {
+    return (this.cachedUri ??= parseUri(this.uri));
+  }
+}
+
+export class SipResponse extends SipMessageBase {
+  readonly kind = 'response';
+
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    headers: HeaderList,
+    body: Buffer,
+    version?: string,
+  ) {
+    super(headers, body, version);
+  }
+}
+
+export type SipMessage = SipRequest | SipResponse;
+
+/**
+ * Reads every header that request processing depends on (§8.2, §17.2.3), so a malformed one
+ * is found before anything is done rather than halfway through. Throws ParseError naming the
+ * header; the caller answers 400 with it as the reason.
+ */
+export function validateEssentialHeaders(message: SipMessage): void {
+  if (message.vias.length === 0) throw new ParseError('missing-header', 'Via header missing', 'Via');
+  void message.from;
+  void message.to;
+  if (message.callId.length === 0) throw new ParseError('bad-header-value', 'Call-ID is empty', 'Call-ID');
+  const cseq = message.cseq;
+  if (message.kind === 'request') {
+    void message.requestUri;
+    if (cseq.method !== message.method) {
+      throw new ParseError('bad-header-value', `CSeq method ${cseq.method} does not match ${message.method}`, 'CSeq');
+    }
+    const maxForwards = message.headers.get('max-forwards');
+    if (maxForwards !== undefined && !/^\d{1,10}$/.test(maxForwards)) {
+      throw new ParseError('bad-header-value', 'Max-Forwards is not a number', 'Max-Forwards');
+    }
+  }
+  void message.contentType;
+}

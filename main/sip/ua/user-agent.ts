@@ -1,0 +1,549 @@
+/**
+ * The RFC 3428 pager user agent: the transaction user above the transport and transaction
+ * layers (RFC 3261 §8, §17, §18; RFC 3428; RFC 3581).
+ *
+ * Outgoing: `sendMessage` composes a MESSAGE (message-request.ts), queues it behind any
+ * MESSAGE still pending to the same destination (RFC 3428 §8), applies the size rules
+ * (§18.1.1 switches large requests to TCP; RFC 3428 §8 refuses what could go over a
+ * congestion-unsafe hop), runs a NonInviteClientTransaction and resolves with the outcome.
+ *
+ * Incoming: bytes are parsed; responses go to the client transaction they match (§17.1.3);
+ * requests get `received`/`rport` filled in (§18.2.1, RFC 3581 §4), are matched to a server
+ * transaction (§17.2.3) so retransmissions are absorbed, judged (request-policy.ts), and
+ * MESSAGE bodies are handed to the application's handler, whose promise decides the final
+ * response: the handler can store the message first (write before acknowledge).
+ */
+import { formatVia, parseVia, splitHeaderList } from '../header-values.js';
+import { parseMessage } from '../message/parse.js';
+import { ParseError } from '../message/parse-error.js';
+import { serializeMessage } from '../message/serialize.js';
+import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
+import { systemClock, type Clock } from '../transaction/clock.js';
+import { TransactionDriver } from '../transaction/driver.js';
+import { NonInviteClientTransaction, type ClientEvent } from '../transaction/non-invite-client.js';
+import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non-invite-server.js';
+import { DEFAULT_TIMERS, type TimerConfig } from '../transaction/timer-config.js';
+import { clientTransactionKey, serverTransactionKey } from '../transaction/transaction-keys.js';
+import { chooseTransport } from '../transport/choose-transport.js';
+import { TransportLayer, type InboundMessage, type ListenSpec } from '../transport/transport-layer.js';
+import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
+import { resolveDestination, type Destination } from './destination.js';
+import { DestinationQueue } from './destination-queue.js';
+import { MessageTooLargeError } from './errors.js';
+import { newBranch, newCallId, newTag } from './identifiers.js';
+import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTransportName } from './message-request.js';
+import { outcomeOfStatus, type SendResult } from './outcome.js';
+import { DEFAULT_REQUEST_POLICY, judgeRequest, type RequestPolicy } from './request-policy.js';
+import { createResponse } from './responses.js';
+
+/** RFC 3428 §8: the largest MESSAGE request allowed over a path not known to be congestion-controlled. */
+export const MESSAGE_SIZE_LIMIT = 1300;
+
+export interface IncomingMessage {
+  readonly from: string;
+  readonly fromDisplayName?: string;
+  readonly to: string;
+  readonly callId: string;
+  readonly cseq: number;
+  readonly fromTag: string;
+  /** `type/subtype` with parameters, as sent. */
+  readonly contentType: string;
+  readonly body: Buffer;
+  readonly transport: 'udp' | 'tcp';
+  readonly remote: { readonly address: string; readonly port: number };
+  /** The request's Date header, when present and valid. */
+  readonly date?: Date;
+  /** When the content stops being valid (RFC 3428 §7: Expires from Date, else from receipt). */
+  readonly expiresAt?: Date;
+  readonly receivedAt: Date;
+  readonly request: SipRequest;
+}
+
+/** What the application answers to a MESSAGE; nothing (undefined) means 200 OK. */
+export interface MessageDecision {
+  readonly status: number;
+  readonly reason?: string;
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+  readonly body?: Buffer;
+  readonly contentType?: string;
+}
+
+export type MessageHandler = (message: IncomingMessage) => Promise<MessageDecision | void> | MessageDecision | void;
+
+export interface SipTrace {
+  readonly direction: 'in' | 'out';
+  readonly transport: 'udp' | 'tcp';
+  readonly remote: { readonly address: string; readonly port: number };
+  readonly data: Buffer;
+}
+
+export interface UserAgentOptions {
+  /** Our address of record, e.g. `sip:bob@example.com`. */
+  readonly aor: string;
+  readonly displayName?: string;
+  readonly listen: readonly ListenSpec[];
+  readonly timers?: TimerConfig;
+  readonly clock?: Clock;
+  readonly policy?: RequestPolicy;
+  /** The user asserts every hop to their peers is congestion-controlled (RFC 3428 §8). */
+  readonly congestionSafePath?: boolean;
+  readonly onMessage?: MessageHandler;
+  /** Every SIP message in and out, for a SIP log. */
+  readonly onTrace?: (trace: SipTrace) => void;
+  /** Things dropped or failed that have no other reporter (unparseable input, stray responses). */
+  readonly onDiagnostic?: (text: string) => void;
+}
+
+export interface SendMessageInput {
+  readonly to: string;
+  readonly body: Buffer;
+  readonly contentType: string;
+  /** Force a transport; otherwise the URI's `transport` parameter, else UDP (RFC 3263 §4.1). */
+  readonly transport?: SipTransportName;
+  readonly expires?: number;
+  readonly route?: readonly string[];
+  readonly extraHeaders?: ReadonlyArray<readonly [string, string]>;
+}
+
+type ClientDriver = TransactionDriver<NonInviteClientTransaction<SipRequest, SipResponse>>;
+type ServerDriver = TransactionDriver<NonInviteServerTransaction<SipRequest, SipResponse>>;
+
+export class UserAgent {
+  readonly aor: Uri;
+  private readonly clock: Clock;
+  private readonly timers: TimerConfig;
+  private readonly policy: RequestPolicy;
+  private readonly queue = new DestinationQueue();
+  private readonly clients = new Map<string, ClientDriver>();
+  private readonly servers = new Map<string, ServerDriver>();
+  /** (From tag, Call-ID, CSeq) of live server transactions, for merged-request detection (§8.2.2.2). */
+  private readonly serverIdentities = new Map<string, string>();
+  private messageHandler: MessageHandler | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly transport: TransportLayer,
+    private readonly options: UserAgentOptions,
+  ) {
+    this.aor = parseUri(options.aor);
+    this.clock = options.clock ?? systemClock;
+    this.timers = options.timers ?? DEFAULT_TIMERS;
+    this.policy = options.policy ?? DEFAULT_REQUEST_POLICY;
+    this.messageHandler = options.onMessage;
+  }
+
+  static async start(options: UserAgentOptions): Promise<UserAgent> {
+    const aor = parseUri(options.aor);
+    if (aor.scheme !== 'sip' && aor.scheme !== 'sips') throw new TypeError(`the address of record must be a sip: URI, not ${options.aor}`);
+    let agent: UserAgent | undefined;
+    const transport = await TransportLayer.listen(options.listen, {
+      onMessage: (inbound) => agent?.receive(inbound),
+      onError: (reason) => options.onDiagnostic?.(`transport: ${reason}`),
+    });
+    agent = new UserAgent(transport, options);
+    return agent;
+  }
+
+  /** The addresses actually bound (ports filled in where 0 was asked for). */
+  get listening(): ListenSpec[] {
+    return this.transport.localAddresses();
+  }
+
+  setMessageHandler(handler: MessageHandler | undefined): void {
+    this.messageHandler = handler;
+  }
+
+  /**
+   * Sends one MESSAGE and resolves with what became of it. Rejects only when it could not even
+   * be tried (MessageTooLargeError, DestinationError); network failures are outcomes.
+   */
+  sendMessage(input: SendMessageInput): Promise<SendResult> {
+    const target = parseUri(input.to);
+    return this.queue.run(formatUri(aorOf(target)), () => this.sendNow(input, target));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const driver of [...this.clients.values(), ...this.servers.values()]) driver.dispose();
+    this.clients.clear();
+    this.servers.clear();
+    await this.transport.close();
+  }
+
+  // ---- UAC ---------------------------------------------------------------------------
+
+  private async sendNow(input: SendMessageInput, target: Uri): Promise<SendResult> {
+    const destination = await resolveDestination(target, input.transport);
+    const request: MessageRequestInput = {
+      from: this.options.aor,
+      ...(this.options.displayName === undefined ? {} : { fromDisplayName: this.options.displayName }),
+      to: input.to,
+      contentType: input.contentType,
+      body: input.body,
+      ...(input.expires === undefined ? {} : { expires: input.expires }),
+      ...(input.route === undefined ? {} : { route: input.route }),
+      ...(input.extraHeaders === undefined ? {} : { extraHeaders: input.extraHeaders }),
+    };
+    const identity = {
+      branch: newBranch(),
+      callId: newCallId(this.sentByFor(destination).host),
+      fromTag: newTag(),
+      cseq: 1,
+      date: new Date(),
+    };
+
+    // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
+    let chosen = destination;
+    let message = buildMessageRequest(request, this.sentByFor(chosen), identity);
+    let bytes = serializeMessage(message);
+    const transport = chooseTransport(destination.transport, bytes.length);
+    if (transport !== destination.transport) {
+      chosen = { ...destination, transport };
+      message = buildMessageRequest(request, this.sentByFor(chosen), identity);
+      bytes = serializeMessage(message);
+    }
+
+    // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled.
+    const direct = (input.route ?? []).length === 0;
+    const knownSafe = this.options.congestionSafePath === true || (direct && chosen.transport !== 'udp');
+    if (bytes.length > MESSAGE_SIZE_LIMIT && !knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
+
+    return this.runClientTransaction(message, bytes, chosen);
+  }
+
+  private runClientTransaction(request: SipRequest, bytes: Buffer, destination: Destination): Promise<SendResult> {
+    return new Promise<SendResult>((resolve) => {
+      const key = clientTransactionKey(request);
+      const settle = (status: number, reason: string, outcome: SendResult['outcome'], response?: SipResponse): void => {
+        const retryAfter = response === undefined ? undefined : parseRetryAfter(response.headers.get('retry-after'));
+        resolve({
+          outcome,
+          status,
+          reason,
+          callId: request.callId,
+          transport: destination.transport,
+          ...(retryAfter === undefined ? {} : { retryAfter }),
+        });
+      };
+      const transaction = new NonInviteClientTransaction<SipRequest, SipResponse>(request, {
+        reliable: destination.transport !== 'udp',
+        timers: this.timers,
+      });
+      const driver: ClientDriver = new TransactionDriver(transaction, this.clock, (event: ClientEvent<SipRequest, SipResponse>) => {
+        switch (event.type) {
+          case 'send':
+            this.sendBytes(bytes, destination).catch((error: unknown) => {
+              this.options.onDiagnostic?.(`send to ${destination.address}:${destination.port} failed: ${describe(error)}`);
+              driver.feed((tx, now) => tx.transportError(now));
+            });
+            break;
+          case 'provisional':
+            break;
+          case 'final':
+            settle(event.response.status, event.response.reason, outcomeOfStatus(event.response.status), event.response);
+            break;
+          case 'timeout':
+            settle(408, 'Request Timeout (no response)', 'timeout');
+            break;
+          case 'transport-error':
+            settle(503, 'Service Unavailable (transport error)', 'transport-error');
+            break;
+          case 'terminated':
+            this.clients.delete(key);
+            driver.dispose();
+            break;
+        }
+      });
+      this.clients.set(key, driver);
+      driver.feed((tx, now) => tx.start(now));
+    });
+  }
+
+  /** Our Via sent-by for a destination: the listening address of that transport and family. */
+  private sentByFor(destination: Destination): SentBy {
+    const specs = this.transport.localAddresses();
+    const family = (host: string): 4 | 6 => (host.includes(':') ? 6 : 4);
+    const match =
+      specs.find((s) => s.transport === destination.transport && family(s.host) === destination.family) ??
+      specs.find((s) => family(s.host) === destination.family) ??
+      specs[0];
+    if (match === undefined) throw new Error('the user agent has no listening socket');
+    const host = isUnspecified(match.host) ? (destination.family === 6 ? '::1' : '127.0.0.1') : match.host;
+    return { transport: destination.transport, host: host.includes(':') ? `[${host}]` : host, port: match.port };
+  }
+
+  private async sendBytes(data: Buffer, destination: Destination, connectionId?: string): Promise<void> {
+    const transport = destination.transport === 'udp' ? 'udp' : 'tcp';
+    this.options.onTrace?.({ direction: 'out', transport, remote: { address: destination.address, port: destination.port }, data });
+    await this.transport.send(data, {
+      transport,
+      address: destination.address,
+      port: destination.port,
+      ...(connectionId === undefined ? {} : { connectionId }),
+    });
+  }
+
+  // ---- Incoming bytes ------------------------------------------------------------------
+
+  private receive(inbound: InboundMessage): void {
+    if (this.closed) return;
+    this.options.onTrace?.({ direction: 'in', transport: inbound.transport, remote: inbound.remote, data: inbound.data });
+    let message: SipMessage;
+    try {
+      message = parseMessage(inbound.data, { framing: inbound.transport === 'udp' ? 'datagram' : 'stream' });
+    } catch (error) {
+      if (!(error instanceof ParseError)) throw error;
+      this.options.onDiagnostic?.(`unparseable message from ${inbound.remote.address}:${inbound.remote.port}: ${error.message}`);
+      // A request we could read far enough still deserves its 400 (§8.2, RFC 3261 §18.3).
+      if (error.partial?.kind === 'request') this.rejectMalformed(error.partial, inbound, error);
+      return;
+    }
+    if (message.kind === 'response') this.receiveResponse(message);
+    else this.receiveRequest(message, inbound);
+  }
+
+  private receiveResponse(response: SipResponse): void {
+    let key: string;
+    try {
+      // §8.1.3.3: a response with more than one Via was not meant for us.
+      if (response.vias.length !== 1) {
+        this.options.onDiagnostic?.(`dropped a response with ${response.vias.length} Via headers`);
+        return;
+      }
+      key = clientTransactionKey(response);
+    } catch (error) {
+      if (!(error instanceof ParseError)) throw error;
+      this.options.onDiagnostic?.(`dropped a response with a malformed header: ${error.message}`);
+      return;
+    }
+    const driver = this.clients.get(key);
+    if (driver === undefined) {
+      this.options.onDiagnostic?.(`dropped a stray ${response.status} response (no matching transaction)`);
+      return;
+    }
+    driver.feed((tx, now) => tx.receiveResponse(response.status, response, now));
+  }
+
+  // ---- UAS -----------------------------------------------------------------------------
+
+  private receiveRequest(request: SipRequest, inbound: InboundMessage): void {
+    let key: string;
+    try {
+      stampReceived(request, inbound);
+      key = serverTransactionKey(request);
+    } catch (error) {
+      if (!(error instanceof ParseError)) throw error;
+      this.rejectMalformed(request, inbound, error);
+      return;
+    }
+    const existing = this.servers.get(key);
+    if (existing !== undefined) {
+      existing.feed((tx, now) => tx.receiveRequestRetransmission(now));
+      return;
+    }
+    if (request.method === 'ACK') return; // never answered (§17.1.1.3); no INVITE transactions here
+
+    const driver = this.createServerTransaction(request, inbound, key);
+    const respond = (status: number, options: Parameters<typeof createResponse>[2] = {}): void => {
+      const response = createResponse(request, status, { toTag: newTag(), ...options });
+      driver.feed((tx, now) => tx.respond(status, response, now));
+    };
+
+    // §8.2.2.2: the same request reaching us twice by different paths (a fork) gets 482.
+    const identity = mergeIdentity(request);
+    const holder = this.serverIdentities.get(identity);
+    if (holder !== undefined && holder !== key) {
+      respond(482);
+      return;
+    }
+    this.serverIdentities.set(identity, key);
+
+    const verdict = judgeRequest(request, this.policy);
+    if (verdict.action === 'ignore') {
+      this.options.onDiagnostic?.(`ignored ${request.method}: ${verdict.why}`);
+      return;
+    }
+    if (verdict.action === 'respond') {
+      respond(verdict.status, { headers: verdict.headers, ...(verdict.reason === undefined ? {} : { reason: verdict.reason }) });
+      return;
+    }
+    if (request.method === 'OPTIONS') {
+      respond(200, { headers: this.capabilityHeaders() });
+      return;
+    }
+    void this.deliver(request, inbound).then(
+      (decision) => {
+        if (decision === undefined) respond(200);
+        else
+          respond(decision.status, {
+            ...(decision.reason === undefined ? {} : { reason: decision.reason }),
+            ...(decision.headers === undefined ? {} : { headers: decision.headers }),
+            ...(decision.body === undefined ? {} : { body: decision.body }),
+            ...(decision.contentType === undefined ? {} : { contentType: decision.contentType }),
+          });
+      },
+      (error: unknown) => {
+        this.options.onDiagnostic?.(`message handler failed: ${describe(error)}`);
+        respond(500, { reason: 'Server Internal Error (message could not be stored)' });
+      },
+    );
+  }
+
+  private async deliver(request: SipRequest, inbound: InboundMessage): Promise<MessageDecision | void> {
+    const handler = this.messageHandler;
+    if (handler === undefined) return undefined;
+    const receivedAt = new Date();
+    const date = parseDate(request.headers.get('date'));
+    const expires = request.headers.get('expires');
+    const expiresSeconds = expires !== undefined && /^\d{1,10}$/.test(expires) ? Number(expires) : undefined;
+    const from = request.from;
+    const message: IncomingMessage = {
+      from: formatUri(from.uri),
+      ...(from.displayName === undefined ? {} : { fromDisplayName: from.displayName }),
+      to: formatUri(request.to.uri),
+      callId: request.callId,
+      cseq: request.cseq.seq,
+      fromTag: (from.params.get('tag') as string | null | undefined) ?? '',
+      contentType: request.headers.get('content-type') ?? '',
+      body: request.body,
+      transport: inbound.transport,
+      remote: inbound.remote,
+      ...(date === undefined ? {} : { date }),
+      ...(expiresSeconds === undefined
+        ? {}
+        : { expiresAt: new Date((date ?? receivedAt).getTime() + expiresSeconds * 1000) }),
+      receivedAt,
+      request,
+    };
+    return handler(message);
+  }
+
+  private createServerTransaction(request: SipRequest, inbound: InboundMessage, key: string): ServerDriver {
+    const transaction = new NonInviteServerTransaction<SipRequest, SipResponse>(request, {
+      reliable: inbound.transport !== 'udp',
+      timers: this.timers,
+    });
+    const target = responseTarget(request, inbound);
+    const identity = mergeIdentity(request);
+    const driver: ServerDriver = new TransactionDriver(transaction, this.clock, (event: ServerEvent<SipResponse>) => {
+      switch (event.type) {
+        case 'send':
+          this.sendBytes(serializeMessage(event.response), target, inbound.connectionId).catch((error: unknown) => {
+            this.options.onDiagnostic?.(`response to ${target.address}:${target.port} failed: ${describe(error)}`);
+            driver.feed((tx, now) => tx.transportError(now));
+          });
+          break;
+        case 'transport-error':
+          break;
+        case 'terminated':
+          this.servers.delete(key);
+          if (this.serverIdentities.get(identity) === key) this.serverIdentities.delete(identity);
+          driver.dispose();
+          break;
+        default:
+          break;
+      }
+    });
+    this.servers.set(key, driver);
+    return driver;
+  }
+
+  /** A 400 for a request whose headers are broken, if it can be addressed at all. */
+  private rejectMalformed(request: SipRequest, inbound: InboundMessage, error: ParseError): void {
+    if (request.method === 'ACK') return;
+    try {
+      stampReceived(request, inbound);
+      const response = createResponse(request, 400, { toTag: newTag(), reason: `Bad Request (${error.message})` });
+      const bytes = serializeMessage(response);
+      this.sendBytes(bytes, responseTarget(request, inbound), inbound.connectionId).catch((sendError: unknown) => {
+        this.options.onDiagnostic?.(`400 could not be sent: ${describe(sendError)}`);
+      });
+    } catch (unanswerable) {
+      if (!(unanswerable instanceof ParseError)) throw unanswerable;
+      this.options.onDiagnostic?.(`cannot answer a malformed request: ${unanswerable.message}`);
+    }
+  }
+
+  /** Allow/Accept for OPTIONS (RFC 3261 §11.2) and 415s. */
+  private capabilityHeaders(): Array<readonly [string, string]> {
+    return [
+      ['Allow', this.policy.allowedMethods.join(', ')],
+      ['Accept', this.policy.acceptedTypes.join(', ')],
+      ['Accept-Encoding', 'identity'],
+      ['Accept-Language', 'en'],
+      ['User-Agent', 'sipnote/0.1'],
+    ];
+  }
+}
+
+/**
+ * §18.2.1 and RFC 3581 §4: note where the request really came from in its top Via, so the
+ * response can go back there and so that proxies and logs see the truth.
+ */
+function stampReceived(request: SipRequest, inbound: InboundMessage): void {
+  const rows = request.headers.getAll('via');
+  const first = rows[0];
+  if (first === undefined) throw new ParseError('missing-header', 'Via header missing', 'Via');
+  const elements = splitHeaderList(first);
+  const top = parseVia(elements[0] ?? '')[0];
+  if (top === undefined) throw new ParseError('bad-header-value', 'empty Via', 'Via');
+  const sentByHost = top.host.startsWith('[') ? top.host.slice(1, -1) : top.host;
+  let changed = false;
+  if (sentByHost.toLowerCase() !== inbound.remote.address.toLowerCase()) {
+    top.params.set('received', inbound.remote.address);
+    changed = true;
+  }
+  if (top.params.has('rport') && top.params.get('rport') === null) {
+    top.params.set('received', inbound.remote.address);
+    top.params.set('rport', String(inbound.remote.port));
+    changed = true;
+  }
+  if (!changed) return;
+  elements[0] = formatVia(top);
+  request.headers.replaceFirst('via', elements.join(', '));
+  request.invalidate();
+}
+
+/**
+ * §18.2.2 and RFC 3581 §4: where a response to this request goes. Over a stream it goes back
+ * on the request's own connection (the transport falls back to the source address and the
+ * sent-by port when that connection is gone). Over UDP it goes to the source address (the
+ * `received` we stamped) and to `rport` when the client asked for it, else the sent-by port.
+ */
+function responseTarget(request: SipRequest, inbound: InboundMessage): Destination {
+  const via = request.topVia;
+  const rport = via.params.get('rport');
+  const sentByPort = via.port ?? 5060;
+  const port = inbound.transport === 'udp' && typeof rport === 'string' && /^\d+$/.test(rport) ? Number(rport) : sentByPort;
+  return {
+    transport: inbound.transport,
+    address: inbound.remote.address,
+    port,
+    family: inbound.remote.address.includes(':') ? 6 : 4,
+  };
+}
+
+function mergeIdentity(request: SipRequest): string {
+  return `${request.from.params.get('tag') ?? ''}\n${request.callId}\n${request.cseq.seq}\n${request.method}`;
+}
+
+function isUnspecified(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
+/** Retry-After: delta-seconds, maybe with a comment and parameters (§20.33). */
+function parseRetryAfter(value: string | undefined): number | undefined {
+  const match = value === undefined ? null : /^\s*(\d{1,10})/.exec(value);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
+}
+
+function parseDate(value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const time = Date.parse(value);
+  return Number.isNaN(time) ? undefined : new Date(time);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,47 @@
+/**
+ * The JSON lines `sipnote listen --json` and `sipnote send --json` print: one object per line.
+ * Scripts and tests read these; the types are the contract, so a field is never renamed
+ * without every reader seeing it at compile time.
+ */
+
+/** Printed once, when every socket is bound. `listen` entries are `udp:127.0.0.1:5081`. */
+export interface ListeningEvent {
+  readonly event: 'listening';
+  readonly aor: string;
+  readonly listen: readonly string[];
+}
+
+/** One per MESSAGE accepted (answered 2xx). */
+export interface MessageEvent {
+  readonly event: 'message';
+  readonly from: string;
+  readonly fromDisplayName?: string;
+  readonly to: string;
+  readonly callId: string;
+  readonly cseq: number;
+  /** The Content-Type header as sent, parameters included. */
+  readonly contentType: string;
+  /** Text for textual types (decoded in their charset), base64 otherwise. */
+  readonly body: string;
+  readonly bodyEncoding: 'text' | 'base64';
+  readonly transport: 'udp' | 'tcp';
+  /** `address:port` the request came from. */
+  readonly remote: string;
+  /** ISO 8601 times. `date` is the request's Date header; `expiresAt` follows RFC 3428 §7. */
+  readonly date?: string;
+  readonly expiresAt?: string;
+  readonly receivedAt: string;
+}
+
+export type ListenEvent = ListeningEvent | MessageEvent;
+
+/** What `sipnote send --json` prints when the request got an answer or gave up. */
+export interface SendSummary {
+  readonly status: number;
+  readonly reason: string;
+  /** delivered (200), accepted (202: stored by a server), refused (6xx), failed, timeout, transport-error */
+  readonly outcome: 'delivered' | 'accepted' | 'refused' | 'failed' | 'timeout' | 'transport-error';
+  readonly callId: string;
+  readonly transport: 'udp' | 'tcp' | 'tls';
+  readonly retryAfter?: number;
+}
