@@ -103,6 +103,7 @@ function parseSendArgs(args: string[]) {
   if (positionals.length !== 1) throw new UsageError('send takes exactly one TEXT argument (or - to read stdin)');
   const transport = values.transport;
   if (transport !== undefined && transport !== 'udp' && transport !== 'tcp') throw new UsageError('--transport must be udp or tcp');
+  const chosen: 'udp' | 'tcp' | undefined = transport;
   const t1 = parseT1(values.t1);
   return {
     from,
@@ -114,7 +115,7 @@ function parseSendArgs(args: string[]) {
     verbose: values.verbose,
     contentType: values['content-type'],
     congestionSafePath: values['congestion-safe-path'],
-    ...(transport === undefined ? {} : { transport }),
+    ...(chosen === undefined ? {} : { transport: chosen }),
     ...(t1 === undefined ? {} : { t1 }),
   };
 }

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseMessage } from '../sip/message/parse.js';
 import { ParseError } from '../sip/message/parse-error.js';
-import { validateEssentialHeaders, type SipMessage } from '../sip/message/sip-message.js';
+import { checkCSeqMethod, validateEssentialHeaders, type SipMessage } from '../sip/message/sip-message.js';
 import { formatUri } from '../sip/uri.js';
 import { readAllStdin, type CommandIo } from './io.js';
 import { UsageError } from './usage-error.js';
@@ -17,6 +17,7 @@ export async function parseCommand(args: { file?: string; json: boolean }, io: C
   try {
     message = parseMessage(data);
     validateEssentialHeaders(message);
+    if (message.kind === 'request') checkCSeqMethod(message);
   } catch (error) {
     if (!(error instanceof ParseError)) throw error;
     const failure = { error: 'ParseError', code: error.code, message: error.message, ...(error.header ? { header: error.header } : {}) };

@@ -11,9 +11,9 @@
  *     e:                                    its MIME headers, a blank line, its content
  *
  * and leaves the end of the content to the framing of the carrying protocol (§2). In SIP the
- * "m:" part is the SIP message's own `Content-Type: message/cpim` header (RFC 3261 §7.4 makes
- * the SIP headers the body's MIME headers), so the SIP body starts directly with the "h:"
- * block. RFC 5438's IMDN examples print the same layout (a `Content-type: Message/CPIM` line
+ * "m:" part is the SIP message's own `Content-Type: message/cpim` header (RFC 3261 §7.4: the
+ * SIP header section carries the body's MIME type), so the SIP body starts directly with the
+ * "h:" block. RFC 5438's IMDN examples print the same layout (a `Content-type: Message/CPIM` line
  * standing for the carrier's header, then the CPIM headers). Old liblinphone releases did put a
  * copy of the "m:" block inside the SIP body; `parseCpim` recognises and skips such a leading
  * block (see `looksLikeOuterMimeBlock`), `buildCpim` never writes one.
@@ -442,7 +442,24 @@ function parseHeaderLine(line: string): HeaderLine {
   // Exactly one SP is required (§2.2); a missing SP, or more whitespace at either end, is
   // tolerated and dropped (§2.2 also forbids whitespace at the end of a line, which is why
   // `escapeCpimValue` writes edge spaces as escapes).
-  return { name, ...split, rawValue: trimSpaceAndTab(line.slice(pos)), lang, params };
+  return { name, ...split, rawValue: trimRawValue(line.slice(pos)), lang, params };
+}
+
+/**
+ * Trims SP and HTAB around a raw value, except a last one that a backslash escapes
+ * (`x\ ` is an unknown escape standing for a space, §2.3.1, not trailing whitespace).
+ */
+function trimRawValue(raw: string): string {
+  let start = 0;
+  let end = raw.length;
+  while (start < end && isSpaceOrTab(raw[start])) start++;
+  while (end > start && isSpaceOrTab(raw[end - 1])) end--;
+  if (end < raw.length) {
+    let backslashes = 0;
+    while (end - 1 - backslashes >= start && raw[end - 1 - backslashes] === '\\') backslashes++;
+    if (backslashes % 2 === 1) end++;
+  }
+  return raw.slice(start, end);
 }
 
 /** Parameter = Param-name "=" ( Token / Number / String ), starting after the ";". */
@@ -513,8 +530,8 @@ export function parseCpim(body: Uint8Array): CpimMessage {
       }
       namespace = bound;
     } else if (line.localName === 'NS') {
-      // An unprefixed NS always declares, even under a changed default namespace: otherwise a
-      // message could never switch the default back (RFC 3862 §3.4).
+      // An unprefixed NS always declares, even under a changed default namespace; otherwise a
+      // message could never switch the default back. (Our reading: RFC 3862 §3.4 does not say.)
       namespace = CPIM_CORE_NAMESPACE;
     } else {
       namespace = bindings.get('')!;
@@ -750,10 +767,14 @@ function checkRequiredName(fullName: string, prefixes: ReadonlySet<string>): voi
   }
 }
 
+/** An unpaired surrogate: TextEncoder would silently write it as U+FFFD. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function checkMimeHeader(name: string, value: string): void {
   if (!MIME_FIELD_NAME.test(name)) throw new RangeError(`not a MIME header name: ${JSON.stringify(name)}`);
-  if (/[\u0000-\u001f\u007f]/.test(value) || trimSpaceAndTab(value) !== value) {
-    throw new RangeError(`${name}: MIME header values must have no control characters and no edge whitespace`);
+  // MIME headers have no escape mechanism, so what cannot be written as is is refused.
+  if (/[\u0000-\u001f\u007f]/.test(value) || LONE_SURROGATE.test(value) || trimSpaceAndTab(value) !== value) {
+    throw new RangeError(`${name}: MIME header values must be well-formed, without control characters or edge whitespace`);
   }
 }
 

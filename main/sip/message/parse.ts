@@ -66,20 +66,57 @@ export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessa
   }
   if (headEnd < 0) {
     if (data.length - start > limits.maxHeadBytes) throw new ParseError('too-large', 'header section too large');
-    throw new ParseError('truncated', 'header section does not end with an empty line');
+    // A datagram cut short before its empty line: still read what is there, so that a UAS
+    // can answer 400 to a request it can address (RFC 4475 §3.1.2.15).
+    const error = new ParseError('truncated', 'header section does not end with an empty line');
+    const partial = tryPartial(() => readHead(data.toString('utf8', start), limits));
+    if (partial !== undefined) error.partial = partial;
+    throw error;
   }
   if (headEnd - start > limits.maxHeadBytes) {
     throw new ParseError('too-large', `header section of ${headEnd - start} bytes exceeds ${limits.maxHeadBytes}`);
   }
 
-  const head = data.toString('utf8', start, headEnd);
+  const message = readHead(data.toString('utf8', start, headEnd), limits);
+
+  // Body framing (§18.3, §20.14): Content-Length counts octets.
+  const bodyStart = headEnd + separatorLength;
+  const available = data.length - bodyStart;
+  let contentLength: number | undefined;
+  try {
+    contentLength = readContentLength(message.headers);
+  } catch (error) {
+    throw error instanceof ParseError ? withPartial(error, message) : error;
+  }
+  if (contentLength === undefined) {
+    if (options.framing === 'stream') {
+      throw withPartial(new ParseError('missing-header', 'Content-Length is required on stream transports', 'Content-Length'), message);
+    }
+    message.body = data.subarray(bodyStart);
+  } else if (contentLength > available) {
+    throw withPartial(
+      new ParseError('body-length-mismatch', `Content-Length ${contentLength} but only ${available} body bytes`, 'Content-Length'),
+      message,
+    );
+  } else {
+    message.body = data.subarray(bodyStart, bodyStart + contentLength);
+  }
+  return message;
+}
+
+/**
+ * The start line and header rows of a message, given its header section as text. A broken
+ * request line over sound headers still yields the message, attached to the ParseError as
+ * `partial` with the method and URI read leniently, so that the 400 can be sent (RFC 4475
+ * §3.1.2.7-§3.1.2.10 want an answer, not silence).
+ */
+function readHead(head: string, limits: ParseLimits): SipMessage {
   const rows: HeaderRow[] = [];
-  let lineStart = 0;
   let lineEnd = nextLineEnd(head, 0);
   const startLine = lineAt(head, 0, lineEnd, limits);
 
   // Header rows; a line starting with SP or HT continues the previous row (§7.3.1).
-  lineStart = lineEnd + 1;
+  let lineStart = lineEnd + 1;
   let last: { name: string; key: string; value: string } | undefined;
   while (lineStart < head.length) {
     lineEnd = nextLineEnd(head, lineStart);
@@ -105,26 +142,32 @@ export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessa
   if (last !== undefined) rows.push(last);
 
   const headers = new HeaderList(rows);
-  const message = parseStartLine(startLine, headers);
-
-  // Body framing (§18.3, §20.14): Content-Length counts octets.
-  const bodyStart = headEnd + separatorLength;
-  const available = data.length - bodyStart;
-  const contentLength = readContentLength(headers);
-  if (contentLength === undefined) {
-    if (options.framing === 'stream') {
-      throw withPartial(new ParseError('missing-header', 'Content-Length is required on stream transports', 'Content-Length'), message);
-    }
-    message.body = data.subarray(bodyStart);
-  } else if (contentLength > available) {
-    throw withPartial(
-      new ParseError('body-length-mismatch', `Content-Length ${contentLength} but only ${available} body bytes`, 'Content-Length'),
-      message,
-    );
-  } else {
-    message.body = data.subarray(bodyStart, bodyStart + contentLength);
+  try {
+    return parseStartLine(startLine, headers);
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+    const lenient = lenientRequest(startLine, headers);
+    if (lenient !== undefined) error.partial = lenient;
+    throw error;
   }
-  return message;
+}
+
+/** `INVITE  <sip:a@b>  SIP/2.0 ` read as loosely as possible, for answering it with 400. */
+function lenientRequest(line: string, headers: HeaderList): SipRequest | undefined {
+  const parts = line.trim().split(/[ \t]+/);
+  const method = parts[0];
+  const uri = parts[1];
+  if (method === undefined || uri === undefined || !isToken(method) || method.toUpperCase().startsWith('SIP/')) return undefined;
+  return new SipRequest(method, uri.replace(/^<|>$/g, ''), headers, Buffer.alloc(0));
+}
+
+function tryPartial(read: () => SipMessage): SipMessage | undefined {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof ParseError) return error.partial;
+    throw error;
+  }
 }
 
 /** Parses the start line and makes the message object it announces (§7.1, §7.2). */
@@ -143,7 +186,7 @@ function parseStartLine(line: string, headers: HeaderList): SipMessage {
     return new SipResponse(Number(code), reason, headers, empty, version);
   }
 
-  // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (§7.1, RFC 4475 §3.1.2.7).
+  // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (§7.1, RFC 4475 §3.1.2.9).
   const sp1 = line.indexOf(' ');
   const sp2 = sp1 < 0 ? -1 : line.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 < 0 || line.indexOf(' ', sp2 + 1) >= 0) {

@@ -136,6 +136,16 @@ export class SipResponse extends SipMessageBase {
 
 export type SipMessage = SipRequest | SipResponse;
 
+/** Headers that must appear at most once (§7.3.1; RFC 4475 §3.3.8 "multi01"). */
+const SINGLE_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  ['from', 'From'],
+  ['to', 'To'],
+  ['call-id', 'Call-ID'],
+  ['cseq', 'CSeq'],
+  ['max-forwards', 'Max-Forwards'],
+  ['content-type', 'Content-Type'],
+];
+
 /**
  * Reads every header that request processing depends on (§8.2, §17.2.3), so a malformed one
  * is found before anything is done rather than halfway through. Throws ParseError naming the
@@ -143,19 +153,32 @@ export type SipMessage = SipRequest | SipResponse;
  */
 export function validateEssentialHeaders(message: SipMessage): void {
   if (message.vias.length === 0) throw new ParseError('missing-header', 'Via header missing', 'Via');
+  for (const [key, display] of SINGLE_HEADERS) {
+    if (message.headers.getAll(key).length > 1) {
+      throw new ParseError('bad-header', `${display} appears more than once`, display);
+    }
+  }
   void message.from;
   void message.to;
   if (message.callId.length === 0) throw new ParseError('bad-header-value', 'Call-ID is empty', 'Call-ID');
-  const cseq = message.cseq;
+  void message.cseq;
   if (message.kind === 'request') {
     void message.requestUri;
-    if (cseq.method !== message.method) {
-      throw new ParseError('bad-header-value', `CSeq method ${cseq.method} does not match ${message.method}`, 'CSeq');
-    }
     const maxForwards = message.headers.get('max-forwards');
     if (maxForwards !== undefined && !/^\d{1,10}$/.test(maxForwards)) {
       throw new ParseError('bad-header-value', 'Max-Forwards is not a number', 'Max-Forwards');
     }
   }
   void message.contentType;
+}
+
+/**
+ * §8.1.1.5: a request's CSeq method must be its own method. Checked apart from the essential
+ * headers because an unknown method deserves 501 before a mismatch deserves 400 (RFC 4475
+ * §3.1.2.18 "mismatch02").
+ */
+export function checkCSeqMethod(request: SipRequest): void {
+  if (request.cseq.method !== request.method) {
+    throw new ParseError('bad-header-value', `CSeq method ${request.cseq.method} does not match ${request.method}`, 'CSeq');
+  }
 }

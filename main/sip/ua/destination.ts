@@ -10,7 +10,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { Uri } from '../uri.js';
+import { isSipUri, type Uri } from '../uri.js';
 import { DestinationError } from './errors.js';
 import type { SipTransportName } from './message-request.js';
 
@@ -23,7 +23,7 @@ export interface Destination {
 }
 
 export async function resolveDestination(uri: Uri, preferred?: SipTransportName): Promise<Destination> {
-  if (uri.scheme !== 'sip' && uri.scheme !== 'sips') {
+  if (!isSipUri(uri)) {
     throw new DestinationError(`cannot send to a ${uri.scheme}: URI; a sip: or sips: address is needed`);
   }
   const secure = uri.scheme === 'sips';

@@ -8,7 +8,7 @@
  */
 import { mediaTypeOf } from '../header-values.js';
 import { ParseError } from '../message/parse-error.js';
-import { SIP_VERSION, validateEssentialHeaders, type SipRequest } from '../message/sip-message.js';
+import { checkCSeqMethod, SIP_VERSION, validateEssentialHeaders, type SipRequest, type SipResponse } from '../message/sip-message.js';
 
 export interface RequestPolicy {
   /** Methods we process; everything else gets 405 or 501. */
@@ -76,13 +76,20 @@ export function judgeRequest(request: SipRequest, policy: RequestPolicy = DEFAUL
     return respond(501, undefined, [['Allow', allow]]);
   }
 
-  // §8.2.2.1: a scheme we do not understand in the Request-URI.
-  if (!OUR_SCHEMES.has(request.requestUri.scheme.toLowerCase())) {
-    return respond(416, undefined, [['Accept', policy.acceptedTypes.join(', ')]]);
+  try {
+    checkCSeqMethod(request);
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+    return respond(400, `Bad Request (${error.message})`);
   }
 
   // §12.2.2: a To tag means a dialog, and a pager keeps none (RFC 3428 §2).
   if (request.to.params.has('tag')) return respond(481);
+
+  // §8.2.2.1: a scheme we do not understand in the Request-URI.
+  if (!OUR_SCHEMES.has(request.requestUri.scheme.toLowerCase())) {
+    return respond(416, undefined, [['Accept', policy.acceptedTypes.join(', ')]]);
+  }
 
   // §8.2.2.3: every option tag in Require must be one we support.
   const unsupported = request.headers
@@ -125,3 +132,19 @@ function judgeContent(request: SipRequest, policy: RequestPolicy): Verdict {
 
 /** Charsets we can decode into text exactly (Node's decoders). */
 export const TEXT_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii', 'iso-8859-1', 'latin1']);
+
+/**
+ * What a UAC does with a response before matching it (§8.1.3.3, §18.1.2): one with more than
+ * one Via was meant for a proxy, and one with a malformed essential header cannot be matched
+ * safely. Both are dropped silently.
+ */
+export function judgeResponse(response: SipResponse): { readonly action: 'accept' } | { readonly action: 'ignore'; readonly why: string } {
+  try {
+    validateEssentialHeaders(response);
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+    return { action: 'ignore', why: `malformed ${response.status} response: ${error.message}` };
+  }
+  if (response.vias.length !== 1) return { action: 'ignore', why: `a ${response.status} response with ${response.vias.length} Via headers` };
+  return { action: 'accept' };
+}

@@ -33,7 +33,7 @@ import { MessageTooLargeError } from './errors.js';
 import { newBranch, newCallId, newTag } from './identifiers.js';
 import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTransportName } from './message-request.js';
 import { outcomeOfStatus, type SendResult } from './outcome.js';
-import { DEFAULT_REQUEST_POLICY, judgeRequest, type RequestPolicy } from './request-policy.js';
+import { DEFAULT_REQUEST_POLICY, judgeRequest, judgeResponse, type RequestPolicy } from './request-policy.js';
 import { createResponse } from './responses.js';
 
 /** RFC 3428 §8: the largest MESSAGE request allowed over a path not known to be congestion-controlled. */
@@ -304,19 +304,12 @@ export class UserAgent {
   }
 
   private receiveResponse(response: SipResponse): void {
-    let key: string;
-    try {
-      // §8.1.3.3: a response with more than one Via was not meant for us.
-      if (response.vias.length !== 1) {
-        this.options.onDiagnostic?.(`dropped a response with ${response.vias.length} Via headers`);
-        return;
-      }
-      key = clientTransactionKey(response);
-    } catch (error) {
-      if (!(error instanceof ParseError)) throw error;
-      this.options.onDiagnostic?.(`dropped a response with a malformed header: ${error.message}`);
+    const verdict = judgeResponse(response);
+    if (verdict.action === 'ignore') {
+      this.options.onDiagnostic?.(`dropped ${verdict.why}`);
       return;
     }
+    const key = clientTransactionKey(response);
     const driver = this.clients.get(key);
     if (driver === undefined) {
       this.options.onDiagnostic?.(`dropped a stray ${response.status} response (no matching transaction)`);
