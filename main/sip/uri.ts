@@ -698,6 +698,7 @@ function readHostPort(text: string, pos: number, allowPort: boolean): { host: st
   let port: number | undefined;
   if (pos < n && text.charCodeAt(pos) === COLON) {
     if (!allowPort) fail('a port is not allowed here');
+    const hostEnd = pos;
     const digitsStart = ++pos;
     let value = 0;
     while (pos < n) {
@@ -707,7 +708,10 @@ function readHostPort(text: string, pos: number, allowPort: boolean): { host: st
       if (value > 65535) fail('port out of range (0-65535)');
       pos++;
     }
-    if (pos === digitsStart) fail('invalid port');
+    if (pos === digitsStart || (pos < n && text.charCodeAt(pos) === COLON)) {
+      // `sip:fe80::1` reads as host "fe80" followed by something that is not a port.
+      fail(looksLikeBareIPv6(text, hostEnd) ? 'an IPv6 address must be written in brackets, "[...]" (RFC 5118 §4.2)' : 'invalid port');
+    }
     port = value;
   }
   if (pos < n) {

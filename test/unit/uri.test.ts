@@ -179,6 +179,8 @@ describe('parseUri: IPv6 (RFC 5118, RFC 5954)', () => {
     expect(expectBadUri('sip:2001:db8::10').message).toMatch(/brackets/);
     expect(expectBadUri('sip:user@2001:db8::10').message).toMatch(/brackets/);
     expectBadUri('sip:user@2001:db8::10:5070');
+    expect(expectBadUri('sip:fe80::1').message).toMatch(/brackets/);
+    expect(expectBadUri('sip:a@fe80:1:2::1;lr').message).toMatch(/brackets/);
   });
 
   it('tells an address that ends in a number from an address and a port (§4.3, §4.4)', () => {
