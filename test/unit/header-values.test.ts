@@ -660,7 +660,8 @@ describe('property: nothing but ParseError on random input', () => {
       '1'.repeat(200_000) + ' INVITE',
       'text/plain' + '; a=b'.repeat(1).padEnd(200_000, ' '),
     ];
-    const started = performance.now();
+    // A super-linear scanner would not finish these within the test timeout; nothing here
+    // measures time (tests never assert on wall-clock time).
     for (const text of inputs) {
       for (const [, parse] of parsers) {
         try {
@@ -670,7 +671,6 @@ describe('property: nothing but ParseError on random input', () => {
         }
       }
     }
-    expect(performance.now() - started).toBeLessThan(3000);
   });
 });
 

@@ -153,12 +153,11 @@ describe('StreamFramer: framing by Content-Length (RFC 3261 §18.3)', () => {
     const body = 'x'.repeat(60 * 1024);
     const msg = messageRequest(body);
     const framer = new StreamFramer();
-    const started = performance.now();
     const events = pushAll(framer, bytewise(msg));
     expect(messagesOf(events)).toHaveLength(1);
     expect(messagesOf(events)[0]!.equals(msg)).toBe(true);
-    // Rescanning or re-copying the buffer per byte would be ~4e9 byte operations here.
-    expect(performance.now() - started).toBeLessThan(3000);
+    // Rescanning or re-copying the buffer per byte would be ~4e9 byte operations here, far
+    // past the test timeout; no wall-clock assertion is made.
   });
 
   it('returns a copy that later pushes cannot overwrite', () => {

@@ -379,13 +379,11 @@ for (const family of families) {
       const bob = await listen(`tcp:${bracketed}:0`, { idleTimeoutMs: 150 });
       const opened = nextEvent(bob, 'connection-open');
       const closed = nextEvent(bob, 'connection-close');
-      const started = performance.now();
       const client = await rawClient(family.host, portOf(bob, 'tcp'));
       const info = await opened;
       const event = await closed;
       expect(event.reason).toBe('idle');
       expect(event.connection.connectionId).toBe(info.connectionId);
-      expect(performance.now() - started).toBeGreaterThanOrEqual(100);
       await within(client.closed, 5000, 'client close');
       expect(bob.connections()).toHaveLength(0);
     });

@@ -1,0 +1,166 @@
+/**
+ * The `sipnote` command line: exit codes, JSON output, stdin, usage errors. Most cases run
+ * `main()` in-process with injected streams; one runs the real bin file as a child process.
+ */
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli-events.js';
+import { main } from '../../main/cli/main.js';
+import { exitWithin, REPO_ROOT, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
+import { RawUdpPeer } from '../support/raw-udp.js';
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(argv: string[], stdin = '', stop?: Promise<void>): Promise<Run> {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const errors = new PassThrough();
+  let stdout = '';
+  let stderr = '';
+  output.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  errors.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  input.end(stdin);
+  const code = await main(argv, { stdin: input, stdout: output, stderr: errors }, stop);
+  return { code, stdout, stderr };
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await stopAll();
+});
+
+const MESSAGE = 'MESSAGE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\nFrom: <sip:a@example.com>;tag=1\nTo: <sip:bob@example.com>\nCall-ID: pasted\nCSeq: 1 MESSAGE\nContent-Type: text/plain\nContent-Length: 2\n\nhi';
+
+describe('sipnote parse', () => {
+  it('prints the parsed form of a pasted capture (LF line ends) as JSON, exit 0', async () => {
+    const result = await run(['parse', '-', '--json'], MESSAGE);
+    expect(result.code).toBe(0);
+    const view = JSON.parse(result.stdout) as { method: string; callId: string; body: string; via: Array<{ params: Record<string, string> }> };
+    expect(view).toMatchObject({ method: 'MESSAGE', callId: 'pasted', body: 'hi' });
+    expect(view.via[0]?.params.branch).toBe('z9hG4bKx');
+  });
+
+  it('reads a file, and reports a ParseError with exit 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sipnote-cli-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'bad.txt'), 'MESSAGE  sip:bob@example.com SIP/2.0\r\nCall-ID: x\r\n\r\n');
+    const result = await run(['parse', join(dir, 'bad.txt'), '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ error: 'ParseError', code: 'bad-start-line' });
+    const missing = await run(['parse', join(dir, 'nope.txt')]);
+    expect(missing.code).toBe(2);
+  });
+});
+
+describe('usage errors exit 2 with a reason on stderr', () => {
+  it.each([
+    [[]],
+    [['frobnicate']],
+    [['send', '--to', 'sip:bob@127.0.0.1', 'x']],
+    [['send', '--from', 'sip:a@127.0.0.1', '--to', 'mailto:bob@x', 'x']],
+    [['send', '--from', 'sip:a@127.0.0.1', '--to', 'sip:b@127.0.0.1', '--transport', 'sctp', 'x']],
+    [['send', '--from', 'sip:a@127.0.0.1', '--to', 'sip:b@127.0.0.1']],
+    [['listen', '--aor', 'sip:bob@127.0.0.1', '--listen', 'carrier-pigeon:1']],
+    [['listen', '--aor', 'sip:bob@127.0.0.1', '--bogus']],
+  ])('%j', async (argv) => {
+    const result = await run(argv);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^sipnote: .+\n/);
+    expect(result.stderr).toContain('usage:');
+  });
+});
+
+describe('sipnote send and listen', () => {
+  async function listener(extra: string[] = []): Promise<{ port: number; events: MessageEvent[]; stop: () => Promise<number> }> {
+    let resolveStop: () => void = () => undefined;
+    const stop = new Promise<void>((resolve) => (resolveStop = resolve));
+    const output = new PassThrough();
+    const events: MessageEvent[] = [];
+    let buffered = '';
+    let onListening: (event: ListeningEvent) => void = () => undefined;
+    const listening = new Promise<ListeningEvent>((resolve) => (onListening = resolve));
+    output.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        const event = JSON.parse(line) as ListeningEvent | MessageEvent;
+        if (event.event === 'listening') onListening(event);
+        else events.push(event);
+      }
+    });
+    const done = main(['listen', '--aor', 'sip:bob@127.0.0.1', '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0', '--json', '--plaintext', ...extra], { stdin: new PassThrough(), stdout: output, stderr: new PassThrough() }, stop);
+    const event = await listening;
+    const port = Number(event.listen[0]?.split(':').pop());
+    const stopIt = async (): Promise<number> => {
+      resolveStop();
+      return done;
+    };
+    cleanups.push(async () => void (await stopIt()));
+    return { port, events, stop: stopIt };
+  }
+
+  it('sends text from stdin and prints the status as JSON, exit 0; the listener exits 0 when stopped', async () => {
+    const bob = await listener();
+    const result = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--json', '--plaintext', '-'], 'from stdin ✓');
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout) as SendSummary).toMatchObject({ status: 200, reason: 'OK', outcome: 'delivered', transport: 'udp' });
+    expect(bob.events[0]).toMatchObject({ event: 'message', body: 'from stdin ✓', bodyEncoding: 'text', transport: 'udp', from: 'sip:alice@127.0.0.1' });
+    expect(await bob.stop()).toBe(0);
+  });
+
+  it('exits 1 on a final non-2xx (415 for a type the listener cannot take)', async () => {
+    const bob = await listener();
+    const result = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--content-type', 'application/json', '--plaintext', '{}']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('415');
+    expect(result.stderr).toMatch(/not delivered: 415/);
+  });
+
+  it('sends a large message over TCP by itself (RFC 3261 §18.1.1) and accepts it directly', async () => {
+    const bob = await listener();
+    const text = 'ü'.repeat(1000); // 2000 bytes
+    const result = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--json', '--plaintext', text]);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'tcp' });
+    expect(bob.events[0]?.body).toBe(text);
+  });
+
+  it('exits 3 on a transport failure and on a timeout', async () => {
+    const silent = await RawUdpPeer.open();
+    cleanups.push(() => silent.close());
+    const refused = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${silent.port}`, '--transport', 'tcp', '--plaintext', 'x']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/could not reach/);
+    const timeout = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${silent.port}`, '--t1', '5', '--json', '--plaintext', 'x']);
+    expect(timeout.code).toBe(3);
+    expect(JSON.parse(timeout.stdout)).toMatchObject({ status: 408, outcome: 'timeout' });
+    expect(silent.received.length).toBeGreaterThan(1); // it retransmitted over UDP
+  });
+
+  it('runs as the installed bin, and says plainly that S/MIME is not there yet without --plaintext', async () => {
+    const bob = await listener();
+    const send = startSipnote(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, 'hi']);
+    expect(await exitWithin(send)).toBe(0);
+    expect(send.stderr()).toMatch(/S\/MIME is not built yet/);
+    expect(send.stdout()).toMatch(/^200 OK/);
+  });
+});
+
+describe('npm start', () => {
+  it('starts the receiver with its defaults and says the desktop app is not built yet', async () => {
+    const proc = start(process.execPath, [join(REPO_ROOT, 'scripts/start.js'), '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0']);
+    await waitForLine(proc, (line) => /^listening as sip:.+@127\.0\.0\.1 on udp:127\.0\.0\.1:\d+, tcp:127\.0\.0\.1:\d+$/.test(line));
+    expect(proc.stderr()).toMatch(/the desktop app is not built yet/);
+    proc.child.kill('SIGINT');
+    expect(await exitWithin(proc)).toBe(0);
+  });
+});
