@@ -24,6 +24,17 @@ export interface MessageEvent {
   /** Text for textual types (decoded in their charset), base64 otherwise. */
   readonly body: string;
   readonly bodyEncoding: 'text' | 'base64';
+  /** What a person reads: the text of a text/plain body, of a CPIM body's content, or of a multipart body's text parts. */
+  readonly text: string;
+  /** How many non-text parts a multipart body had. */
+  readonly attachments?: number;
+  /** The CPIM envelope (RFC 3862) when the body was message/cpim. */
+  readonly cpim?: {
+    readonly from?: string;
+    readonly to: readonly string[];
+    readonly dateTime?: string;
+    readonly messageId?: string;
+  };
   readonly transport: 'udp' | 'tcp';
   /** `address:port` the request came from. */
   readonly remote: string;

@@ -9,7 +9,8 @@ import { parseContentType } from '../sip/header-values.js';
 import { ParseError } from '../sip/message/parse-error.js';
 import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import { TEXT_CHARSETS } from '../sip/ua/request-policy.js';
-import { UserAgent, type IncomingMessage } from '../sip/ua/user-agent.js';
+import { UserAgent, type IncomingMessage, type MessageDecision } from '../sip/ua/user-agent.js';
+import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody, type BodyReading } from '../im/incoming-body.js';
 import type { ListeningEvent, MessageEvent } from '../../shared/cli-events.js';
 import type { CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
@@ -38,8 +39,13 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     aor: args.aor,
     listen: args.listen,
     ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
-    onMessage: (message) => {
-      print(messageEvent(message), `${message.from} -> ${message.to} [${message.contentType}]: ${bodyText(message).text}`);
+    policy: PAGER_REQUEST_POLICY,
+    onMessage: (message): MessageDecision | void => {
+      const reading = readMessageBody(message.contentType, message.body);
+      if (reading.kind === 'rejected') {
+        return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
+      }
+      print(messageEvent(message, reading), `${message.from} -> ${message.to}: ${reading.text}`);
     },
     ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
   });
@@ -50,7 +56,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   return 0;
 }
 
-export function messageEvent(message: IncomingMessage): MessageEvent {
+export function messageEvent(message: IncomingMessage, reading: Extract<BodyReading, { kind: 'text' }>): MessageEvent {
   const body = bodyText(message);
   return {
     event: 'message',
@@ -62,6 +68,18 @@ export function messageEvent(message: IncomingMessage): MessageEvent {
     contentType: message.contentType,
     body: body.text,
     bodyEncoding: body.encoding,
+    text: reading.text,
+    ...(reading.attachments > 0 ? { attachments: reading.attachments } : {}),
+    ...(reading.cpim === undefined
+      ? {}
+      : {
+          cpim: {
+            to: reading.cpim.to,
+            ...(reading.cpim.from === undefined ? {} : { from: reading.cpim.from }),
+            ...(reading.cpim.dateTime === undefined ? {} : { dateTime: reading.cpim.dateTime.toISOString() }),
+            ...(reading.cpim.messageId === undefined ? {} : { messageId: reading.cpim.messageId }),
+          },
+        }),
     transport: message.transport,
     remote: `${message.remote.address}:${message.remote.port}`,
     ...(message.date === undefined ? {} : { date: message.date.toISOString() }),

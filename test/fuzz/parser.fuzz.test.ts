@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { parseCpim } from '../../main/im/cpim.js';
+import { readMessageBody } from '../../main/im/incoming-body.js';
 import { parseMessage } from '../../main/sip/message/parse.js';
 import { ParseError } from '../../main/sip/message/parse-error.js';
 import { checkCSeqMethod, validateEssentialHeaders } from '../../main/sip/message/sip-message.js';
@@ -68,7 +68,8 @@ function process(bytes: Buffer): void {
     validateEssentialHeaders(message);
     checkCSeqMethod(message);
     void message.requestUri;
-    if (message.contentType?.subtype === 'cpim') parseCpim(message.body);
+    const reading = readMessageBody(message.headers.get('content-type'), message.body);
+    if (reading.kind === 'text') void reading.text;
   } catch (error) {
     if (!(error instanceof ParseError)) throw error;
   }

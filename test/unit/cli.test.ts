@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli-events.js';
 import { main } from '../../main/cli/main.js';
+import { buildCpim } from '../../main/im/cpim.js';
 import { exitWithin, REPO_ROOT, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
@@ -132,6 +133,29 @@ describe('sipnote send and listen', () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'tcp' });
     expect(bob.events[0]?.body).toBe(text);
+  });
+
+  it('opens a message/cpim body: the text and the CPIM envelope are printed; unsupported content gets 415', async () => {
+    const bob = await listener();
+    const cpim = Buffer.from(
+      buildCpim({
+        from: { uri: 'sip:alice@127.0.0.1', name: 'Alice' },
+        to: [{ uri: 'sip:bob@127.0.0.1' }],
+        dateTime: new Date('2026-11-25T10:00:00Z'),
+        namespaces: { imdn: 'urn:ietf:params:imdn' },
+        extraHeaders: [{ ns: 'imdn', name: 'Message-ID', value: 'm-123' }],
+        contentType: 'text/plain; charset=utf-8',
+        content: Buffer.from('wrapped ✓'),
+      }),
+    ).toString('utf8');
+    const ok = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--content-type', 'message/cpim', '--plaintext', '-'], cpim);
+    expect(ok.code).toBe(0);
+    expect(bob.events[0]).toMatchObject({ text: 'wrapped ✓', cpim: { from: 'sip:alice@127.0.0.1', to: ['sip:bob@127.0.0.1'], messageId: 'm-123', dateTime: '2026-11-25T10:00:00.000Z' } });
+    const json = cpim.replace('text/plain; charset=utf-8', 'application/json');
+    const refused = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--content-type', 'message/cpim', '--plaintext', '-'], json);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/^415 /);
+    expect(bob.events).toHaveLength(1);
   });
 
   it('exits 3 on a transport failure and on a timeout', async () => {

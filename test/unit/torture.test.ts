@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { parseMessage } from '../../main/sip/message/parse.js';
 import { ParseError } from '../../main/sip/message/parse-error.js';
 import { checkCSeqMethod, validateEssentialHeaders, type SipMessage } from '../../main/sip/message/sip-message.js';
+import { PAGER_REQUEST_POLICY } from '../../main/im/incoming-body.js';
 import { judgeRequest, judgeResponse } from '../../main/sip/ua/request-policy.js';
 import {
   collapseLws,
@@ -77,7 +78,7 @@ function outcomeOf(message: SipMessage): { outcome: AcceptableOutcome; error?: P
     if (message.method === 'ACK') return { outcome: 'discard', error };
     return { outcome: 400, error };
   }
-  const verdict = judgeRequest(message);
+  const verdict = judgeRequest(message, PAGER_REQUEST_POLICY);
   // Accepted, a MESSAGE or OPTIONS is processed and answered 200 by the user agent.
   if (verdict.action === 'accept') return { outcome: 'process' };
   if (verdict.action === 'ignore') return { outcome: 'discard' };
