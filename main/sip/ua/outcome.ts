@@ -20,6 +20,8 @@ export interface SendResult {
   readonly callId: string;
   /** Which transport carried it in the end (§18.1.1 may have switched UDP to TCP). */
   readonly transport: 'udp' | 'tcp' | 'tls';
+  /** Why a 401/407 was not answered again (wrong credentials, none known, no usable challenge). */
+  readonly authFailure?: string;
 }
 
 /** Maps a final status (any, including unknown codes: §8.1.3.2) to an outcome. */

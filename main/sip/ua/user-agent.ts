@@ -13,7 +13,7 @@
  * MESSAGE bodies are handed to the application's handler, whose promise decides the final
  * response: the handler can store the message first (write before acknowledge).
  */
-import { formatVia, parseVia, splitHeaderList } from '../header-values.js';
+import { formatVia, parseNameAddr, parseVia, splitHeaderList } from '../header-values.js';
 import { parseMessage } from '../message/parse.js';
 import { ParseError } from '../message/parse-error.js';
 import { serializeMessage } from '../message/serialize.js';
@@ -29,6 +29,7 @@ import { TransportLayer, type InboundMessage, type ListenSpec } from '../transpo
 import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
 import { resolveDestination, type Destination } from './destination.js';
 import { DestinationQueue } from './destination-queue.js';
+import type { ChallengeAnswerer, AuthRequestView } from './authentication.js';
 import { MessageTooLargeError } from './errors.js';
 import { newBranch, newCallId, newTag } from './identifiers.js';
 import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTransportName } from './message-request.js';
@@ -88,6 +89,10 @@ export interface UserAgentOptions {
   /** The user asserts every hop to their peers is congestion-controlled (RFC 3428 §8). */
   readonly congestionSafePath?: boolean;
   readonly onMessage?: MessageHandler;
+  /** Answers 401/407 challenges (digest credentials); without one a challenge is a final failure. */
+  readonly authenticator?: ChallengeAnswerer;
+  /** Outbound proxy URIs, used as a pre-loaded route set with loose routing (§8.1.1.1). */
+  readonly outboundProxy?: readonly string[];
   /** Every SIP message in and out, for a SIP log. */
   readonly onTrace?: (trace: SipTrace) => void;
   /** Things dropped or failed that have no other reporter (unparseable input, stray responses). */
@@ -103,6 +108,35 @@ export interface SendMessageInput {
   readonly expires?: number;
   readonly route?: readonly string[];
   readonly extraHeaders?: ReadonlyArray<readonly [string, string]>;
+}
+
+/** How many challenges one request may answer: a proxy's 407 and then a registrar's 401, with room for one stale nonce. */
+const MAX_AUTH_ATTEMPTS = 3;
+
+/** What a caller of `UserAgent.request` describes; the UA adds branch, CSeq, Via and credentials. */
+export interface RequestPlan {
+  readonly destination: Destination;
+  /** No pre-loaded route: the first hop is the target itself (RFC 3428 §8 "directly"). */
+  readonly direct: boolean;
+  /** RFC 3428 §8 applies (MESSAGE). */
+  readonly sizeLimited?: boolean;
+  readonly firstCSeq?: number;
+  build(attempt: AttemptParameters): SipRequest;
+}
+
+export interface AttemptParameters {
+  readonly branch: string;
+  readonly cseq: number;
+  readonly sentBy: SentBy;
+  /** Authorization / Proxy-Authorization headers to include. */
+  readonly authorization: ReadonlyArray<readonly [string, string]>;
+}
+
+export interface RequestOutcome {
+  readonly result: SendResult;
+  readonly response?: SipResponse;
+  /** The last request sent (its CSeq tells the next one where to continue). */
+  readonly request: SipRequest;
 }
 
 type ClientDriver = TransactionDriver<NonInviteClientTransaction<SipRequest, SipResponse>>;
@@ -174,57 +208,113 @@ export class UserAgent {
   // ---- UAC ---------------------------------------------------------------------------
 
   private async sendNow(input: SendMessageInput, target: Uri): Promise<SendResult> {
-    const destination = await resolveDestination(target, input.transport);
-    const request: MessageRequestInput = {
+    const route = input.route ?? this.options.outboundProxy?.map((uri) => `<${uri}>`) ?? [];
+    const destination = await this.destinationFor(target, route, input.transport);
+    const message: MessageRequestInput = {
       from: this.options.aor,
       ...(this.options.displayName === undefined ? {} : { fromDisplayName: this.options.displayName }),
       to: input.to,
       contentType: input.contentType,
       body: input.body,
       ...(input.expires === undefined ? {} : { expires: input.expires }),
-      ...(input.route === undefined ? {} : { route: input.route }),
+      ...(route.length === 0 ? {} : { route }),
       ...(input.extraHeaders === undefined ? {} : { extraHeaders: input.extraHeaders }),
     };
-    const identity = {
-      branch: newBranch(),
-      callId: newCallId(this.sentByFor(destination).host),
-      fromTag: newTag(),
-      cseq: 1,
-      date: new Date(),
-    };
-
-    // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
-    let chosen = destination;
-    let message = buildMessageRequest(request, this.sentByFor(chosen), identity);
-    let bytes = serializeMessage(message);
-    const transport = chooseTransport(destination.transport, bytes.length);
-    if (transport !== destination.transport) {
-      chosen = { ...destination, transport };
-      message = buildMessageRequest(request, this.sentByFor(chosen), identity);
-      bytes = serializeMessage(message);
-    }
-
-    // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled.
-    const direct = (input.route ?? []).length === 0;
-    const knownSafe = this.options.congestionSafePath === true || (direct && chosen.transport !== 'udp');
-    if (bytes.length > MESSAGE_SIZE_LIMIT && !knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
-
-    return this.runClientTransaction(message, bytes, chosen);
+    const callId = newCallId(this.sentByFor(destination).host);
+    const fromTag = newTag();
+    const date = new Date();
+    const outcome = await this.request({
+      destination,
+      direct: route.length === 0,
+      sizeLimited: true,
+      build: (attempt) =>
+        buildMessageRequest(
+          { ...message, extraHeaders: [...(message.extraHeaders ?? []), ...attempt.authorization] },
+          attempt.sentBy,
+          { branch: attempt.branch, callId, fromTag, cseq: attempt.cseq, date },
+        ),
+    });
+    return outcome.result;
   }
 
-  private runClientTransaction(request: SipRequest, bytes: Buffer, destination: Destination): Promise<SendResult> {
-    return new Promise<SendResult>((resolve) => {
+  /**
+   * Runs one client request to completion with the retries RFC 3261 allows: each attempt is a
+   * new transaction (new branch) with CSeq + 1 and the same Call-ID; a 401/407 is answered by
+   * the ChallengeAnswerer (§8.1.3.5, §22.2). The size rules of §18.1.1 and RFC 3428 §8 are
+   * applied to every attempt, since credentials make a request longer.
+   */
+  async request(plan: RequestPlan): Promise<RequestOutcome> {
+    const authorization = new Map<string, string>();
+    let cseq = plan.firstCSeq ?? 1;
+    for (let attempt = 0; ; attempt++) {
+      let destination = plan.destination;
+      const parameters = (): AttemptParameters => ({
+        branch: newBranch(),
+        cseq,
+        sentBy: this.sentByFor(destination),
+        authorization: [...authorization],
+      });
+      let request = plan.build(parameters());
+      if (attempt === 0 && this.options.authenticator?.preemptive !== undefined) {
+        for (const [name, value] of this.options.authenticator.preemptive(authView(request))) authorization.set(name, value);
+        if (authorization.size > 0) request = plan.build(parameters());
+      }
+      let bytes = serializeMessage(request);
+      // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
+      const transport = chooseTransport(destination.transport, bytes.length);
+      if (transport !== destination.transport) {
+        destination = { ...destination, transport };
+        request = plan.build(parameters());
+        bytes = serializeMessage(request);
+      }
+      // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled.
+      if (plan.sizeLimited === true && bytes.length > MESSAGE_SIZE_LIMIT) {
+        const knownSafe = this.options.congestionSafePath === true || (plan.direct && destination.transport !== 'udp');
+        if (!knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
+      }
+
+      const { result, response } = await this.runClientTransaction(request, bytes, destination);
+      const status = response?.status;
+      const answerer = this.options.authenticator;
+      if ((status === 401 || status === 407) && response !== undefined && answerer !== undefined && attempt < MAX_AUTH_ATTEMPTS) {
+        const challenges = response.headers.getAll(status === 401 ? 'www-authenticate' : 'proxy-authenticate');
+        const answer = await answerer.answer({ status, challenges }, authView(request));
+        if (answer.action === 'retry') {
+          authorization.set(answer.headerName, answer.headerValue);
+          cseq++;
+          continue;
+        }
+        return { result: { ...result, authFailure: answer.reason }, response, request };
+      }
+      return response === undefined ? { result, request } : { result, response, request };
+    }
+  }
+
+  /**
+   * Where the first hop is: the first Route when there is a pre-loaded route set (a loose
+   * router, §8.1.2, §16.12), else the Request-URI's host.
+   */
+  private async destinationFor(target: Uri, route: readonly string[], transport?: SipTransportName): Promise<Destination> {
+    const firstRoute = route[0];
+    if (firstRoute === undefined) return resolveDestination(target, transport);
+    const hop = parseNameAddr(firstRoute).uri;
+    return resolveDestination(hop, transport);
+  }
+
+  private runClientTransaction(request: SipRequest, bytes: Buffer, destination: Destination): Promise<{ result: SendResult; response?: SipResponse }> {
+    return new Promise((resolve) => {
       const key = clientTransactionKey(request);
       const settle = (status: number, reason: string, outcome: SendResult['outcome'], response?: SipResponse): void => {
         const retryAfter = response === undefined ? undefined : parseRetryAfter(response.headers.get('retry-after'));
-        resolve({
+        const result: SendResult = {
           outcome,
           status,
           reason,
           callId: request.callId,
           transport: destination.transport,
           ...(retryAfter === undefined ? {} : { retryAfter }),
-        });
+        };
+        resolve(response === undefined ? { result } : { result, response });
       };
       const transaction = new NonInviteClientTransaction<SipRequest, SipResponse>(request, {
         reliable: destination.transport !== 'udp',
@@ -519,6 +609,10 @@ function responseTarget(request: SipRequest, inbound: InboundMessage): Destinati
 
 function mergeIdentity(request: SipRequest): string {
   return `${request.from.params.get('tag') ?? ''}\n${request.callId}\n${request.cseq.seq}\n${request.method}`;
+}
+
+function authView(request: SipRequest): AuthRequestView {
+  return { method: request.method, uri: request.uri, body: request.body };
 }
 
 function isUnspecified(host: string): boolean {
