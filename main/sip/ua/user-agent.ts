@@ -286,6 +286,10 @@ export class UserAgent {
         }
         return { result: { ...result, authFailure: answer.reason }, response, request };
       }
+      if ((status === 401 || status === 407) && response !== undefined) {
+        const why = answerer === undefined ? 'no credentials configured' : 'too many challenges';
+        return { result: { ...result, authFailure: why }, response, request };
+      }
       return response === undefined ? { result, request } : { result, response, request };
     }
   }
