@@ -1,49 +1,47 @@
 /**
- * Where to send a request: transport, IP address and port for a target URI
- * (RFC 3261 §8.1.2, §18.1.1; RFC 3263 §4.1-§4.2 for the numeric and explicit-port cases).
+ * Where to send a request: the ordered list of (transport, address, port) targets for a URI
+ * (RFC 3261 §8.1.2, §18.1.1; RFC 3263 §4), located by main/sip/dns and tried in order with
+ * failover (RFC 3263 §4.3) by the user agent.
  *
- * Handled here: an IP literal or a host name with or without a port, the `transport`
- * parameter, and the RFC 3263 defaults for the rest (UDP for sip:, TLS for sips:, ports
- * 5060/5061). A host name is resolved with the system resolver (A/AAAA). NAPTR and SRV
- * lookups, failover between targets and TLS itself come with account support (issue #3);
- * until then a sips: target is refused with a DestinationError that says so.
+ * A transport forced by the caller (the CLI's --transport) is applied as the URI's
+ * `transport` parameter, which RFC 3263 §4.1 lets win over everything else.
  */
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { Params } from '../header-values.js';
+import { createDnsResolver, type DnsResolver } from '../dns/dns-resolver.js';
+import { locateServers } from '../dns/locate-servers.js';
+import { ServerLocationError } from '../dns/server-location-error.js';
+import type { ServerTarget } from '../dns/server-target.js';
 import { isSipUri, type Uri } from '../uri.js';
 import { DestinationError } from './errors.js';
 import type { SipTransportName } from './message-request.js';
 
-export interface Destination {
-  readonly transport: SipTransportName;
-  /** An IP address, without brackets. */
-  readonly address: string;
-  readonly port: number;
-  readonly family: 4 | 6;
+/** One place to send a request to; `host` is the domain to authenticate over TLS (RFC 5922). */
+export type Destination = ServerTarget;
+
+export interface LocateDestinationOptions {
+  readonly preferred?: SipTransportName;
+  readonly resolver?: DnsResolver;
+  /** Transports the user agent can use now. */
+  readonly supportedTransports: readonly SipTransportName[];
 }
 
-export async function resolveDestination(uri: Uri, preferred?: SipTransportName): Promise<Destination> {
-  if (!isSipUri(uri)) {
-    throw new DestinationError(`cannot send to a ${uri.scheme}: URI; a sip: or sips: address is needed`);
+let systemResolver: DnsResolver | undefined;
+
+export async function locateDestinations(uri: Uri, options: LocateDestinationOptions): Promise<Destination[]> {
+  if (!isSipUri(uri)) throw new DestinationError(`cannot send to a ${uri.scheme}: URI; a sip: or sips: address is needed`);
+  let target = uri;
+  if (options.preferred !== undefined) {
+    const params = new Params(uri.params);
+    params.set('transport', options.preferred);
+    target = { ...uri, params };
   }
-  const secure = uri.scheme === 'sips';
-  const param = uri.params.get('transport');
-  const fromUri = typeof param === 'string' ? param.toLowerCase() : undefined;
-  const transport = (preferred ?? fromUri ?? (secure ? 'tls' : 'udp')) as string;
-  if (transport !== 'udp' && transport !== 'tcp' && transport !== 'tls') {
-    throw new DestinationError(`transport ${transport} is not supported (udp, tcp)`);
-  }
-  if (transport === 'tls' || secure) {
-    throw new DestinationError('TLS and sips: are not available yet (they arrive with account support, issue #3)');
-  }
-  const port = uri.port ?? 5060;
-  const host = uri.host.startsWith('[') ? uri.host.slice(1, -1) : uri.host;
-  const literal = isIP(host);
-  if (literal !== 0) return { transport, address: host, port, family: literal as 4 | 6 };
   try {
-    const found = await lookup(host);
-    return { transport, address: found.address, port, family: found.family as 4 | 6 };
+    return await locateServers(target, {
+      resolver: options.resolver ?? (systemResolver ??= createDnsResolver()),
+      supportedTransports: options.supportedTransports,
+    });
   } catch (error) {
-    throw new DestinationError(`cannot resolve ${host}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, true);
+    if (error instanceof ServerLocationError) throw new DestinationError(error.message, error.unreachable);
+    throw error;
   }
 }

@@ -19,7 +19,6 @@ import { ParseError } from '../message/parse-error.js';
 import { SipRequest, type SipResponse } from '../message/sip-message.js';
 import type { Clock } from '../transaction/clock.js';
 import { aorOf, formatUri, isSipUri, parseUri, uriEquals, type SipUri } from '../uri.js';
-import { resolveDestination } from './destination.js';
 import { newCallId, newTag } from './identifiers.js';
 import { formatTopVia, USER_AGENT, type SentBy, type SipTransportName } from './message-request.js';
 import type { UserAgent } from './user-agent.js';
@@ -108,11 +107,10 @@ export class Registration {
   }
 
   private async register(expires: number): Promise<void> {
-    const registrarUri = parseUri(this.registrar);
-    const destination = await resolveDestination(registrarUri, this.options.transport);
+    const destinations = await this.ua.locate(parseUri(this.registrar), [], this.options.transport);
     let contact = '';
     const outcome = await this.ua.request({
-      destination,
+      destinations,
       direct: true,
       firstCSeq: this.nextCSeq,
       build: (attempt) => {

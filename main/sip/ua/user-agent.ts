@@ -27,10 +27,12 @@ import { clientTransactionKey, serverTransactionKey } from '../transaction/trans
 import { chooseTransport } from '../transport/choose-transport.js';
 import { TransportLayer, type InboundMessage, type ListenSpec } from '../transport/transport-layer.js';
 import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
-import { resolveDestination, type Destination } from './destination.js';
+import { Failover, TargetHealth, type AttemptOutcome } from '../dns/failover.js';
+import type { DnsResolver } from '../dns/dns-resolver.js';
+import { locateDestinations, type Destination } from './destination.js';
 import { DestinationQueue } from './destination-queue.js';
 import type { ChallengeAnswerer, AuthRequestView } from './authentication.js';
-import { MessageTooLargeError } from './errors.js';
+import { DestinationError, MessageTooLargeError } from './errors.js';
 import { newBranch, newCallId, newTag } from './identifiers.js';
 import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTransportName } from './message-request.js';
 import { outcomeOfStatus, type SendResult } from './outcome.js';
@@ -91,6 +93,8 @@ export interface UserAgentOptions {
   readonly onMessage?: MessageHandler;
   /** Answers 401/407 challenges (digest credentials); without one a challenge is a final failure. */
   readonly authenticator?: ChallengeAnswerer;
+  /** DNS for RFC 3263 server location; the system's resolvers by default. */
+  readonly resolver?: DnsResolver;
   /** Outbound proxy URIs, used as a pre-loaded route set with loose routing (§8.1.1.1). */
   readonly outboundProxy?: readonly string[];
   /** Every SIP message in and out, for a SIP log. */
@@ -115,7 +119,8 @@ const MAX_AUTH_ATTEMPTS = 3;
 
 /** What a caller of `UserAgent.request` describes; the UA adds branch, CSeq, Via and credentials. */
 export interface RequestPlan {
-  readonly destination: Destination;
+  /** Where to send it, in order of preference (RFC 3263); later ones are for failover. */
+  readonly destinations: readonly Destination[];
   /** No pre-loaded route: the first hop is the target itself (RFC 3428 §8 "directly"). */
   readonly direct: boolean;
   /** RFC 3428 §8 applies (MESSAGE). */
@@ -152,6 +157,8 @@ export class UserAgent {
   private readonly servers = new Map<string, ServerDriver>();
   /** (From tag, Call-ID, CSeq) of live server transactions, for merged-request detection (§8.2.2.2). */
   private readonly serverIdentities = new Map<string, string>();
+  /** Servers that failed recently go to the back of the list for a while (RFC 3263 §4.3). */
+  private readonly health = new TargetHealth();
   private messageHandler: MessageHandler | undefined;
   private closed = false;
 
@@ -209,7 +216,8 @@ export class UserAgent {
 
   private async sendNow(input: SendMessageInput, target: Uri): Promise<SendResult> {
     const route = input.route ?? this.options.outboundProxy?.map((uri) => `<${uri}>`) ?? [];
-    const destination = await this.destinationFor(target, route, input.transport);
+    const destinations = await this.locate(target, route, input.transport);
+    const destination = destinations[0] as Destination;
     const message: MessageRequestInput = {
       from: this.options.aor,
       ...(this.options.displayName === undefined ? {} : { fromDisplayName: this.options.displayName }),
@@ -224,7 +232,7 @@ export class UserAgent {
     const fromTag = newTag();
     const date = new Date();
     const outcome = await this.request({
-      destination,
+      destinations,
       direct: route.length === 0,
       sizeLimited: true,
       build: (attempt) =>
@@ -245,13 +253,16 @@ export class UserAgent {
    */
   async request(plan: RequestPlan): Promise<RequestOutcome> {
     const authorization = new Map<string, string>();
+    const failover = new Failover(plan.destinations, { health: this.health });
+    let destination = failover.next();
+    if (destination === undefined) throw new DestinationError('no server to send to');
     let cseq = plan.firstCSeq ?? 1;
     for (let attempt = 0; ; attempt++) {
-      let destination = plan.destination;
+      let target: Destination = destination;
       const parameters = (): AttemptParameters => ({
         branch: newBranch(),
         cseq,
-        sentBy: this.sentByFor(destination),
+        sentBy: this.sentByFor(target),
         authorization: [...authorization],
       });
       let request = plan.build(parameters());
@@ -261,19 +272,30 @@ export class UserAgent {
       }
       let bytes = serializeMessage(request);
       // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
-      const transport = chooseTransport(destination.transport, bytes.length);
-      if (transport !== destination.transport) {
-        destination = { ...destination, transport };
+      const transport = chooseTransport(target.transport, bytes.length);
+      if (transport !== target.transport) {
+        target = { ...target, transport };
         request = plan.build(parameters());
         bytes = serializeMessage(request);
       }
       // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled.
       if (plan.sizeLimited === true && bytes.length > MESSAGE_SIZE_LIMIT) {
-        const knownSafe = this.options.congestionSafePath === true || (plan.direct && destination.transport !== 'udp');
+        const knownSafe = this.options.congestionSafePath === true || (plan.direct && target.transport !== 'udp');
         if (!knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
       }
 
-      const { result, response } = await this.runClientTransaction(request, bytes, destination);
+      const { result, response, provisional } = await this.runClientTransaction(request, bytes, target);
+
+      // RFC 3263 §4.3: a transport error, a silent timeout or a 503 moves on to the next server.
+      if (failover.report(destination, attemptOutcome(result, response, provisional))) {
+        const next = failover.next();
+        if (next !== undefined) {
+          this.options.onDiagnostic?.(`${result.status} from ${target.address}:${target.port}; trying ${next.address}:${next.port}`);
+          destination = next;
+          continue;
+        }
+      }
+
       const status = response?.status;
       const answerer = this.options.authenticator;
       if ((status === 401 || status === 407) && response !== undefined && answerer !== undefined && attempt < MAX_AUTH_ATTEMPTS) {
@@ -294,20 +316,25 @@ export class UserAgent {
     }
   }
 
-  /**
-   * Where the first hop is: the first Route when there is a pre-loaded route set (a loose
-   * router, §8.1.2, §16.12), else the Request-URI's host.
-   */
-  private async destinationFor(target: Uri, route: readonly string[], transport?: SipTransportName): Promise<Destination> {
+  /** The servers for a request: the first Route's when a route set is pre-loaded (a loose router, §8.1.2), else the target's. */
+  async locate(target: Uri, route: readonly string[] = [], transport?: SipTransportName): Promise<Destination[]> {
     const firstRoute = route[0];
-    if (firstRoute === undefined) return resolveDestination(target, transport);
-    const hop = parseNameAddr(firstRoute).uri;
-    return resolveDestination(hop, transport);
+    const hop = firstRoute === undefined ? target : parseNameAddr(firstRoute).uri;
+    return locateDestinations(hop, {
+      supportedTransports: ['udp', 'tcp'],
+      ...(transport === undefined ? {} : { preferred: transport }),
+      ...(this.options.resolver === undefined ? {} : { resolver: this.options.resolver }),
+    });
   }
 
-  private runClientTransaction(request: SipRequest, bytes: Buffer, destination: Destination): Promise<{ result: SendResult; response?: SipResponse }> {
+  private runClientTransaction(
+    request: SipRequest,
+    bytes: Buffer,
+    destination: Destination,
+  ): Promise<{ result: SendResult; response?: SipResponse; provisional: boolean }> {
     return new Promise((resolve) => {
       const key = clientTransactionKey(request);
+      let provisional = false;
       const settle = (status: number, reason: string, outcome: SendResult['outcome'], response?: SipResponse): void => {
         const retryAfter = response === undefined ? undefined : parseRetryAfter(response.headers.get('retry-after'));
         const result: SendResult = {
@@ -318,7 +345,7 @@ export class UserAgent {
           transport: destination.transport,
           ...(retryAfter === undefined ? {} : { retryAfter }),
         };
-        resolve(response === undefined ? { result } : { result, response });
+        resolve(response === undefined ? { result, provisional } : { result, response, provisional });
       };
       const transaction = new NonInviteClientTransaction<SipRequest, SipResponse>(request, {
         reliable: destination.transport !== 'udp',
@@ -333,6 +360,7 @@ export class UserAgent {
             });
             break;
           case 'provisional':
+            provisional = true;
             break;
           case 'final':
             settle(event.response.status, event.response.reason, outcomeOfStatus(event.response.status), event.response);
@@ -603,16 +631,21 @@ function responseTarget(request: SipRequest, inbound: InboundMessage): Destinati
   const rport = via.params.get('rport');
   const sentByPort = via.port ?? 5060;
   const port = inbound.transport === 'udp' && typeof rport === 'string' && /^\d+$/.test(rport) ? Number(rport) : sentByPort;
-  return {
-    transport: inbound.transport,
-    address: inbound.remote.address,
-    port,
-    family: inbound.remote.address.includes(':') ? 6 : 4,
-  };
+  const address = inbound.remote.address;
+  return { transport: inbound.transport, address, port, family: address.includes(':') ? 6 : 4, host: address, targetName: address, source: 'numeric' };
 }
 
 function mergeIdentity(request: SipRequest): string {
   return `${request.from.params.get('tag') ?? ''}\n${request.callId}\n${request.cseq.seq}\n${request.method}`;
+}
+
+/** How an attempt ended, in the terms of RFC 3263 §4.3. */
+function attemptOutcome(result: SendResult, response: SipResponse | undefined, provisional: boolean): AttemptOutcome {
+  if (result.outcome === 'transport-error') return { kind: 'transport-error' };
+  if (result.outcome === 'timeout' || response === undefined) return { kind: 'timeout', gotResponse: provisional };
+  return result.retryAfter === undefined
+    ? { kind: 'response', status: response.status }
+    : { kind: 'response', status: response.status, retryAfterSeconds: result.retryAfter };
 }
 
 function authView(request: SipRequest): AuthRequestView {
