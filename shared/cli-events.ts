@@ -35,7 +35,7 @@ export interface MessageEvent {
     readonly dateTime?: string;
     readonly messageId?: string;
   };
-  readonly transport: 'udp' | 'tcp';
+  readonly transport: 'udp' | 'tcp' | 'tls';
   /** `address:port` the request came from. */
   readonly remote: string;
   /** ISO 8601 times. `date` is the request's Date header; `expiresAt` follows RFC 3428 §7. */

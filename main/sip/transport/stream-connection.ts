@@ -1,5 +1,5 @@
 /**
- * One TCP connection carrying SIP (RFC 3261 §18): a socket, a StreamFramer and its timers.
+ * One TCP or TLS connection carrying SIP (RFC 3261 §18): a socket, a StreamFramer and its timers.
  *
  * It owns the per-connection rules so the transport layer only keeps the books:
  * - inbound bytes are framed by Content-Length (§18.3) and handed up message by message;
@@ -10,6 +10,9 @@
  * - a message head that does not complete within `headerTimeoutMs` of its first byte closes
  *   the connection, so a slow sender cannot hold a slot forever.
  *
+ * TLS changes none of this: the socket is then a TLSSocket whose handshake has completed, and
+ * the framer sees the decrypted bytes.
+ *
  * It never throws from socket callbacks: every failure ends as a close with a reason.
  */
 import type { Socket } from 'node:net';
@@ -19,12 +22,26 @@ import type { FramingErrorCode } from './stream-framer.js';
 import { TransportError } from './transport-error.js';
 
 export interface ConnectionInfo {
+  /** `tcp-N` or `tls-N`: the prefix tells the transport even after the connection is gone. */
   connectionId: string;
-  transport: 'tcp';
+  transport: 'tcp' | 'tls';
   /** Whether the peer connected to us, or we to it. */
   direction: 'inbound' | 'outbound';
   local: Endpoint;
   remote: Endpoint;
+  /** TLS connections only. */
+  tls?: TlsSessionInfo;
+}
+
+/** What is known about the TLS session of a connection. */
+export interface TlsSessionInfo {
+  /** The negotiated version, e.g. `TLSv1.3`. */
+  protocol: string;
+  /**
+   * Outbound only: the SIP domain (or IP literal) the server's certificate was checked against
+   * (RFC 5922 §7.3). Inbound connections have none: no client certificate is asked for.
+   */
+  serverName?: string;
 }
 
 export type ConnectionCloseReason =
@@ -38,6 +55,8 @@ export type ConnectionCloseReason =
   | 'header-timeout'
   /** The socket reported an error (ECONNRESET, EPIPE, ...). */
   | 'socket-error'
+  /** An RFC 5626 keep-alive ping got no pong in time: the flow failed. */
+  | 'keepalive-timeout'
   /** Closed on request (closeConnection, or the whole layer closing). */
   | 'local';
 
@@ -59,6 +78,7 @@ export interface StreamConnectionHandler {
 }
 
 const PONG = Buffer.from('\r\n', 'latin1');
+const PING = Buffer.from('\r\n\r\n', 'latin1');
 
 export class StreamConnection {
   private readonly framer: StreamFramer;
@@ -130,6 +150,14 @@ export class StreamConnection {
         resolve();
       });
     });
+  }
+
+  /** Sends an RFC 5626 §4.4.1 keep-alive ping (a double CRLF); the peer answers a single CRLF. */
+  ping(): Promise<void> {
+    const sent = this.write(PING);
+    // Tell the framer a pong is due, so consecutive pongs are not misread as a split ping.
+    if (this.isOpen) this.framer.awaitPong();
+    return sent;
   }
 
   /** 0 disables the idle close (e.g. for a registration flow kept alive by RFC 5626 pings). */

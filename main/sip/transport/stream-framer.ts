@@ -107,6 +107,8 @@ export class StreamFramer {
   private lineEndsBetween = 0;
   /** A lone CRLF at the end of a push was already reported as a pong. */
   private pongReported = false;
+  /** This side sent a ping and its pong has not come yet (see `awaitPong`). */
+  private pongAwaited = false;
 
   // head phase (indices into store)
   private lineStart = 0;
@@ -134,6 +136,18 @@ export class StreamFramer {
   /** Bytes held for the unfinished message; never more than `maxMessageBytes` between pushes. */
   get bufferedBytes(): number {
     return this.stored;
+  }
+
+  /**
+   * Says that this side has just sent a ping (RFC 5626 §4.4.1), so a pong is expected. Until it
+   * comes, a lone CRLF at the end of a push is final: it is that pong, and a CRLF at the start
+   * of the next push begins a new run rather than completing a ping split across segments.
+   * Without this hint the split-ping reading wins (see `skipBetweenMessages`), which would turn
+   * the second of two pongs in a row - the normal traffic of a client keeping a flow alive -
+   * into a ping.
+   */
+  awaitPong(): void {
+    this.pongAwaited = true;
   }
 
   /** Feeds the next bytes of the stream; returns what they completed, in stream order. */
@@ -205,7 +219,10 @@ export class StreamFramer {
         pos++;
         continue;
       }
-      if (this.lineEndsBetween === 1 && !this.pongReported) events.push({ type: 'keepalive-pong' });
+      if (this.lineEndsBetween === 1 && !this.pongReported) {
+        events.push({ type: 'keepalive-pong' });
+        this.pongAwaited = false;
+      }
       this.lineEndsBetween = 0;
       this.pongReported = false;
       if (!isTokenByte(b)) {
@@ -224,10 +241,16 @@ export class StreamFramer {
     // A lone CRLF at the end of what arrived is a pong, reported now rather than when the next
     // message comes. If the next push starts with another CRLF, the pair is a ping split across
     // segments and is reported as a ping as well: answering a ping matters more than the
-    // occasional extra pong event.
+    // occasional extra pong event - unless our own ping awaits this pong: then the CRLF is
+    // taken as final and the run ends here.
     if (this.lineEndsBetween === 1 && !this.pongReported) {
       events.push({ type: 'keepalive-pong' });
       this.pongReported = true;
+      if (this.pongAwaited) {
+        this.pongAwaited = false;
+        this.lineEndsBetween = 0;
+        this.pongReported = false;
+      }
     }
     return pos;
   }

@@ -1,10 +1,10 @@
 /**
- * The SIP transport layer (RFC 3261 §18) over real sockets: UDP and TCP, IPv4 and IPv6.
+ * The SIP transport layer (RFC 3261 §18) over real sockets: UDP, TCP and TLS, IPv4 and IPv6.
  *
  * It moves bytes, nothing more. Inbound, it hands up each UDP datagram and each framed TCP
- * message with where it came from; outbound, it writes bytes to a target. It never parses a
- * SIP message: Via handling (§18.1.1 sent-by, §18.2.1 received/rport) belongs to the layers
- * above, which read `remote`/`local` on each message and pass them back in `send` targets.
+ * or TLS message with where it came from; outbound, it writes bytes to a target. It never
+ * parses a SIP message: Via handling (§18.1.1 sent-by, §18.2.1 received/rport) belongs to the
+ * layers above, which read `remote`/`local` on each message and pass them back in `send` targets.
  *
  * Sending (§18.1.1, §18.2.2):
  * - UDP goes out of a listening socket of the target's address family, so a reply sent to the
@@ -14,49 +14,98 @@
  * - TCP reuses a live connection: the one named by `connectionId` if it is still open (§18.2.2:
  *   a response goes back on the request's connection), else any connection to the same
  *   address and port, opened by either side (§18). Otherwise it connects, with a timeout.
+ * - TLS works like TCP, with the rules of RFC 3261 §26 and RFC 5922 on top (see "TLS" below).
  * - Failures reject with a TransportError; the transaction layer reports them to the TU
  *   (§18.4, §8.1.3.1: treated as 503).
  *
+ * TLS (RFC 3261 §26.2.1, §26.3.1; RFC 5922):
+ * - Outbound connections verify the server's certificate chain against Node's bundled root
+ *   CAs (`tls.rootCertificates`) plus the certificates the user trusts explicitly
+ *   (`tls.trustedCertificates`, e.g. a self-signed server certificate), with TLS 1.2 at least.
+ *   (An explicit CA list replaces Node's default store, so NODE_EXTRA_CA_CERTS is not used.)
+ * - The certificate must then name the SIP domain the request was for: `serverName` in the
+ *   send target, the ORIGINAL domain RFC 3263 started from, checked by the rules of RFC 5922
+ *   (server-identity.ts: sip URI SANs, else DNS SANs, else CN; no wildcards). SNI carries that
+ *   name when it is a name. Without a `serverName` the target address itself is checked (an
+ *   iPAddress SAN). A failure closes the connection and rejects with 'tls-certificate' or
+ *   'tls-identity'.
+ * - Outbound TLS connections are reused per (address, port, serverName): a connection
+ *   authenticated as one domain never carries a request meant for another.
+ * - Inbound TLS connections (a `tls:` listener with `tls.certificate`/`tls.key`) ask for no
+ *   client certificate. They carry responses back by `connectionId` like TCP, but are never
+ *   picked for a request by address alone, since the peer was not authenticated.
+ * - A reply whose TLS connection is gone is refused rather than sent over plain TCP.
+ *
+ * Keep-alive (RFC 5626 §4.4.1): `startKeepalive` pings a client flow with a double CRLF at a
+ * randomised interval and emits 'flow-failed' when no pong comes back within 10 s (then closes
+ * the connection), or when the connection closes under the flow. Time comes from an injectable
+ * Clock. CRLF pings from peers are answered on every stream connection.
+ *
  * Limits, so a peer cannot make us hold unbounded resources: total connections, connections
  * per source address, datagram size (at least the 65,535 bytes of §18.1.1 by default), message
- * head and message size on streams, time to complete a head, and unsent bytes per connection.
+ * head and message size on streams, time to complete a head (and an inbound TLS handshake),
+ * and unsent bytes per connection.
  *
  * Nothing here throws from a socket callback: problems become 'transport-error' diagnostics
  * (and, for a connection, a close with a reason); the listener keeps serving everyone else.
  *
- * Not here: TLS (its connection will be a StreamConnection over a TLSSocket), DNS (RFC 3263),
+ * Not here: DNS (RFC 3263), client certificates (mutual TLS between servers, RFC 5922 §7.4),
  * and ICMP errors on UDP, which Node's unconnected dgram sockets do not report (§18.4).
  */
+import { X509Certificate } from 'node:crypto';
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import tls from 'node:tls';
+import { systemClock } from '../transaction/clock.js';
+import type { Clock } from '../transaction/clock.js';
 import { addressFamily, canonicalIp, endpointKey, isLoopback, isUnspecified, isValidPort } from './address.js';
 import type { AddressFamily, Endpoint } from './address.js';
+import type { SipTransportName } from './choose-transport.js';
+import { FlowKeepalive } from './flow-keepalive.js';
 import { formatListenSpec } from './listen-spec.js';
 import type { DatagramOrStream, ListenSpec } from './listen-spec.js';
+import { canonicalServerName, checkSipServerIdentity } from './server-identity.js';
 import { StreamConnection } from './stream-connection.js';
-import type { ConnectionCloseReason, ConnectionInfo, StreamConnectionHandler } from './stream-connection.js';
+import type { ConnectionCloseReason, ConnectionInfo, StreamConnectionHandler, TlsSessionInfo } from './stream-connection.js';
 import { DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from './stream-framer.js';
 import { TransportError } from './transport-error.js';
 
 // The listen vocabulary travels with the layer that uses it.
 export { parseListenSpec, parseListenSpec as parseListenSpecs, withTcpCompanions } from './listen-spec.js';
-export type { DatagramOrStream, ListenSpec } from './listen-spec.js';
-export type { ConnectionCloseReason, ConnectionInfo } from './stream-connection.js';
+export type { DatagramOrStream, ListenSpec, ParseListenSpecOptions } from './listen-spec.js';
+export type { ConnectionCloseReason, ConnectionInfo, TlsSessionInfo } from './stream-connection.js';
 
 /** RFC 3261 §17.1.1.1: T1 = 500 ms; §18.1.1 keeps connections at least 64*T1 after last use. */
 const T1_MS = 500;
 
+/** Certificates for TLS (RFC 3261 §26.3.1). All PEM text. */
+export interface TlsOptions {
+  /** The certificate (chain, leaf first) that `tls:` listeners present. Needed for them. */
+  certificate?: string;
+  /** The private key of `certificate`. */
+  key?: string;
+  /**
+   * Certificates trusted as roots in addition to Node's bundled CAs (`tls.rootCertificates`),
+   * e.g. a self-signed server certificate the user accepted, or a private CA.
+   */
+  trustedCertificates?: readonly string[];
+}
+
 export interface TransportLayerOptions {
-  /** Close a TCP connection after this long without traffic. Default 64*T1 = 32 s (§18.1.1). */
+  /** Close a TCP/TLS connection after this long without traffic. Default 64*T1 = 32 s (§18.1.1). */
   idleTimeoutMs?: number;
-  /** Give up an outbound TCP connect after this long. Default 10 s. */
+  /** Give up an outbound connect (TCP, and the TLS handshake) after this long. Default 10 s. */
   connectTimeoutMs?: number;
-  /** Close a connection whose message head is not complete this long after its first byte. Default 10 s. */
+  /**
+   * Close a connection whose message head is not complete this long after its first byte, or
+   * an inbound TLS connection whose handshake is not done this long after it was accepted.
+   * Default 10 s.
+   */
   headerTimeoutMs?: number;
-  /** All TCP connections, inbound and outbound (including connects in progress). Default 256. */
+  /** All TCP/TLS connections, inbound and outbound (including connects and handshakes in progress). Default 256. */
   maxConnections?: number;
-  /** Inbound TCP connections from one remote IP address. Default 16. */
+  /** Inbound TCP/TLS connections from one remote IP address. Default 16. */
   maxConnectionsPerSource?: number;
   /** Larger datagrams are dropped on receipt and refused on send. Default 65,535 (§18.1.1). */
   maxDatagramBytes?: number;
@@ -66,30 +115,49 @@ export interface TransportLayerOptions {
   maxMessageBytes?: number;
   /** Unsent bytes a connection may queue before send() refuses more. Default 1 MiB. */
   maxPendingWriteBytes?: number;
+  /** Certificates for `tls:` listeners and for verifying TLS servers. */
+  tls?: TlsOptions;
+  /** Time for RFC 5626 keep-alives. Default the system clock. */
+  clock?: Clock;
+  /** Uniform random numbers in [0, 1) for the keep-alive interval. Default Math.random. */
+  random?: () => number;
   /** Shorthand for a 'message' listener, attached before any socket is bound. */
   onMessage?: (message: InboundMessage) => void;
   /** Shorthand for a 'transport-error' listener, attached before any socket is bound. */
   onError?: (reason: string, diagnostic: TransportDiagnostic) => void;
 }
 
-/** One received SIP message (TCP) or datagram (UDP), not yet parsed. */
+/** One received SIP message (TCP, TLS) or datagram (UDP), not yet parsed. */
 export interface InboundMessage {
   data: Buffer;
-  transport: DatagramOrStream;
+  /** The SIP transport it came over: what its Via should say and what a reply goes back on. */
+  transport: SipTransportName;
+  /** Set when the message came over TLS (Via transport `TLS`, RFC 3261 §26). */
+  tls?: TlsSessionInfo;
   /** The socket it arrived on (for UDP, the listening socket's bound address). */
   local: Endpoint;
   /** The packet source: what §18.2.1 `received` and RFC 3581 `rport` record. */
   remote: Endpoint;
-  /** The TCP connection it came on; pass it back in `send` to answer on the same connection. */
+  /** The TCP/TLS connection it came on; pass it back in `send` to answer on the same connection. */
   connectionId?: string;
 }
 
 export interface SendTarget {
-  transport: DatagramOrStream;
+  transport: SipTransportName;
   /** An IP literal; IPv6 with or without brackets. */
   address: string;
   port: number;
-  /** TCP: use this connection if it is still open (§18.2.2). */
+  /**
+   * TLS: the name the server's certificate must carry (RFC 5922 §7.3): the ORIGINAL domain of
+   * the request, the one RFC 3263 server location started from, not the SRV target or the
+   * resolved host. Also sent as SNI when it is a name. Default: `address` (then an iPAddress
+   * subjectAltName must match). Connections are reused per (address, port, serverName).
+   */
+  serverName?: string;
+  /**
+   * TCP/TLS: use this connection if it is still open (§18.2.2). A TLS connection also serves a
+   * 'tcp' target (inbound TLS messages report 'tcp'); a TCP connection never serves 'tls'.
+   */
   connectionId?: string;
   /** UDP: send from the listening socket bound here (e.g. the `local` of the request answered). */
   local?: Endpoint;
@@ -97,10 +165,19 @@ export interface SendTarget {
 
 /** How a send went out. */
 export interface SendResult {
-  transport: DatagramOrStream;
+  transport: SipTransportName;
   local: Endpoint;
   remote: Endpoint;
   connectionId?: string;
+  /** Set when the bytes went over TLS. */
+  tls?: TlsSessionInfo;
+}
+
+/** Where `connect` goes: an address and port, over TCP unless `transport` says 'tls'. */
+export interface ConnectTarget extends Endpoint {
+  transport?: 'tcp' | 'tls';
+  /** TLS: the domain to authenticate, as in SendTarget. */
+  serverName?: string;
 }
 
 /** A bound listener: its spec with the actual port filled in, and its address family. */
@@ -108,11 +185,21 @@ export interface LocalAddress extends ListenSpec {
   family: AddressFamily;
 }
 
+/** RFC 5626 §4.4.1 keep-alive of one flow (see `startKeepalive`). */
+export interface KeepaliveOptions {
+  /** Upper bound of the time between pings, in ms; each gap is drawn between 80% and 100% of it. */
+  intervalMs: number;
+  /** How long to wait for a pong before the flow has failed. Default 10 s (§4.4.1). */
+  pongTimeoutMs?: number;
+}
+
 export type TransportDiagnosticKind =
   /** A TCP stream could not be framed; its connection is being closed. */
   | 'framing-error'
   /** A message head took longer than headerTimeoutMs; its connection is being closed. */
   | 'header-timeout'
+  /** An inbound TLS handshake failed or took longer than headerTimeoutMs; the socket was closed. */
+  | 'tls-handshake'
   /** An inbound connection was refused because of maxConnections / maxConnectionsPerSource. */
   | 'connection-refused'
   /** A datagram over maxDatagramBytes was dropped. */
@@ -125,7 +212,7 @@ export type TransportDiagnosticKind =
 export interface TransportDiagnostic {
   kind: TransportDiagnosticKind;
   reason: string;
-  transport?: DatagramOrStream;
+  transport?: SipTransportName;
   connectionId?: string;
   local?: Endpoint;
   remote?: Endpoint;
@@ -138,12 +225,24 @@ export interface ConnectionClosedEvent {
   detail?: string;
 }
 
-/** CRLF keep-alives (RFC 5626 §4.4.1). Pings on TCP are answered before this is emitted. */
+/** CRLF keep-alives (RFC 5626 §4.4.1). Pings on TCP/TLS are answered before this is emitted. */
 export interface KeepaliveEvent {
   kind: 'ping' | 'pong';
-  transport: DatagramOrStream;
+  transport: SipTransportName;
   remote: Endpoint;
   connectionId?: string;
+}
+
+/**
+ * A flow kept alive by `startKeepalive` failed (RFC 5626 §4.4.1): no pong within the pong
+ * timeout ('no-pong'; the connection is then closed with reason 'keepalive-timeout'), or the
+ * connection closed for any reason other than a local close ('connection-closed'; `detail`
+ * is the close reason). The UA should register a new flow (§4.5).
+ */
+export interface FlowFailedEvent {
+  connection: ConnectionInfo;
+  reason: 'no-pong' | 'connection-closed';
+  detail?: string;
 }
 
 export type TransportLayerEvents = {
@@ -152,6 +251,7 @@ export type TransportLayerEvents = {
   'connection-open': [ConnectionInfo];
   'connection-close': [ConnectionClosedEvent];
   keepalive: [KeepaliveEvent];
+  'flow-failed': [FlowFailedEvent];
 };
 
 interface UdpListener {
@@ -160,30 +260,49 @@ interface UdpListener {
   family: AddressFamily;
 }
 
-interface TcpListener {
+/** A TCP or TLS listening server. TLS is layered on each accepted socket (see onInboundConnection). */
+interface StreamListener {
   server: net.Server;
+  transport: 'tcp' | 'tls';
   local: Endpoint;
   family: AddressFamily;
 }
 
-type Limits = Required<Omit<TransportLayerOptions, 'onMessage' | 'onError'>>;
+/** A running keep-alive: its state machine and the cancel function of its armed timer. */
+interface KeepaliveRun {
+  machine: FlowKeepalive;
+  cancelTimer: () => void;
+}
+
+type Limits = Required<Omit<TransportLayerOptions, 'onMessage' | 'onError' | 'tls' | 'clock' | 'random'>>;
 
 /** How often to retry a shared ephemeral UDP+TCP port when TCP finds it taken. */
 const SHARED_PORT_ATTEMPTS = 10;
+const TLS_MIN_VERSION = 'TLSv1.2';
 
 export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   private readonly limits: Limits;
+  private readonly tlsOptions: TlsOptions;
+  private readonly clock: Clock;
+  private readonly random: () => number;
   private readonly udp: UdpListener[] = [];
-  private readonly tcp: TcpListener[] = [];
+  private readonly streamListeners: StreamListener[] = [];
   /** Listeners in the order of the specs they came from, for localAddresses(). */
   private readonly bound: LocalAddress[] = [];
   private readonly connectionsById = new Map<string, StreamConnection>();
-  /** The most recent open connection per remote "address:port". */
-  private readonly connectionsByRemote = new Map<string, StreamConnection>();
+  /** The most recent open connection per reuse key (see `reuseKey`). */
+  private readonly connectionsByKey = new Map<string, StreamConnection>();
   private readonly inboundPerSource = new Map<string, number>();
   private readonly pendingConnects = new Map<string, Promise<StreamConnection>>();
   /** Abort functions of connects in progress, called by close(). */
   private readonly dialAborts = new Set<(error: TransportError) => void>();
+  /** Inbound TLS sockets still in their handshake; they hold a connection slot. */
+  private readonly handshaking = new Set<tls.TLSSocket>();
+  private readonly keepalives = new Map<string, KeepaliveRun>();
+  /** For `tls:` listeners; made by listen() when there is one. */
+  private serverContext: tls.SecureContext | undefined;
+  /** For outbound TLS: the root CAs plus the trusted certificates; made when first needed. */
+  private clientContext: tls.SecureContext | undefined;
   private nextConnectionNumber = 0;
   private closing: Promise<void> | undefined;
 
@@ -200,6 +319,9 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       maxPendingWriteBytes: options.maxPendingWriteBytes ?? 1024 * 1024,
     };
+    this.tlsOptions = options.tls ?? {};
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
     const { onMessage, onError } = options;
     if (onMessage) this.on('message', onMessage);
     if (onError) this.on('transport-error', (diagnostic) => onError(diagnostic.reason, diagnostic));
@@ -208,12 +330,15 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   /**
    * Binds every spec and resolves once all listen. A UDP and a TCP spec with the same host and
    * port 0 share one ephemeral port (§18.2.1). IPv6 sockets are IPv6-only: list IPv4 addresses
-   * explicitly. On any failure everything bound so far is closed and the promise rejects with
-   * TransportError('listen-failed' or 'invalid-address').
+   * explicitly. A `tls` spec needs `tls.certificate` and `tls.key`. Given trusted certificates
+   * are loaded here too, so a bad one fails now rather than at the first send. On any failure
+   * everything bound so far is closed and the promise rejects with
+   * TransportError('listen-failed', 'invalid-address' or 'tls-config').
    */
   static async listen(specs: readonly ListenSpec[], options: TransportLayerOptions = {}): Promise<TransportLayer> {
     const layer = new TransportLayer(options);
     try {
+      if (options.tls?.trustedCertificates !== undefined) layer.clientSecureContext();
       await layer.bindAll(specs);
     } catch (error) {
       await layer.close();
@@ -227,35 +352,32 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     return this.bound.map((entry) => ({ ...entry }));
   }
 
-  /** Open TCP connections. */
+  /** Open TCP and TLS connections. */
   connections(): ConnectionInfo[] {
     return [...this.connectionsById.values()].map((connection) => connection.info);
   }
 
   /**
    * Sends `data` as one datagram or as bytes on a stream. The bytes must already be a complete
-   * SIP message (with Content-Length on TCP, §18.3). Rejects with a TransportError.
+   * SIP message (with Content-Length on TCP/TLS, §18.3). Rejects with a TransportError.
    */
   async send(data: Uint8Array, target: SendTarget): Promise<SendResult> {
     if (this.closing) throw new TransportError('closed', 'transport layer is closed');
     if (target.transport === 'udp') return this.sendDatagram(data, target);
     const connection = await this.streamFor(target);
     await connection.write(data);
-    return {
-      transport: 'tcp',
-      local: connection.info.local,
-      remote: connection.info.remote,
-      connectionId: connection.info.connectionId,
-    };
+    const { transport, local, remote, connectionId, tls: session } = connection.info;
+    return { transport, local, remote, connectionId, ...(session ? { tls: session } : {}) };
   }
 
   /**
-   * Returns an open TCP connection to `target`, connecting if there is none. Lets a caller learn
-   * the local port before writing the Via/Contact of a flow (RFC 5626), and pin it.
+   * Returns an open TCP or TLS connection to `target`, connecting if there is none. Lets a
+   * caller learn the local port before writing the Via/Contact of a flow (RFC 5626), and pin it.
    */
-  async connect(target: Endpoint): Promise<ConnectionInfo> {
+  async connect(target: ConnectTarget): Promise<ConnectionInfo> {
     if (this.closing) throw new TransportError('closed', 'transport layer is closed');
-    return (await this.streamFor({ transport: 'tcp', ...target })).info;
+    const { transport = 'tcp', address, port, serverName } = target;
+    return (await this.streamFor({ transport, address, port, ...(serverName !== undefined ? { serverName } : {}) })).info;
   }
 
   /** Changes one connection's idle timeout (0 = never idle-close). False if it is not open. */
@@ -263,6 +385,41 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     const connection = this.connectionsById.get(connectionId);
     if (!connection?.isOpen) return false;
     connection.setIdleTimeout(ms);
+    return true;
+  }
+
+  /**
+   * Keeps a client flow alive with RFC 5626 §4.4.1 CRLF pings: a double CRLF every 80-100% of
+   * `intervalMs` (drawn anew each time), at most one unanswered. If a pong does not come within
+   * `pongTimeoutMs` (10 s), or the connection closes other than locally, 'flow-failed' is
+   * emitted; after a missing pong the connection is also closed ('keepalive-timeout').
+   *
+   * The flow is meant to stay up, so its idle timeout is switched off while this runs.
+   * Calling it again restarts the keep-alive with the new options. Meant for connections we
+   * opened as a client: in RFC 5626 the client pings and the server answers. Returns false if
+   * there is no such open connection. Throws RangeError for a non-positive interval or timeout.
+   */
+  startKeepalive(connectionId: string, options: KeepaliveOptions): boolean {
+    const connection = this.connectionsById.get(connectionId);
+    if (!connection?.isOpen) return false;
+    const machine = new FlowKeepalive({ ...options, random: this.random }, this.clock.now());
+    this.stopKeepalive(connectionId);
+    const run: KeepaliveRun = { machine, cancelTimer: () => {} };
+    this.keepalives.set(connectionId, run);
+    connection.setIdleTimeout(0);
+    this.armKeepalive(connection, run);
+    return true;
+  }
+
+  /** Stops the keep-alive of a connection and restores its idle timeout. False if none ran. */
+  stopKeepalive(connectionId: string): boolean {
+    const run = this.keepalives.get(connectionId);
+    if (!run) return false;
+    this.keepalives.delete(connectionId);
+    run.cancelTimer();
+    run.machine.stop();
+    const connection = this.connectionsById.get(connectionId);
+    if (connection?.isOpen) connection.setIdleTimeout(this.limits.idleTimeoutMs);
     return true;
   }
 
@@ -282,9 +439,12 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
 
   private async shutdown(): Promise<void> {
     for (const abort of [...this.dialAborts]) abort(new TransportError('closed', 'transport layer closed'));
+    for (const run of this.keepalives.values()) run.cancelTimer();
+    this.keepalives.clear();
+    for (const socket of this.handshaking) socket.destroy();
     const waits: Promise<unknown>[] = [];
     for (const connection of this.connectionsById.values()) waits.push(connection.close('local'));
-    for (const { server } of this.tcp) waits.push(new Promise<void>((resolve) => server.close(() => resolve())));
+    for (const { server } of this.streamListeners) waits.push(new Promise<void>((resolve) => server.close(() => resolve())));
     for (const { socket } of this.udp) waits.push(new Promise<void>((resolve) => socket.close(() => resolve())));
     await Promise.all(waits);
   }
@@ -294,30 +454,64 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   private async bindAll(specs: readonly ListenSpec[]): Promise<void> {
     const normalized = specs.map((spec) => {
       const host = canonicalIp(spec.host);
-      if (host === undefined || !isValidPort(spec.port, true) || (spec.transport !== 'udp' && spec.transport !== 'tcp')) {
+      const knownTransport = spec.transport === 'udp' || spec.transport === 'tcp' || spec.transport === 'tls';
+      if (host === undefined || !isValidPort(spec.port, true) || !knownTransport) {
         throw new TransportError('invalid-address', `cannot listen on ${formatListenSpec(spec)}: need an IP address and a port`);
       }
       return { ...spec, host };
     });
+    if (normalized.some((spec) => spec.transport === 'tls')) this.serverContext = this.makeServerContext();
+    // Only a UDP and a TCP spec pair up on a shared ephemeral port (§18.2.1); TLS stands alone.
+    const pairs = (a: ListenSpec, b: ListenSpec): boolean =>
+      a.port === 0 && b.port === 0 && a.host === b.host && a.transport !== b.transport && a.transport !== 'tls' && b.transport !== 'tls';
     const done = new Set<number>();
+    /** The spec index of each entry of `bound`, so that it can be put in spec order at the end. */
+    const specIndexOfBound: number[] = [];
     for (let i = 0; i < normalized.length; i++) {
       if (done.has(i)) continue;
       const spec = normalized[i]!;
       done.add(i);
-      const partnerIndex =
-        spec.port !== 0
-          ? -1
-          : normalized.findIndex(
-              (other, j) => j > i && !done.has(j) && other.port === 0 && other.host === spec.host && other.transport !== spec.transport,
-            );
+      const partnerIndex = normalized.findIndex((other, j) => j > i && !done.has(j) && pairs(spec, other));
       if (partnerIndex === -1) {
         if (spec.transport === 'udp') await this.bindUdp(spec.host, spec.port);
-        else await this.bindTcp(spec.host, spec.port);
+        else await this.bindStream(spec.transport, spec.host, spec.port);
+        specIndexOfBound.push(i);
         continue;
       }
       done.add(partnerIndex);
-      await this.bindSharedEphemeral(spec.host);
+      await this.bindSharedEphemeral(spec.host); // binds UDP, then TCP
+      specIndexOfBound.push(spec.transport === 'udp' ? i : partnerIndex, spec.transport === 'udp' ? partnerIndex : i);
     }
+    const inSpecOrder = this.bound.map((entry, k) => ({ entry, at: specIndexOfBound[k]! })).sort((a, b) => a.at - b.at);
+    this.bound.splice(0, this.bound.length, ...inSpecOrder.map(({ entry }) => entry));
+  }
+
+  private makeServerContext(): tls.SecureContext {
+    const { certificate, key } = this.tlsOptions;
+    if (certificate === undefined || key === undefined) {
+      throw new TransportError('tls-config', 'a tls listener needs a certificate and a private key (options.tls.certificate, options.tls.key)');
+    }
+    try {
+      return tls.createSecureContext({ cert: certificate, key, minVersion: TLS_MIN_VERSION });
+    } catch (error) {
+      throw new TransportError('tls-config', `cannot use the TLS certificate and key: ${errorText(error)}`, { cause: error });
+    }
+  }
+
+  /** Root CAs + trusted certificates, TLS 1.2 at least (RFC 3261 §26.2.1: current suites). */
+  private clientSecureContext(): tls.SecureContext {
+    if (this.clientContext) return this.clientContext;
+    try {
+      // OpenSSL skips a CA it cannot parse without a word; a certificate the user trusts must load.
+      for (const pem of this.tlsOptions.trustedCertificates ?? []) new X509Certificate(pem);
+      this.clientContext = tls.createSecureContext({
+        ca: [...tls.rootCertificates, ...(this.tlsOptions.trustedCertificates ?? [])],
+        minVersion: TLS_MIN_VERSION,
+      });
+    } catch (error) {
+      throw new TransportError('tls-config', `cannot use the trusted certificates: ${errorText(error)}`, { cause: error });
+    }
+    return this.clientContext;
   }
 
   /** UDP on an ephemeral port, then TCP on the same port; retried if TCP finds it taken. */
@@ -325,7 +519,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     for (let attempt = 1; ; attempt++) {
       const udp = await this.bindUdp(host, 0);
       try {
-        await this.bindTcp(host, udp.local.port);
+        await this.bindStream('tcp', host, udp.local.port);
         return;
       } catch (error) {
         const inUse = error instanceof TransportError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
@@ -367,7 +561,12 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     return listener;
   }
 
-  private async bindTcp(host: string, port: number): Promise<TcpListener> {
+  /**
+   * A TCP server, for 'tcp' and for 'tls' alike: TLS is started on each accepted socket, after
+   * the connection limits are checked, so a peer that never finishes its handshake still
+   * counts against them.
+   */
+  private async bindStream(transport: 'tcp' | 'tls', host: string, port: number): Promise<StreamListener> {
     const family = addressFamily(host);
     const server = net.createServer({ noDelay: true });
     try {
@@ -380,17 +579,18 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       });
     } catch (error) {
       server.close();
-      throw listenFailed('tcp', host, port, error);
+      throw listenFailed(transport, host, port, error);
     }
     const address = server.address();
     const local = { address: host, port: typeof address === 'object' && address ? address.port : port };
-    server.on('connection', (socket) => this.onInboundConnection(socket));
+    const listener: StreamListener = { server, transport, local, family };
+    server.on('connection', (socket) => this.onInboundConnection(listener, socket));
     server.on('error', (error) => {
-      this.diagnose({ kind: 'socket-error', reason: `TCP listener ${endpointKey(host, local.port)}: ${error.message}`, transport: 'tcp', local, cause: error });
+      const name = transport.toUpperCase();
+      this.diagnose({ kind: 'socket-error', reason: `${name} listener ${endpointKey(host, local.port)}: ${error.message}`, transport, local, cause: error });
     });
-    const listener: TcpListener = { server, local, family };
-    this.tcp.push(listener);
-    this.bound.push({ transport: 'tcp', host, port: local.port, family });
+    this.streamListeners.push(listener);
+    this.bound.push({ transport, host, port: local.port, family });
     return listener;
   }
 
@@ -462,7 +662,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     return chosen;
   }
 
-  // ---------------------------------------------------------------- TCP
+  // ---------------------------------------------------------------- TCP and TLS
 
   private checkTarget(target: Endpoint): string {
     const address = canonicalIp(target.address);
@@ -473,21 +673,35 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   }
 
   private async streamFor(target: SendTarget): Promise<StreamConnection> {
+    const transport = target.transport === 'tls' ? 'tls' : 'tcp';
     if (target.connectionId !== undefined) {
       const named = this.connectionsById.get(target.connectionId);
-      if (named?.isOpen) return named;
-      // §18.2.2: if that connection is gone, fall back to the address and port.
+      // A TLS connection may carry a 'tcp' reply (inbound TLS messages say 'tcp'); never the
+      // other way round, which would send in clear what was meant for TLS.
+      if (named?.isOpen && (named.info.transport === transport || transport === 'tcp')) return named;
+      // §18.2.2: if that connection is gone, fall back to the address and port - but not from a
+      // TLS connection to plain TCP (RFC 3261 §26.2.2: no downgrade of a secured exchange).
+      if (transport === 'tcp' && target.connectionId.startsWith('tls-')) {
+        throw new TransportError('connection-closed', `TLS connection ${target.connectionId} is closed; not answering over plain TCP instead`);
+      }
     }
     const address = this.checkTarget(target);
-    const key = endpointKey(address, target.port);
-    const existing = this.connectionsByRemote.get(key);
+    let serverName: string | undefined;
+    if (transport === 'tls') {
+      serverName = canonicalServerName(target.serverName ?? address);
+      if (serverName === undefined) {
+        throw new TransportError('invalid-address', `TLS server name "${target.serverName}" is not a domain name or IP address`);
+      }
+    }
+    const key = reuseKey(transport, address, target.port, serverName);
+    const existing = this.connectionsByKey.get(key);
     if (existing?.isOpen) return existing;
     const pending = this.pendingConnects.get(key);
     if (pending) return pending;
-    if (this.connectionsById.size + this.pendingConnects.size >= this.limits.maxConnections) {
-      throw new TransportError('limit', `cannot connect to ${key}: ${this.limits.maxConnections} connections open`);
+    if (this.connectionSlotsInUse() >= this.limits.maxConnections) {
+      throw new TransportError('limit', `cannot connect to ${endpointKey(address, target.port)}: ${this.limits.maxConnections} connections open`);
     }
-    const dial = this.dial(address, target.port, key);
+    const dial = serverName === undefined ? this.dialTcp(address, target.port) : this.dialTls(address, target.port, serverName);
     this.pendingConnects.set(key, dial);
     try {
       return await dial;
@@ -496,14 +710,69 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     }
   }
 
-  private dial(address: string, port: number, key: string): Promise<StreamConnection> {
+  private connectionSlotsInUse(): number {
+    return this.connectionsById.size + this.pendingConnects.size + this.handshaking.size;
+  }
+
+  private dialTcp(address: string, port: number): Promise<StreamConnection> {
+    const where = endpointKey(address, port);
+    const socket = net.connect({ host: address, port, family: addressFamily(address) === 'IPv6' ? 6 : 4, noDelay: true });
+    return this.awaitConnected(socket, 'connect', `TCP connect to ${where}`, (error) => {
+      return new TransportError('connect-failed', `TCP connect to ${where} failed: ${errorText(error)}`, { cause: error });
+    }).then(() => this.adopt(socket, 'outbound', 'tcp'));
+  }
+
+  /**
+   * TLS client (RFC 3261 §26.3.1): chain verified against the client context's CAs, then the
+   * RFC 5922 identity of `serverName` in place of Node's HTTPS rules. SNI only for a name
+   * (RFC 6066 §3 forbids IP literals there). Node closes the socket when either check fails.
+   */
+  private dialTls(address: string, port: number, serverName: string): Promise<StreamConnection> {
+    const where = `${endpointKey(address, port)} (${serverName})`;
+    let secureContext: tls.SecureContext;
+    try {
+      secureContext = this.clientSecureContext();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const socket = tls.connect({
+      host: address,
+      port,
+      secureContext,
+      rejectUnauthorized: true,
+      ...(canonicalIp(serverName) === undefined ? { servername: serverName } : {}),
+      checkServerIdentity: (_host, certificate) => checkSipServerIdentity(serverName, certificate),
+    });
+    let tcpConnected = false;
+    socket.once('connect', () => (tcpConnected = true));
+    return this.awaitConnected(socket, 'secureConnect', `TLS connect to ${where}`, (error) => {
+      if (error instanceof TransportError) return error; // from checkSipServerIdentity: 'tls-identity'
+      if (socket.authorizationError) {
+        return new TransportError('tls-certificate', `TLS server ${where} is not trusted: ${errorText(error)}`, { cause: error });
+      }
+      if (!tcpConnected) {
+        return new TransportError('connect-failed', `TCP connect to ${where} failed: ${errorText(error)}`, { cause: error });
+      }
+      return new TransportError('tls-handshake', `TLS handshake with ${where} failed: ${errorText(error)}`, { cause: error });
+    }).then(() => this.adopt(socket, 'outbound', 'tls', serverName));
+  }
+
+  /**
+   * Resolves when `socket` emits `readyEvent`; rejects with `failure(error)` on an error, or
+   * with 'timeout' after connectTimeoutMs, destroying the socket. close() aborts it too.
+   */
+  private awaitConnected(
+    socket: net.Socket,
+    readyEvent: 'connect' | 'secureConnect',
+    what: string,
+    failure: (error: NodeJS.ErrnoException) => TransportError,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: address, port, family: addressFamily(address) === 'IPv6' ? 6 : 4, noDelay: true });
       const finish = (): void => {
         clearTimeout(timer);
         this.dialAborts.delete(abort);
         socket.off('error', onError);
-        socket.off('connect', onConnect);
+        socket.off(readyEvent, onReady);
       };
       const abort = (error: TransportError): void => {
         finish();
@@ -511,23 +780,21 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
         socket.destroy();
         reject(error);
       };
-      const onError = (error: NodeJS.ErrnoException): void => {
-        abort(new TransportError('connect-failed', `TCP connect to ${key} failed: ${error.code ?? error.message}`, { cause: error }));
-      };
-      const onConnect = (): void => {
+      const onError = (error: NodeJS.ErrnoException): void => abort(failure(error));
+      const onReady = (): void => {
         finish();
-        resolve(this.adopt(socket, 'outbound'));
+        resolve();
       };
       const timer = setTimeout(() => {
-        abort(new TransportError('timeout', `TCP connect to ${key} timed out after ${this.limits.connectTimeoutMs} ms`));
+        abort(new TransportError('timeout', `${what} timed out after ${this.limits.connectTimeoutMs} ms`));
       }, this.limits.connectTimeoutMs);
       this.dialAborts.add(abort);
       socket.once('error', onError);
-      socket.once('connect', onConnect);
+      socket.once(readyEvent, onReady);
     });
   }
 
-  private onInboundConnection(socket: net.Socket): void {
+  private onInboundConnection(listener: StreamListener, socket: net.Socket): void {
     const remoteIp = canonicalIp(socket.remoteAddress ?? '');
     const refuse = (reason: string): void => {
       socket.on('error', () => {});
@@ -535,13 +802,13 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       this.diagnose({
         kind: 'connection-refused',
         reason,
-        transport: 'tcp',
+        transport: listener.transport,
         ...(remoteIp !== undefined && socket.remotePort !== undefined ? { remote: { address: remoteIp, port: socket.remotePort } } : {}),
       });
     };
     if (this.closing) return refuse('transport layer is closing');
     if (remoteIp === undefined) return refuse('inbound connection closed before it could be accepted');
-    if (this.connectionsById.size + this.pendingConnects.size >= this.limits.maxConnections) {
+    if (this.connectionSlotsInUse() >= this.limits.maxConnections) {
       return refuse(`refused connection from ${remoteIp}: ${this.limits.maxConnections} connections open`);
     }
     const fromSource = this.inboundPerSource.get(remoteIp) ?? 0;
@@ -549,61 +816,158 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       return refuse(`refused connection from ${remoteIp}: ${fromSource} connections from that address already`);
     }
     this.inboundPerSource.set(remoteIp, fromSource + 1);
-    this.adopt(socket, 'inbound');
+    if (listener.transport === 'tcp') {
+      this.adopt(socket, 'inbound', 'tcp');
+      return;
+    }
+    this.acceptTls(listener, socket, remoteIp);
   }
 
-  /** Wraps a connected socket and books it; every connection comes through here. */
-  private adopt(socket: net.Socket, direction: 'inbound' | 'outbound'): StreamConnection {
+  /**
+   * Runs the server side of a TLS handshake on an accepted socket, within headerTimeoutMs.
+   * No client certificate is requested: a UA's peers are authenticated by digest, or not at all.
+   */
+  private acceptTls(listener: StreamListener, raw: net.Socket, remoteIp: string): void {
+    const remote = { address: remoteIp, port: raw.remotePort ?? 0 };
+    const from = endpointKey(remote.address, remote.port);
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.serverContext!, requestCert: false });
+    this.handshaking.add(secure);
+    // Named handlers, removed one by one: the TLSSocket has listeners of its own on these events.
+    const onError = (error: NodeJS.ErrnoException): void => fail(`TLS handshake from ${from} failed: ${errorText(error)}`, error);
+    const onClose = (): void => fail(`TLS handshake from ${from} cut off: the peer closed`);
+    const settle = (): void => {
+      clearTimeout(timer);
+      this.handshaking.delete(secure);
+      secure.off('error', onError);
+      secure.off('close', onClose);
+      secure.off('secure', onSecure);
+    };
+    const fail = (reason: string, cause?: unknown): void => {
+      settle();
+      this.releaseInboundSlot(remoteIp);
+      secure.on('error', () => {}); // late errors of a socket being dropped are not news
+      secure.destroy();
+      this.diagnose({ kind: 'tls-handshake', reason, transport: 'tls', local: listener.local, remote, ...(cause !== undefined ? { cause } : {}) });
+    };
+    // 'secure': the server-side handshake is complete (what tls.Server turns into 'secureConnection').
+    const onSecure = (): void => {
+      settle();
+      if (this.closing) {
+        this.releaseInboundSlot(remoteIp);
+        secure.on('error', () => {});
+        secure.destroy();
+        return;
+      }
+      this.adopt(secure, 'inbound', 'tls');
+    };
+    const timer = setTimeout(() => fail(`TLS handshake from ${from} not done within ${this.limits.headerTimeoutMs} ms`), this.limits.headerTimeoutMs);
+    timer.unref();
+    secure.on('error', onError);
+    secure.on('close', onClose);
+    secure.on('secure', onSecure);
+  }
+
+  private releaseInboundSlot(remoteIp: string): void {
+    const left = (this.inboundPerSource.get(remoteIp) ?? 1) - 1;
+    if (left > 0) this.inboundPerSource.set(remoteIp, left);
+    else this.inboundPerSource.delete(remoteIp);
+  }
+
+  /** Wraps a connected (and, for TLS, handshaken) socket and books it; every connection comes through here. */
+  private adopt(socket: net.Socket, direction: 'inbound' | 'outbound', transport: 'tcp' | 'tls', serverName?: string): StreamConnection {
     const info: ConnectionInfo = {
-      connectionId: `tcp-${++this.nextConnectionNumber}`,
-      transport: 'tcp',
+      connectionId: `${transport}-${++this.nextConnectionNumber}`,
+      transport,
       direction,
       local: { address: canonicalIp(socket.localAddress ?? '') ?? '', port: socket.localPort ?? 0 },
       remote: { address: canonicalIp(socket.remoteAddress ?? '') ?? '', port: socket.remotePort ?? 0 },
     };
+    if (socket instanceof tls.TLSSocket) {
+      info.tls = { protocol: socket.getProtocol() ?? 'unknown', ...(serverName !== undefined ? { serverName } : {}) };
+    }
     const connection = new StreamConnection(socket, info, this.limits, this.streamHandler);
     this.connectionsById.set(info.connectionId, connection);
-    this.connectionsByRemote.set(endpointKey(info.remote.address, info.remote.port), connection);
+    const key = reuseKeyOf(info);
+    if (key !== undefined) this.connectionsByKey.set(key, connection);
     this.emitSafely('connection-open', info);
     return connection;
   }
 
   private readonly streamHandler: StreamConnectionHandler = {
     onMessage: (connection, data) => {
-      const { local, remote, connectionId } = connection.info;
-      this.emitSafely('message', { data, transport: 'tcp', local, remote, connectionId });
+      const { local, remote, connectionId, tls: session } = connection.info;
+      this.emitSafely('message', { data, transport: session ? 'tls' : 'tcp', ...(session ? { tls: session } : {}), local, remote, connectionId });
     },
     onKeepalive: (connection, kind) => {
-      const { remote, connectionId } = connection.info;
-      this.emitSafely('keepalive', { kind, transport: 'tcp', remote, connectionId });
+      const { transport, remote, connectionId } = connection.info;
+      if (kind === 'pong') this.onPong(connection);
+      this.emitSafely('keepalive', { kind, transport, remote, connectionId });
     },
     onFramingError: (connection, code, reason) => {
-      const { local, remote, connectionId } = connection.info;
-      this.diagnose({ kind: 'framing-error', reason: `${code}: ${reason}`, transport: 'tcp', connectionId, local, remote });
+      const { transport, local, remote, connectionId } = connection.info;
+      this.diagnose({ kind: 'framing-error', reason: `${code}: ${reason}`, transport, connectionId, local, remote });
     },
     onClose: (connection, reason, detail) => {
       const { info } = connection;
       this.connectionsById.delete(info.connectionId);
-      const key = endpointKey(info.remote.address, info.remote.port);
-      if (this.connectionsByRemote.get(key) === connection) this.connectionsByRemote.delete(key);
-      if (info.direction === 'inbound') {
-        const left = (this.inboundPerSource.get(info.remote.address) ?? 1) - 1;
-        if (left > 0) this.inboundPerSource.set(info.remote.address, left);
-        else this.inboundPerSource.delete(info.remote.address);
-      }
+      const key = reuseKeyOf(info);
+      if (key !== undefined && this.connectionsByKey.get(key) === connection) this.connectionsByKey.delete(key);
+      if (info.direction === 'inbound') this.releaseInboundSlot(info.remote.address);
       if (reason === 'header-timeout' || reason === 'socket-error') {
         this.diagnose({
           kind: reason,
           reason: detail ?? reason,
-          transport: 'tcp',
+          transport: info.transport,
           connectionId: info.connectionId,
           local: info.local,
           remote: info.remote,
         });
       }
       this.emitSafely('connection-close', { connection: info, reason, ...(detail !== undefined ? { detail } : {}) });
+      const run = this.keepalives.get(info.connectionId);
+      if (run) {
+        this.keepalives.delete(info.connectionId);
+        run.cancelTimer();
+        run.machine.stop();
+        // A local close is a decision, not a failure; a keep-alive timeout was reported already.
+        if (reason !== 'local' && reason !== 'keepalive-timeout') {
+          this.emitSafely('flow-failed', { connection: info, reason: 'connection-closed', detail: detail ?? reason });
+        }
+      }
     },
   };
+
+  // ---------------------------------------------------------------- keep-alive (RFC 5626 §4.4.1)
+
+  private armKeepalive(connection: StreamConnection, run: KeepaliveRun): void {
+    run.cancelTimer();
+    const at = run.machine.deadline;
+    run.cancelTimer = at === undefined ? () => {} : this.clock.setTimer(at, () => this.onKeepaliveTimer(connection, run));
+  }
+
+  private onKeepaliveTimer(connection: StreamConnection, run: KeepaliveRun): void {
+    const { connectionId } = connection.info;
+    if (this.keepalives.get(connectionId) !== run) return; // stopped or restarted meanwhile
+    const action = run.machine.onTimer(this.clock.now());
+    if (action === 'flow-failed') {
+      this.keepalives.delete(connectionId);
+      this.emitSafely('flow-failed', { connection: connection.info, reason: 'no-pong' });
+      void connection.close('keepalive-timeout', 'no pong to a keep-alive ping in time (RFC 5626 §4.4.1)');
+      return;
+    }
+    if (action === 'send-ping') {
+      // A write that fails means the connection is closing; its close reports the flow failure.
+      connection.ping().catch(() => {});
+    }
+    this.armKeepalive(connection, run);
+  }
+
+  private onPong(connection: StreamConnection): void {
+    const run = this.keepalives.get(connection.info.connectionId);
+    if (!run) return;
+    run.machine.onPong(this.clock.now());
+    this.armKeepalive(connection, run);
+  }
 
   // ---------------------------------------------------------------- events
 
@@ -627,7 +991,28 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   }
 }
 
-function listenFailed(transport: DatagramOrStream, host: string, port: number, error: unknown): TransportError {
+/**
+ * The key under which a connection is found again for a target (§18: reuse per address, port
+ * and transport). Outbound TLS adds the server name it was authenticated for. Inbound TLS
+ * connections get no key: their peer is not authenticated, so only `connectionId` reaches them.
+ */
+function reuseKey(transport: 'tcp' | 'tls', address: string, port: number, serverName: string | undefined): string {
+  return transport === 'tcp' ? `tcp ${endpointKey(address, port)}` : `tls ${endpointKey(address, port)} ${serverName ?? ''}`;
+}
+
+function reuseKeyOf(info: ConnectionInfo): string | undefined {
+  if (info.transport === 'tcp') return reuseKey('tcp', info.remote.address, info.remote.port, undefined);
+  const serverName = info.tls?.serverName;
+  return info.direction === 'outbound' && serverName !== undefined ? reuseKey('tls', info.remote.address, info.remote.port, serverName) : undefined;
+}
+
+function errorText(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return code !== undefined && !message.includes(code) ? `${code} ${message}` : message;
+}
+
+function listenFailed(transport: SipTransportName, host: string, port: number, error: unknown): TransportError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code ?? String(error);
   return new TransportError('listen-failed', `cannot listen on ${formatListenSpec({ transport, host, port })}: ${code}`, { cause: error });
 }

@@ -16,11 +16,22 @@ export interface AuthRequestView {
 }
 
 export type AuthAnswer =
-  | { readonly action: 'retry'; readonly headerName: 'Authorization' | 'Proxy-Authorization'; readonly headerValue: string }
+  | {
+      readonly action: 'retry';
+      readonly headerName: 'Authorization' | 'Proxy-Authorization';
+      readonly headerValue: string;
+      /**
+       * Every credential row the retried request needs (a proxy's and a registrar's realm
+       * together, say). When present it replaces all rows sent before.
+       */
+      readonly headers?: ReadonlyArray<{ readonly name: string; readonly value: string }>;
+    }
   | { readonly action: 'fail'; readonly reason: string };
 
 export interface ChallengeAnswerer {
   answer(challenge: { readonly status: 401 | 407; readonly challenges: readonly string[] }, request: AuthRequestView): Promise<AuthAnswer>;
   /** Credentials to send before being asked, for realms whose nonce is known. */
   preemptive?(request: AuthRequestView): ReadonlyArray<readonly [string, string]>;
+  /** An Authentication-Info from a 2xx: `nextnonce` for later requests, `rspauth` (RFC 2617 §3.2.3). */
+  acceptAuthenticationInfo?(request: AuthRequestView, value: string | undefined, body?: Buffer): unknown;
 }

@@ -25,7 +25,7 @@ import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non
 import { DEFAULT_TIMERS, type TimerConfig } from '../transaction/timer-config.js';
 import { clientTransactionKey, serverTransactionKey } from '../transaction/transaction-keys.js';
 import { chooseTransport } from '../transport/choose-transport.js';
-import { TransportLayer, type InboundMessage, type ListenSpec } from '../transport/transport-layer.js';
+import { TransportLayer, type InboundMessage, type ListenSpec, type TlsOptions } from '../transport/transport-layer.js';
 import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
 import { Failover, TargetHealth, type AttemptOutcome } from '../dns/failover.js';
 import type { DnsResolver } from '../dns/dns-resolver.js';
@@ -52,7 +52,7 @@ export interface IncomingMessage {
   /** `type/subtype` with parameters, as sent. */
   readonly contentType: string;
   readonly body: Buffer;
-  readonly transport: 'udp' | 'tcp';
+  readonly transport: SipTransportName;
   readonly remote: { readonly address: string; readonly port: number };
   /** The request's Date header, when present and valid. */
   readonly date?: Date;
@@ -75,7 +75,7 @@ export type MessageHandler = (message: IncomingMessage) => Promise<MessageDecisi
 
 export interface SipTrace {
   readonly direction: 'in' | 'out';
-  readonly transport: 'udp' | 'tcp';
+  readonly transport: SipTransportName;
   readonly remote: { readonly address: string; readonly port: number };
   readonly data: Buffer;
 }
@@ -93,6 +93,8 @@ export interface UserAgentOptions {
   readonly onMessage?: MessageHandler;
   /** Answers 401/407 challenges (digest credentials); without one a challenge is a final failure. */
   readonly authenticator?: ChallengeAnswerer;
+  /** Our TLS certificate and key (for `tls:` listeners) and certificates trusted beyond the system CAs. */
+  readonly tls?: TlsOptions;
   /** DNS for RFC 3263 server location; the system's resolvers by default. */
   readonly resolver?: DnsResolver;
   /** Outbound proxy URIs, used as a pre-loaded route set with loose routing (§8.1.1.1). */
@@ -178,6 +180,7 @@ export class UserAgent {
     if (aor.scheme !== 'sip' && aor.scheme !== 'sips') throw new TypeError(`the address of record must be a sip: URI, not ${options.aor}`);
     let agent: UserAgent | undefined;
     const transport = await TransportLayer.listen(options.listen, {
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
       onMessage: (inbound) => agent?.receive(inbound),
       onError: (reason) => options.onDiagnostic?.(`transport: ${reason}`),
     });
@@ -252,7 +255,7 @@ export class UserAgent {
    * applied to every attempt, since credentials make a request longer.
    */
   async request(plan: RequestPlan): Promise<RequestOutcome> {
-    const authorization = new Map<string, string>();
+    let authorization: Array<readonly [string, string]> = [];
     const failover = new Failover(plan.destinations, { health: this.health });
     let destination = failover.next();
     if (destination === undefined) throw new DestinationError('no server to send to');
@@ -263,12 +266,12 @@ export class UserAgent {
         branch: newBranch(),
         cseq,
         sentBy: this.sentByFor(target),
-        authorization: [...authorization],
+        authorization,
       });
       let request = plan.build(parameters());
       if (attempt === 0 && this.options.authenticator?.preemptive !== undefined) {
-        for (const [name, value] of this.options.authenticator.preemptive(authView(request))) authorization.set(name, value);
-        if (authorization.size > 0) request = plan.build(parameters());
+        authorization = [...this.options.authenticator.preemptive(authView(request))];
+        if (authorization.length > 0) request = plan.build(parameters());
       }
       let bytes = serializeMessage(request);
       // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
@@ -302,7 +305,10 @@ export class UserAgent {
         const challenges = response.headers.getAll(status === 401 ? 'www-authenticate' : 'proxy-authenticate');
         const answer = await answerer.answer({ status, challenges }, authView(request));
         if (answer.action === 'retry') {
-          authorization.set(answer.headerName, answer.headerValue);
+          authorization =
+            answer.headers !== undefined
+              ? answer.headers.map((header) => [header.name, header.value] as const)
+              : [...authorization.filter(([name]) => name.toLowerCase() !== answer.headerName.toLowerCase()), [answer.headerName, answer.headerValue]];
           cseq++;
           continue;
         }
@@ -311,6 +317,10 @@ export class UserAgent {
       if ((status === 401 || status === 407) && response !== undefined) {
         const why = answerer === undefined ? 'no credentials configured' : 'too many challenges';
         return { result: { ...result, authFailure: why }, response, request };
+      }
+      if (response !== undefined && status !== undefined && status >= 200 && status < 300 && authorization.length > 0) {
+        const info = response.headers.get('authentication-info');
+        if (info !== undefined) answerer?.acceptAuthenticationInfo?.(authView(request), info, response.body);
       }
       return response === undefined ? { result, request } : { result, response, request };
     }
@@ -321,7 +331,7 @@ export class UserAgent {
     const firstRoute = route[0];
     const hop = firstRoute === undefined ? target : parseNameAddr(firstRoute).uri;
     return locateDestinations(hop, {
-      supportedTransports: ['udp', 'tcp'],
+      supportedTransports: ['udp', 'tcp', 'tls'],
       ...(transport === undefined ? {} : { preferred: transport }),
       ...(this.options.resolver === undefined ? {} : { resolver: this.options.resolver }),
     });
@@ -396,12 +406,14 @@ export class UserAgent {
   }
 
   private async sendBytes(data: Buffer, destination: Destination, connectionId?: string): Promise<void> {
-    const transport = destination.transport === 'udp' ? 'udp' : 'tcp';
+    const transport = destination.transport;
     this.options.onTrace?.({ direction: 'out', transport, remote: { address: destination.address, port: destination.port }, data });
     await this.transport.send(data, {
       transport,
       address: destination.address,
       port: destination.port,
+      // RFC 5922: a TLS server is checked against the domain the request was addressed to.
+      ...(transport === 'tls' ? { serverName: destination.host } : {}),
       ...(connectionId === undefined ? {} : { connectionId }),
     });
   }
