@@ -44,7 +44,30 @@ export interface MessageEvent {
   readonly receivedAt: string;
 }
 
-export type ListenEvent = ListeningEvent | MessageEvent;
+/** Registration state (RFC 3261 §10), with `--register`. */
+export interface RegisteredEvent {
+  readonly event: 'registered';
+  readonly registrar: string;
+  readonly contact: string;
+  /** Seconds granted by the registrar; a refresh is sent before they run out. */
+  readonly expires: number;
+}
+
+export interface RegistrationFailedEvent {
+  readonly event: 'registration-failed';
+  readonly registrar: string;
+  readonly status: number;
+  readonly reason: string;
+  /** Seconds until the next attempt; absent when it will not retry (wrong credentials). */
+  readonly retryIn?: number;
+}
+
+export interface UnregisteredEvent {
+  readonly event: 'unregistered';
+  readonly registrar: string;
+}
+
+export type ListenEvent = ListeningEvent | MessageEvent | RegisteredEvent | RegistrationFailedEvent | UnregisteredEvent;
 
 /** What `sipnote send --json` prints when the request got an answer or gave up. */
 export interface SendSummary {
@@ -55,4 +78,6 @@ export interface SendSummary {
   readonly callId: string;
   readonly transport: 'udp' | 'tcp' | 'tls';
   readonly retryAfter?: number;
+  /** Why a 401/407 was not answered again: wrong credentials, none given, an unusable challenge. */
+  readonly authFailure?: string;
 }

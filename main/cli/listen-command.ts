@@ -1,5 +1,10 @@
 /**
- * `sipnote listen --aor URI --listen SPEC[,SPEC…] [--data-dir DIR] [--plaintext] [--json]`
+ * `sipnote listen --aor URI --listen SPEC[,SPEC…] [--register [--registrar URI] [--user NAME]]
+ *                [--proxy URI] [--tls-cert F --tls-key F] [--trust-cert F] [--data-dir DIR] [--plaintext] [--json]`
+ *
+ * With --register it stays registered while it runs (refreshing before expiry) and removes its
+ * binding on SIGINT/SIGTERM; registration state is printed as `registered`,
+ * `registration-failed` and `unregistered` events.
  *
  * Receives MESSAGEs until SIGINT/SIGTERM, then exits 0. With --json, prints one JSON object per
  * line: `{"event":"listening","listen":[…]}` once every socket is bound, then one
@@ -11,12 +16,20 @@ import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import { TEXT_CHARSETS } from '../sip/ua/request-policy.js';
 import { UserAgent, type IncomingMessage, type MessageDecision } from '../sip/ua/user-agent.js';
 import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody, type BodyReading } from '../im/incoming-body.js';
-import type { ListeningEvent, MessageEvent } from '../../shared/cli-events.js';
+import type { ListenEvent, MessageEvent } from '../../shared/cli-events.js';
+import { systemClock } from '../sip/transaction/clock.js';
+import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
+import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import type { CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 
 export interface ListenArgs {
   aor: string;
+  account: AccountArgs;
+  /** Register with a registrar while listening (RFC 3261 §10). */
+  register: boolean;
+  registrar?: string;
+  expires?: number;
   listen: ListenSpec[];
   json: boolean;
   plaintext: boolean;
@@ -26,7 +39,7 @@ export interface ListenArgs {
 }
 
 export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promise<void>): Promise<number> {
-  const print = (value: ListeningEvent | MessageEvent, human: string): void => {
+  const print = (value: ListenEvent, human: string): void => {
     io.stdout.write(args.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
   };
   if (args.dataDir !== undefined) {
@@ -38,6 +51,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   const agent = await UserAgent.start({
     aor: args.aor,
     listen: args.listen,
+    ...(await accountAgentOptions(args.account, args.aor, io)),
     ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
     policy: PAGER_REQUEST_POLICY,
     onMessage: (message): MessageDecision | void => {
@@ -51,9 +65,54 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   });
   const bound = agent.listening.map(formatListenSpec);
   print({ event: 'listening', aor: args.aor, listen: bound }, `listening as ${args.aor} on ${bound.join(', ')}`);
+
+  let registration: Registration | undefined;
+  if (args.register) {
+    registration = new Registration(
+      agent,
+      systemClock,
+      { ...(args.registrar === undefined ? {} : { registrar: args.registrar }), ...(args.expires === undefined ? {} : { expires: args.expires }) },
+      (event) => print(registrationEvent(event), describeRegistration(event)),
+    );
+    void registration.start().catch((error: unknown) => {
+      io.stderr.write(`sipnote: registration: ${error instanceof Error ? error.message : String(error)}\n`);
+    });
+  }
   await stop;
+  // §10.2.2: remove our binding on a clean exit, so nothing is sent to a dead contact.
+  await registration?.stop().catch((error: unknown) => {
+    io.stderr.write(`sipnote: un-REGISTER failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  });
   await agent.close();
   return 0;
+}
+
+function registrationEvent(event: RegistrationEvent): ListenEvent {
+  switch (event.state) {
+    case 'registered':
+      return { event: 'registered', registrar: event.registrar, contact: event.contact, expires: event.expires };
+    case 'failed':
+      return {
+        event: 'registration-failed',
+        registrar: event.registrar,
+        status: event.status,
+        reason: event.reason,
+        ...(event.retryIn === undefined ? {} : { retryIn: event.retryIn }),
+      };
+    case 'unregistered':
+      return { event: 'unregistered', registrar: event.registrar };
+  }
+}
+
+function describeRegistration(event: RegistrationEvent): string {
+  switch (event.state) {
+    case 'registered':
+      return `registered at ${event.registrar} as ${event.contact} for ${event.expires} s`;
+    case 'failed':
+      return `registration at ${event.registrar} failed: ${event.status} ${event.reason}${event.retryIn === undefined ? '' : `; retrying in ${event.retryIn} s`}`;
+    case 'unregistered':
+      return `unregistered from ${event.registrar}`;
+  }
 }
 
 export function messageEvent(message: IncomingMessage, reading: Extract<BodyReading, { kind: 'text' }>): MessageEvent {

@@ -12,13 +12,23 @@ import { listenCommand } from './listen-command.js';
 import { parseCommand } from './parse-command.js';
 import { sendCommand } from './send-command.js';
 import { UsageError } from './usage-error.js';
+import { ACCOUNT_OPTIONS, readAccountArgs } from './account-options.js';
 
 const USAGE = `usage:
-  sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081 [--data-dir DIR] [--plaintext] [--json]
-  sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp] [--listen SPEC]
+  sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081[,tls:HOST:PORT]
+                 [--register [--registrar URI] [--expires S]] [--data-dir DIR] [--plaintext] [--json]
+  sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp|tls] [--listen SPEC]
                [--content-type TYPE] [--congestion-safe-path] [--plaintext] [--json] TEXT|-
   sipnote parse [FILE|-] [--json]
-options for listen and send: --t1 MS (RFC 3261 T1, default 500), --verbose (diagnostics on stderr)`;
+options for listen and send:
+  --user NAME          digest user name (default: the user part of the address); the password comes
+                       from SIPNOTE_PASSWORD or a prompt
+  --proxy URI          outbound proxy (a loose route)
+  --tls-cert F --tls-key F   our TLS certificate and key (PEM), needed for a tls: listener
+  --trust-cert F       a server certificate (PEM) to trust besides the system CAs; repeatable
+  --dns HOST:PORT      DNS server for RFC 3263 lookups instead of the system's; repeatable
+  --t1 MS              RFC 3261 timer T1 (default 500)
+  --verbose            diagnostics on stderr`;
 
 export async function main(argv: readonly string[], io: CommandIo = processIo, stop?: Promise<void>): Promise<number> {
   try {
@@ -68,14 +78,32 @@ const COMMON_OPTIONS = {
 function parseListenArgs(args: string[]) {
   const { values, positionals } = parseArgs({
     args,
-    options: { ...COMMON_OPTIONS, aor: { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: {
+      ...COMMON_OPTIONS,
+      ...ACCOUNT_OPTIONS,
+      aor: { type: 'string' },
+      'data-dir': { type: 'string' },
+      register: { type: 'boolean', default: false },
+      registrar: { type: 'string' },
+      expires: { type: 'string' },
+    },
     allowPositionals: true,
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
   const aor = requireSipUri(values.aor, '--aor');
   const t1 = parseT1(values.t1);
+  if (values.registrar !== undefined) requireSipUri(values.registrar, '--registrar');
+  if ((values.registrar !== undefined || values.expires !== undefined) && !values.register) {
+    throw new UsageError('--registrar and --expires go with --register');
+  }
+  const expires = values.expires === undefined ? undefined : Number(values.expires);
+  if (expires !== undefined && !(Number.isInteger(expires) && expires > 0)) throw new UsageError('--expires takes a number of seconds');
   return {
     aor,
+    account: readAccountArgs(values),
+    register: values.register,
+    ...(values.registrar === undefined ? {} : { registrar: values.registrar }),
+    ...(expires === undefined ? {} : { expires }),
     listen: values.listen === undefined ? [{ transport: 'udp', host: '127.0.0.1', port: 5060 }, { transport: 'tcp', host: '127.0.0.1', port: 5060 }] satisfies ListenSpec[] : listenSpecs(values.listen),
     json: values.json,
     plaintext: values.plaintext,
@@ -90,6 +118,7 @@ function parseSendArgs(args: string[]) {
     args,
     options: {
       ...COMMON_OPTIONS,
+      ...ACCOUNT_OPTIONS,
       from: { type: 'string' },
       to: { type: 'string' },
       transport: { type: 'string' },
@@ -102,12 +131,13 @@ function parseSendArgs(args: string[]) {
   const to = requireSipUri(values.to, '--to');
   if (positionals.length !== 1) throw new UsageError('send takes exactly one TEXT argument (or - to read stdin)');
   const transport = values.transport;
-  if (transport !== undefined && transport !== 'udp' && transport !== 'tcp') throw new UsageError('--transport must be udp or tcp');
-  const chosen: 'udp' | 'tcp' | undefined = transport;
+  if (transport !== undefined && transport !== 'udp' && transport !== 'tcp' && transport !== 'tls') throw new UsageError('--transport must be udp, tcp or tls');
+  const chosen: 'udp' | 'tcp' | 'tls' | undefined = transport;
   const t1 = parseT1(values.t1);
   return {
     from,
     to,
+    account: readAccountArgs(values),
     text: positionals[0] as string,
     listen: values.listen === undefined ? defaultClientListen(to) : listenSpecs(values.listen),
     json: values.json,
@@ -135,7 +165,7 @@ function defaultClientListen(to: string): ListenSpec[] {
 
 function listenSpecs(text: string): ListenSpec[] {
   try {
-    return parseListenSpecs(text);
+    return parseListenSpecs(text, { allowTls: true });
   } catch (error) {
     throw new UsageError(`--listen ${text}: ${error instanceof Error ? error.message : String(error)}`);
   }

@@ -10,10 +10,12 @@ import type { SipTransportName } from '../sip/ua/message-request.js';
 import { UserAgent } from '../sip/ua/user-agent.js';
 import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import type { SendSummary } from '../../shared/cli-events.js';
+import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { readAllStdin, type CommandIo } from './io.js';
 
 export interface SendArgs {
   from: string;
+  account: AccountArgs;
   to: string;
   text: string;
   transport?: SipTransportName;
@@ -34,6 +36,7 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
   const agent = await UserAgent.start({
     aor: args.from,
     listen: args.listen,
+    ...(await accountAgentOptions(args.account, args.from, io)),
     congestionSafePath: args.congestionSafePath,
     ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
     ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
@@ -52,6 +55,7 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
       callId: result.callId,
       transport: result.transport,
       ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }),
+      ...(result.authFailure === undefined ? {} : { authFailure: result.authFailure }),
     };
     io.stdout.write(args.json ? `${JSON.stringify(summary)}\n` : `${result.status} ${result.reason} (${result.outcome})\n`);
     if (result.status >= 200 && result.status < 300) return 0;
@@ -59,7 +63,8 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
       io.stderr.write(`sipnote: ${result.outcome === 'timeout' ? 'no response from' : 'could not reach'} ${args.to}\n`);
       return 3;
     }
-    io.stderr.write(`sipnote: not delivered: ${result.status} ${result.reason}\n`);
+    const why = result.authFailure === undefined ? '' : ` (${result.authFailure})`;
+    io.stderr.write(`sipnote: not delivered: ${result.status} ${result.reason}${why}\n`);
     return 1;
   } catch (error) {
     if (error instanceof MessageTooLargeError || error instanceof DestinationError) {
