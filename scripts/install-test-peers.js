@@ -19,6 +19,8 @@ const PEERS = [
   { command: 'sqlite3', pkg: 'sqlite3', why: 'creating the Kamailio database' },
   { command: 'dbus-run-session', pkg: 'dbus-daemon', why: 'a D-Bus session for the Secret Service in tests' },
   { command: 'gnome-keyring-daemon', pkg: 'gnome-keyring', why: 'a real Secret Service (OS keychain) in tests' },
+  { command: 'secret-tool', pkg: 'libsecret-tools', why: 'checking what the tests put in the Secret Service' },
+  { command: 'chromium', pkg: 'chromium', why: 'end-to-end tests of the renderer in a real browser' },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
