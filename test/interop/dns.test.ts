@@ -17,8 +17,8 @@ import { TransportError, TransportLayer } from '../../main/sip/transport/index.j
 import type { InboundMessage } from '../../main/sip/transport/index.js';
 import { isImUri, isSipUri, parseUri } from '../../main/sip/uri.js';
 import type { ImUri, SipUri } from '../../main/sip/uri.js';
-import { freePort, start, stopAll } from '../support/processes.js';
-import type { Tracked } from '../support/processes.js';
+import { startDns } from '../support/dnsmasq.js';
+import { freePort, stopAll } from '../support/processes.js';
 
 const layers: TransportLayer[] = [];
 
@@ -26,56 +26,6 @@ afterEach(async () => {
   await stopAll();
   await Promise.all(layers.splice(0).map((layer) => layer.close()));
 });
-
-/**
- * Starts dnsmasq with `records` (command-line options) on 127.0.0.1, authoritative for
- * `.test` (`--local`: unknown names there are NXDOMAIN, not forwarded; there is no upstream).
- * Resolves with a Resolver pointed at it once dnsmasq has said it started and has answered
- * a first query.
- */
-async function startDns(records: readonly string[]): Promise<DnsResolver> {
-  const port = await freePort();
-  const dns = start('dnsmasq', [
-    '--no-resolv',
-    '--no-hosts',
-    '--keep-in-foreground',
-    '--conf-file=/dev/null',
-    '--listen-address=127.0.0.1',
-    `--port=${port}`,
-    '--bind-interfaces',
-    '--pid-file', // no PID file: several may run at once
-    '--log-facility=-', // log to stderr, where we wait for "started"
-    '--local=/test/',
-    '--host-record=ready.test,127.0.0.99',
-    ...records,
-  ]);
-  await waitForStderr(dns, (line) => line.includes('started, version'));
-  const resolver = createDnsResolver({ servers: [`127.0.0.1:${port}`], timeoutMs: 1000, tries: 2 });
-  expect(await resolver.resolve4('ready.test')).toEqual(['127.0.0.99']);
-  return resolver;
-}
-
-/** processes.ts waits on stdout; dnsmasq talks on stderr. Bounded, and fails if it exits. */
-function waitForStderr(proc: Tracked, match: (line: string) => boolean, ms = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = (): boolean => proc.stderr().split('\n').some(match);
-    if (check()) return resolve();
-    const done = (error?: Error): void => {
-      clearTimeout(timer);
-      proc.child.stderr?.off('data', onData);
-      proc.child.off('exit', onExit);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onData = (): void => {
-      if (check()) done();
-    };
-    const onExit = (): void => done(new Error(`dnsmasq exited: ${proc.stderr()}`));
-    const timer = setTimeout(() => done(new Error(`dnsmasq did not start within ${ms} ms: ${proc.stderr()}`)), ms);
-    proc.child.stderr?.on('data', onData);
-    proc.child.once('exit', onExit);
-  });
-}
 
 function sip(text: string): SipUri {
   const uri = parseUri(text);

@@ -10,7 +10,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli-events.js';
 import { main } from '../../main/cli/main.js';
 import { buildCpim } from '../../main/im/cpim.js';
-import { exitWithin, REPO_ROOT, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
+import { startDnsServer } from '../support/dnsmasq.js';
+import { exitWithin, freePort, REPO_ROOT, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
 interface Run {
@@ -186,5 +187,48 @@ describe('npm start', () => {
     expect(proc.stderr()).toMatch(/the desktop app is not built yet/);
     proc.child.kill('SIGINT');
     expect(await exitWithin(proc)).toBe(0);
+  });
+});
+
+/** A `sipnote listen` in-process on loopback, collecting its message events. */
+function listenerForDns(): Promise<{ port: number; events: MessageEvent[] }> {
+  let resolveStop: () => void = () => undefined;
+  const stop = new Promise<void>((resolve) => (resolveStop = resolve));
+  const output = new PassThrough();
+  const events: MessageEvent[] = [];
+  let buffered = '';
+  return new Promise((resolve) => {
+    output.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        const event = JSON.parse(line) as ListeningEvent | MessageEvent;
+        if (event.event === 'listening') resolve({ port: Number(event.listen[0]?.split(':').pop()), events });
+        else events.push(event);
+      }
+    });
+    const done = main(['listen', '--aor', 'sip:bob@example.test', '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0', '--json', '--plaintext'], { stdin: new PassThrough(), stdout: output, stderr: new PassThrough() }, stop);
+    cleanups.push(async () => {
+      resolveStop();
+      await done;
+    });
+  });
+}
+
+describe('RFC 3263 through the command line', () => {
+  it('follows SRV records to the second server when the first refuses the connection', async () => {
+    const bob = await listenerForDns();
+    const dead = await freePort(); // nothing listens there
+    const dns = await startDnsServer([
+      `--srv-host=_sip._tcp.example.test,a.example.test,${dead},10,0`,
+      `--srv-host=_sip._tcp.example.test,b.example.test,${bob.port},20,0`,
+      '--host-record=a.example.test,127.0.0.1',
+      '--host-record=b.example.test,127.0.0.1',
+    ]);
+    const result = await run(['send', '--from', 'sip:alice@example.test', '--to', 'sip:bob@example.test', '--dns', dns.address, '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0', '--json', '--plaintext', 'found you']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'tcp' });
+    expect(bob.events.map((e) => e.text)).toEqual(['found you']);
   });
 });
