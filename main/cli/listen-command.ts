@@ -20,7 +20,7 @@ import type { ListenEvent, MessageEvent } from '../../shared/cli-events.js';
 import { systemClock } from '../sip/transaction/clock.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
-import type { CommandIo } from './io.js';
+import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 
 export interface ListenArgs {
@@ -36,6 +36,8 @@ export interface ListenArgs {
   dataDir?: string;
   t1?: number;
   verbose: boolean;
+  /** Print every SIP message on stderr. */
+  trace: boolean;
 }
 
 export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promise<void>): Promise<number> {
@@ -62,6 +64,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       print(messageEvent(message, reading), `${message.from} -> ${message.to}: ${reading.text}`);
     },
     ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
+    ...(args.trace ? { onTrace: traceTo(io) } : {}),
   });
   const bound = agent.listening.map(formatListenSpec);
   print({ event: 'listening', aor: args.aor, listen: bound }, `listening as ${args.aor} on ${bound.join(', ')}`);

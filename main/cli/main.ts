@@ -28,7 +28,8 @@ options for listen and send:
   --trust-cert F       a server certificate (PEM) to trust besides the system CAs; repeatable
   --dns HOST:PORT      DNS server for RFC 3263 lookups instead of the system's; repeatable
   --t1 MS              RFC 3261 timer T1 (default 500)
-  --verbose            diagnostics on stderr`;
+  --verbose            diagnostics on stderr
+  --trace              every SIP message sent and received, on stderr`;
 
 export async function main(argv: readonly string[], io: CommandIo = processIo, stop?: Promise<void>): Promise<number> {
   try {
@@ -71,6 +72,7 @@ const COMMON_OPTIONS = {
   json: { type: 'boolean', default: false },
   plaintext: { type: 'boolean', default: false },
   verbose: { type: 'boolean', default: false },
+  trace: { type: 'boolean', default: false },
   listen: { type: 'string' },
   t1: { type: 'string' },
 } as const;
@@ -108,6 +110,7 @@ function parseListenArgs(args: string[]) {
     json: values.json,
     plaintext: values.plaintext,
     verbose: values.verbose,
+    trace: values.trace,
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(t1 === undefined ? {} : { t1 }),
   };
@@ -143,6 +146,7 @@ function parseSendArgs(args: string[]) {
     json: values.json,
     plaintext: values.plaintext,
     verbose: values.verbose,
+    trace: values.trace,
     contentType: values['content-type'],
     congestionSafePath: values['congestion-safe-path'],
     ...(chosen === undefined ? {} : { transport: chosen }),

@@ -11,7 +11,7 @@ import { UserAgent } from '../sip/ua/user-agent.js';
 import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import type { SendSummary } from '../../shared/cli-events.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
-import { readAllStdin, type CommandIo } from './io.js';
+import { readAllStdin, traceTo, type CommandIo } from './io.js';
 
 export interface SendArgs {
   from: string;
@@ -26,6 +26,8 @@ export interface SendArgs {
   congestionSafePath: boolean;
   t1?: number;
   verbose: boolean;
+  /** Print every SIP message on stderr. */
+  trace: boolean;
 }
 
 export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number> {
@@ -40,6 +42,7 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
     congestionSafePath: args.congestionSafePath,
     ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
     ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
+    ...(args.trace ? { onTrace: traceTo(io) } : {}),
   });
   try {
     const result = await agent.sendMessage({
