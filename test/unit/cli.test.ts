@@ -127,12 +127,12 @@ describe('sipnote send and listen', () => {
     expect(result.stderr).toMatch(/not delivered: 415/);
   });
 
-  it('sends a large message over TCP by itself (RFC 3261 §18.1.1) and accepts it directly', async () => {
+  it('sends a large message over UDP on loopback, whose MTU is known (RFC 3261 §18.1.1, RFC 3428 §8)', async () => {
     const bob = await listener();
     const text = 'ü'.repeat(1000); // 2000 bytes
     const result = await run(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--json', '--plaintext', text]);
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'tcp' });
+    expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'udp' });
     expect(bob.events[0]?.body).toBe(text);
   });
 

@@ -258,24 +258,34 @@ describe('UAC rules', () => {
     expect((await second).status).toBe(200);
   });
 
-  it('sends a request over 1300 bytes by TCP even when UDP was asked for (§18.1.1)', async () => {
+  it('sends a request over 1300 bytes by TCP even when UDP was asked for, where the path MTU is unknown (§18.1.1)', async () => {
     const box = inbox();
     const bob = await agent('sip:bob@127.0.0.1', { onMessage: box.handler });
-    const alice = await agent('sip:alice@127.0.0.1');
+    const alice = await agent('sip:alice@127.0.0.1', { pathMtu: () => undefined });
     const body = Buffer.from('x'.repeat(1500));
     const result = await alice.sendMessage({ to: `sip:bob@127.0.0.1:${portOf(bob)}`, transport: 'udp', contentType: 'text/plain', body });
     expect(result).toMatchObject({ status: 200, transport: 'tcp' });
     expect(box.messages[0]?.transport).toBe('tcp');
   });
 
+  it('keeps a request over 1300 bytes on UDP when it stays 200 bytes below a known path MTU (loopback)', async () => {
+    const box = inbox();
+    const bob = await agent('sip:bob@127.0.0.1', { onMessage: box.handler });
+    const alice = await agent('sip:alice@127.0.0.1', { pathMtu: () => 9000 });
+    const result = await alice.sendMessage({ to: `sip:bob@127.0.0.1:${portOf(bob)}`, transport: 'udp', contentType: 'text/plain', body: Buffer.from('m'.repeat(5000)) });
+    expect(result).toMatchObject({ status: 200, transport: 'udp' });
+    const tooBig = await alice.sendMessage({ to: `sip:bob@127.0.0.1:${portOf(bob)}`, transport: 'udp', contentType: 'text/plain', body: Buffer.from('m'.repeat(8900)) });
+    expect(tooBig).toMatchObject({ status: 200, transport: 'tcp' });
+  });
+
   it('refuses a MESSAGE over 1300 bytes on a path not known to be congestion-controlled (RFC 3428 §8)', async () => {
     const bob = await agent('sip:bob@127.0.0.1');
-    const alice = await agent('sip:alice@127.0.0.1');
+    const alice = await agent('sip:alice@127.0.0.1', { pathMtu: () => undefined });
     // Bob's own address stands in for an outbound proxy: a loose route makes the path indirect.
     const input = { to: `sip:bob@127.0.0.1:${portOf(bob)}`, contentType: 'text/plain', body: Buffer.from('y'.repeat(1400)), route: [`<sip:127.0.0.1:${portOf(bob)};lr>`] };
     await expect(alice.sendMessage(input)).rejects.toBeInstanceOf(MessageTooLargeError);
     await expect(alice.sendMessage(input)).rejects.toThrow(/1300/);
-    const asserted = await agent('sip:carol@127.0.0.1', { congestionSafePath: true });
+    const asserted = await agent('sip:carol@127.0.0.1', { congestionSafePath: true, pathMtu: () => undefined });
     expect((await asserted.sendMessage(input)).status).toBe(200);
   });
 

@@ -24,7 +24,8 @@ import { NonInviteClientTransaction, type ClientEvent } from '../transaction/non
 import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non-invite-server.js';
 import { DEFAULT_TIMERS, type TimerConfig } from '../transaction/timer-config.js';
 import { clientTransactionKey, serverTransactionKey } from '../transaction/transaction-keys.js';
-import { chooseTransport } from '../transport/choose-transport.js';
+import { chooseTransport, MTU_HEADROOM } from '../transport/choose-transport.js';
+import { knownPathMtu } from '../transport/path-mtu.js';
 import { TransportLayer, type InboundMessage, type ListenSpec, type TlsOptions } from '../transport/transport-layer.js';
 import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
 import { Failover, TargetHealth, type AttemptOutcome } from '../dns/failover.js';
@@ -88,6 +89,11 @@ export interface UserAgentOptions {
   readonly timers?: TimerConfig;
   readonly clock?: Clock;
   readonly policy?: RequestPolicy;
+  /**
+   * The path MTU toward an address, where known (RFC 3261 §18.1.1): by default the loopback
+   * interface's for loopback destinations, unknown elsewhere.
+   */
+  readonly pathMtu?: (address: string) => number | undefined;
   /** The user asserts every hop to their peers is congestion-controlled (RFC 3428 §8). */
   readonly congestionSafePath?: boolean;
   readonly onMessage?: MessageHandler;
@@ -274,16 +280,20 @@ export class UserAgent {
         if (authorization.length > 0) request = plan.build(parameters());
       }
       let bytes = serializeMessage(request);
-      // §18.1.1: a request over 1300 bytes goes over a congestion-controlled transport.
-      const transport = chooseTransport(target.transport, bytes.length);
+      // §18.1.1: a request over 1300 bytes (or near a known path MTU) goes over a
+      // congestion-controlled transport.
+      const pathMtu = (this.options.pathMtu ?? knownPathMtu)(target.address);
+      const transport = chooseTransport(target.transport, bytes.length, pathMtu === undefined ? {} : { pathMtu });
       if (transport !== target.transport) {
         target = { ...target, transport };
         request = plan.build(parameters());
         bytes = serializeMessage(request);
       }
-      // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled.
+      // RFC 3428 §8: over 1300 octets only where every hop is known to be congestion-controlled,
+      // or 200 octets below a known path MTU.
       if (plan.sizeLimited === true && bytes.length > MESSAGE_SIZE_LIMIT) {
-        const knownSafe = this.options.congestionSafePath === true || (plan.direct && target.transport !== 'udp');
+        const belowKnownMtu = plan.direct && pathMtu !== undefined && bytes.length <= pathMtu - MTU_HEADROOM;
+        const knownSafe = this.options.congestionSafePath === true || belowKnownMtu || (plan.direct && target.transport !== 'udp');
         if (!knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
       }
 
