@@ -22,7 +22,9 @@ export type ParseErrorCode =
   | 'bad-header-value'
   | 'bad-content-length'
   | 'missing-header'
-  | 'body-length-mismatch';
+  | 'body-length-mismatch'
+  /** A body whose Content-Type promised a structure it does not have (XML, CPIM, CMS…). */
+  | 'bad-body';
 
 export class ParseError extends Error {
   override readonly name = 'ParseError';
