@@ -36,7 +36,7 @@ import {
   type KeyLocation,
 } from '../security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
-import { PassphraseKeyError } from '../security/passphrase-key-file.js';
+import { PassphraseKeyError, encryptedPrivateKeyInfoOf } from '../security/passphrase-key-file.js';
 import { ParseError } from '../sip/message/parse-error.js';
 import { resolveDataDir } from './data-dir.js';
 import type { CommandIo } from './io.js';
@@ -232,7 +232,7 @@ async function runImport(context: Context, aor: string, certFile: string, keyFil
   const certText = certificate.toString('latin1');
   const cert = certText.includes('-----BEGIN ') ? certText : new Uint8Array(certificate);
   let privateKeyPassphrase: string | undefined;
-  if (typeof key === 'string' && key.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----')) {
+  if (isEncryptedKey(key)) {
     privateKeyPassphrase = await passphraseFrom(context, 'SIPNOTE_IMPORT_PASSPHRASE', `Passphrase of ${keyFile}: `);
     if (privateKeyPassphrase === undefined) return 1;
   }
@@ -245,6 +245,14 @@ async function runImport(context: Context, aor: string, certFile: string, keyFil
   });
   report(context, 'imported', identity);
   return 0;
+}
+
+function isEncryptedKey(key: string | Uint8Array): boolean {
+  try {
+    return encryptedPrivateKeyInfoOf(key) !== undefined;
+  } catch {
+    return false; // unreadable PEM: importIdentity reports it
+  }
 }
 
 /** Prints what `init` / `import` stored. */

@@ -13,6 +13,7 @@ import { parseCommand } from './parse-command.js';
 import { sendCommand } from './send-command.js';
 import { UsageError } from './usage-error.js';
 import { ACCOUNT_OPTIONS, readAccountArgs } from './account-options.js';
+import { KEYS_USAGE, keysCommand, parseKeysArgs } from './keys-command.js';
 
 const USAGE = `usage:
   sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081[,tls:HOST:PORT]
@@ -20,6 +21,7 @@ const USAGE = `usage:
   sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp|tls] [--listen SPEC]
                [--content-type TYPE] [--congestion-safe-path] [--plaintext] [--json] TEXT|-
   sipnote parse [FILE|-] [--json]
+${KEYS_USAGE}
 options for listen and send:
   --user NAME          digest user name (default: the user part of the address); the password comes
                        from SIPNOTE_PASSWORD or a prompt
@@ -51,6 +53,8 @@ async function run(argv: readonly string[], io: CommandIo, stop: Promise<void> |
       return listenCommand(parseListenArgs(rest), io, stop ?? untilSignal());
     case 'send':
       return sendCommand(parseSendArgs(rest), io);
+    case 'keys':
+      return keysCommand(parseKeysArgs(rest), io);
     case 'parse': {
       const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
       if (positionals.length > 1) throw new UsageError('parse takes one FILE or -');
