@@ -20,6 +20,7 @@ const PEERS = [
   { command: 'dbus-run-session', pkg: 'dbus-daemon', why: 'a D-Bus session for the Secret Service in tests' },
   { command: 'gnome-keyring-daemon', pkg: 'gnome-keyring', why: 'a real Secret Service (OS keychain) in tests' },
   { command: 'secret-tool', pkg: 'libsecret-tools', why: 'checking what the tests put in the Secret Service' },
+  { command: 'baresip', pkg: 'baresip-core', why: 'interop with an independent user agent through Kamailio' },
   { command: 'chromium', pkg: 'chromium', why: 'end-to-end tests of the renderer in a real browser' },
 ];
 
