@@ -119,3 +119,52 @@ describe('Registration', () => {
     expect(registrar.received).toHaveLength(1);
   });
 });
+
+describe('Registration over TCP (RFC 5626 flows)', () => {
+  it('registers again at once when the connection it registered over is lost', async () => {
+    const { createServer } = await import('node:net');
+    const { parseMessage } = await import('../../main/sip/message/parse.js');
+    const sockets: import('node:net').Socket[] = [];
+    const registers: SipRequest[] = [];
+    let onRegister: () => void = () => undefined;
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      let buffered = Buffer.alloc(0);
+      socket.on('data', (chunk) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const request = parseMessage(buffered.subarray(0, end + 4), { framing: 'stream' }) as SipRequest;
+        buffered = buffered.subarray(end + 4);
+        registers.push(request);
+        const contact = request.headers.get('contact') ?? '';
+        socket.write(serializeMessage(createResponse(request, 200, { toTag: 'reg', headers: [['Contact', contact.replace(/;expires=\d+/, ';expires=600')]] })));
+        onRegister();
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const port = (server.address() as { port: number }).port;
+
+    const ua = await UserAgent.start({ aor: 'sip:bob@example.test', listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }, { transport: 'tcp', host: '127.0.0.1', port: 0 }] });
+    cleanups.push(() => ua.close());
+    const events: RegistrationEvent[] = [];
+    const registration = new Registration(ua, new ManualClock(), { registrar: `sip:127.0.0.1:${port};transport=tcp` }, (e) => events.push(e));
+    const second = new Promise<void>((resolve) => (onRegister = () => registers.length >= 2 && resolve()));
+    await registration.start();
+    expect(events[0]).toMatchObject({ state: 'registered' });
+    expect(registers[0]?.headers.get('contact')).toMatch(/;transport=tcp>/);
+
+    sockets[0]?.destroy(); // the registrar's side of the flow goes away
+    await second;
+    await waitForEvents(events, 3);
+    expect(registers[1]?.callId).toBe(registers[0]?.callId);
+    expect(registers[1]?.cseq.seq).toBe((registers[0]?.cseq.seq ?? 0) + 1);
+    expect(events.map((e) => e.state)).toEqual(['registered', 'failed', 'registered']);
+    expect(events[1]).toMatchObject({ reason: 'Flow lost (connection to the registrar closed)' });
+  });
+});

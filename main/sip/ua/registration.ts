@@ -62,6 +62,8 @@ export class Registration {
   private backoff: number;
   private stopped = false;
   private lastRegistered = false;
+  /** The connection our binding lives on, when kept alive (TCP/TLS). */
+  private flow: string | undefined;
 
   constructor(
     private readonly ua: UserAgent,
@@ -133,6 +135,7 @@ export class Registration {
       this.backoff = this.options.retryBackoff?.first ?? 30;
       this.onEvent({ state: 'registered', registrar: this.registrar, contact, expires: granted });
       this.schedule(refreshDelay(granted), () => void this.run(() => this.register(this.expires)));
+      this.watchFlow(outcome.connectionId, response);
       return;
     }
     if (response?.status === 423) {
@@ -153,6 +156,24 @@ export class Registration {
     this.lastRegistered = false;
     this.onEvent({ state: 'failed', registrar: this.registrar, status: result.status, reason: result.reason, retryIn });
     this.schedule(retryIn, () => void this.run(() => this.register(this.expires)));
+  }
+
+  /**
+   * RFC 5626 §4.4.1: keep the connection the registration went over alive with CRLF pings
+   * (at the registrar's Flow-Timer, else every 120 s), and register again at once when it
+   * fails: inbound MESSAGEs to a client behind NAT can only come over that flow.
+   */
+  private watchFlow(connectionId: string | undefined, response: SipResponse): void {
+    if (connectionId === undefined || connectionId === this.flow) return;
+    const flowTimer = Number(response.headers.get('flow-timer'));
+    const intervalMs = (Number.isInteger(flowTimer) && flowTimer > 0 ? flowTimer : 120) * 1000;
+    const kept = this.ua.keepFlowAlive(connectionId, intervalMs, () => {
+      this.flow = undefined;
+      if (this.stopped) return;
+      this.onEvent({ state: 'failed', registrar: this.registrar, status: 503, reason: 'Flow lost (connection to the registrar closed)', retryIn: 0 });
+      void this.refreshNow();
+    });
+    if (kept) this.flow = connectionId;
   }
 
   private schedule(seconds: number, task: () => void): void {

@@ -6,18 +6,22 @@
  * MESSAGE still pending to the same destination (RFC 3428 §8), applies the size rules
  * (§18.1.1 switches large requests to TCP; RFC 3428 §8 refuses what could go over a
  * congestion-unsafe hop), runs a NonInviteClientTransaction and resolves with the outcome.
+ * `exchangeOptions` sends an out-of-dialog OPTIONS the same way (RFC 3261 §11), e.g. to learn a
+ * peer's certificate from its 200 (RFC 3261 §23.2).
  *
  * Incoming: bytes are parsed; responses go to the client transaction they match (§17.1.3);
  * requests get `received`/`rport` filled in (§18.2.1, RFC 3581 §4), are matched to a server
  * transaction (§17.2.3) so retransmissions are absorbed, judged (request-policy.ts), and
  * MESSAGE bodies are handed to the application's handler, whose promise decides the final
- * response: the handler can store the message first (write before acknowledge).
+ * response: the handler can store the message first (write before acknowledge). OPTIONS get a
+ * 200 with our capabilities (§11.2), which the application's `onOptions` handler may extend
+ * with headers and a body (our certificate, RFC 3261 §23.2).
  */
 import { formatVia, parseNameAddr, parseVia, splitHeaderList } from '../header-values.js';
 import { parseMessage } from '../message/parse.js';
 import { ParseError } from '../message/parse-error.js';
 import { serializeMessage } from '../message/serialize.js';
-import type { SipMessage, SipRequest, SipResponse } from '../message/sip-message.js';
+import { SipRequest, type SipMessage, type SipResponse } from '../message/sip-message.js';
 import { systemClock, type Clock } from '../transaction/clock.js';
 import { TransactionDriver } from '../transaction/driver.js';
 import { NonInviteClientTransaction, type ClientEvent } from '../transaction/non-invite-client.js';
@@ -74,6 +78,20 @@ export interface MessageDecision {
 
 export type MessageHandler = (message: IncomingMessage) => Promise<MessageDecision | void> | MessageDecision | void;
 
+/**
+ * What the application adds to our 200 to an OPTIONS (RFC 3261 §11.2): headers that replace the
+ * capability headers of the same name (e.g. an Accept listing S/MIME types, RFC 8591 §6) or are
+ * added, and a body (e.g. our certificate as certs-only, RFC 3261 §23.2).
+ */
+export interface OptionsAnswer {
+  readonly headers?: ReadonlyArray<readonly [string, string]>;
+  readonly body?: Buffer;
+  readonly contentType?: string;
+}
+
+/** Looks at an OPTIONS request (its body may carry the sender's certificate) and shapes our 200. */
+export type OptionsHandler = (request: SipRequest) => Promise<OptionsAnswer | undefined> | OptionsAnswer | undefined;
+
 export interface SipTrace {
   readonly direction: 'in' | 'out';
   readonly transport: SipTransportName;
@@ -97,6 +115,8 @@ export interface UserAgentOptions {
   /** The user asserts every hop to their peers is congestion-controlled (RFC 3428 §8). */
   readonly congestionSafePath?: boolean;
   readonly onMessage?: MessageHandler;
+  /** Shapes the 200 to an OPTIONS; without one the 200 carries the capability headers only. */
+  readonly onOptions?: OptionsHandler;
   /** Answers 401/407 challenges (digest credentials); without one a challenge is a final failure. */
   readonly authenticator?: ChallengeAnswerer;
   /** Our TLS certificate and key (for `tls:` listeners) and certificates trusted beyond the system CAs. */
@@ -120,7 +140,15 @@ export interface SendMessageInput {
   readonly expires?: number;
   readonly route?: readonly string[];
   readonly extraHeaders?: ReadonlyArray<readonly [string, string]>;
+  /**
+   * The Date header; default: now. A signed body passes its protected time, so that the
+   * unprotected Date and the date under the signature agree (RFC 3428 §11.4).
+   */
+  readonly date?: Date;
 }
+
+/** An out-of-dialog OPTIONS (RFC 3261 §11.1): the same headers as a MESSAGE, without Expires. */
+export type SendOptionsInput = Omit<SendMessageInput, 'expires'>;
 
 /** How many challenges one request may answer: a proxy's 407 and then a registrar's 401, with room for one stale nonce. */
 const MAX_AUTH_ATTEMPTS = 3;
@@ -150,6 +178,8 @@ export interface RequestOutcome {
   readonly response?: SipResponse;
   /** The last request sent (its CSeq tells the next one where to continue). */
   readonly request: SipRequest;
+  /** The TCP/TLS connection it went over: the flow a REGISTER creates (RFC 5626). */
+  readonly connectionId?: string;
 }
 
 type ClientDriver = TransactionDriver<NonInviteClientTransaction<SipRequest, SipResponse>>;
@@ -168,6 +198,7 @@ export class UserAgent {
   /** Servers that failed recently go to the back of the list for a while (RFC 3263 §4.3). */
   private readonly health = new TargetHealth();
   private messageHandler: MessageHandler | undefined;
+  private optionsHandler: OptionsHandler | undefined;
   private closed = false;
 
   private constructor(
@@ -179,6 +210,7 @@ export class UserAgent {
     this.timers = options.timers ?? DEFAULT_TIMERS;
     this.policy = options.policy ?? DEFAULT_REQUEST_POLICY;
     this.messageHandler = options.onMessage;
+    this.optionsHandler = options.onOptions;
   }
 
   static async start(options: UserAgentOptions): Promise<UserAgent> {
@@ -203,13 +235,30 @@ export class UserAgent {
     this.messageHandler = handler;
   }
 
+  setOptionsHandler(handler: OptionsHandler | undefined): void {
+    this.optionsHandler = handler;
+  }
+
   /**
    * Sends one MESSAGE and resolves with what became of it. Rejects only when it could not even
    * be tried (MessageTooLargeError, DestinationError); network failures are outcomes.
    */
-  sendMessage(input: SendMessageInput): Promise<SendResult> {
+  async sendMessage(input: SendMessageInput): Promise<SendResult> {
+    return (await this.exchangeMessage(input)).result;
+  }
+
+  /** `sendMessage`, resolving with the final response too (a 493's certificate, say). */
+  exchangeMessage(input: SendMessageInput): Promise<RequestOutcome> {
     const target = parseUri(input.to);
-    return this.queue.run(formatUri(aorOf(target)), () => this.sendNow(input, target));
+    return this.queue.run(formatUri(aorOf(target)), () => this.sendNow('MESSAGE', input, target));
+  }
+
+  /**
+   * Sends an out-of-dialog OPTIONS (RFC 3261 §11) and resolves with the outcome and the final
+   * response. Not queued behind MESSAGEs and not under the RFC 3428 §8 size limit.
+   */
+  exchangeOptions(input: SendOptionsInput): Promise<RequestOutcome> {
+    return this.sendNow('OPTIONS', input, parseUri(input.to));
   }
 
   async close(): Promise<void> {
@@ -223,7 +272,7 @@ export class UserAgent {
 
   // ---- UAC ---------------------------------------------------------------------------
 
-  private async sendNow(input: SendMessageInput, target: Uri): Promise<SendResult> {
+  private async sendNow(method: 'MESSAGE' | 'OPTIONS', input: SendMessageInput, target: Uri): Promise<RequestOutcome> {
     const route = input.route ?? this.options.outboundProxy?.map((uri) => `<${uri}>`) ?? [];
     const destinations = await this.locate(target, route, input.transport);
     const destination = destinations[0] as Destination;
@@ -239,19 +288,20 @@ export class UserAgent {
     };
     const callId = newCallId(this.sentByFor(destination).host);
     const fromTag = newTag();
-    const date = new Date();
-    const outcome = await this.request({
+    const date = input.date ?? new Date();
+    return this.request({
       destinations,
       direct: route.length === 0,
-      sizeLimited: true,
-      build: (attempt) =>
-        buildMessageRequest(
+      sizeLimited: method === 'MESSAGE',
+      build: (attempt) => {
+        const request = buildMessageRequest(
           { ...message, extraHeaders: [...(message.extraHeaders ?? []), ...attempt.authorization] },
           attempt.sentBy,
           { branch: attempt.branch, callId, fromTag, cseq: attempt.cseq, date },
-        ),
+        );
+        return method === 'MESSAGE' ? request : withMethod(request, method, attempt.cseq);
+      },
     });
-    return outcome.result;
   }
 
   /**
@@ -297,7 +347,7 @@ export class UserAgent {
         if (!knownSafe) throw new MessageTooLargeError(bytes.length, MESSAGE_SIZE_LIMIT);
       }
 
-      const { result, response, provisional } = await this.runClientTransaction(request, bytes, target);
+      const { result, response, provisional, connectionId } = await this.runClientTransaction(request, bytes, target);
 
       // RFC 3263 §4.3: a transport error, a silent timeout or a 503 moves on to the next server.
       if (failover.report(destination, attemptOutcome(result, response, provisional))) {
@@ -332,7 +382,8 @@ export class UserAgent {
         const info = response.headers.get('authentication-info');
         if (info !== undefined) answerer?.acceptAuthenticationInfo?.(authView(request), info, response.body);
       }
-      return response === undefined ? { result, request } : { result, response, request };
+      const flow = connectionId === undefined ? {} : { connectionId };
+      return response === undefined ? { result, request, ...flow } : { result, response, request, ...flow };
     }
   }
 
@@ -351,10 +402,11 @@ export class UserAgent {
     request: SipRequest,
     bytes: Buffer,
     destination: Destination,
-  ): Promise<{ result: SendResult; response?: SipResponse; provisional: boolean }> {
+  ): Promise<{ result: SendResult; response?: SipResponse; provisional: boolean; connectionId?: string }> {
     return new Promise((resolve) => {
       const key = clientTransactionKey(request);
       let provisional = false;
+      let connectionId: string | undefined;
       const settle = (status: number, reason: string, outcome: SendResult['outcome'], response?: SipResponse): void => {
         const retryAfter = response === undefined ? undefined : parseRetryAfter(response.headers.get('retry-after'));
         const result: SendResult = {
@@ -365,7 +417,8 @@ export class UserAgent {
           transport: destination.transport,
           ...(retryAfter === undefined ? {} : { retryAfter }),
         };
-        resolve(response === undefined ? { result, provisional } : { result, response, provisional });
+        const base = connectionId === undefined ? { result, provisional } : { result, provisional, connectionId };
+        resolve(response === undefined ? base : { ...base, response });
       };
       const transaction = new NonInviteClientTransaction<SipRequest, SipResponse>(request, {
         reliable: destination.transport !== 'udp',
@@ -374,10 +427,15 @@ export class UserAgent {
       const driver: ClientDriver = new TransactionDriver(transaction, this.clock, (event: ClientEvent<SipRequest, SipResponse>) => {
         switch (event.type) {
           case 'send':
-            this.sendBytes(bytes, destination).catch((error: unknown) => {
-              this.options.onDiagnostic?.(`send to ${destination.address}:${destination.port} failed: ${describe(error)}`);
-              driver.feed((tx, now) => tx.transportError(now));
-            });
+            this.sendBytes(bytes, destination).then(
+              (id) => {
+                connectionId = id;
+              },
+              (error: unknown) => {
+                this.options.onDiagnostic?.(`send to ${destination.address}:${destination.port} failed: ${describe(error)}`);
+                driver.feed((tx, now) => tx.transportError(now));
+              },
+            );
             break;
           case 'provisional':
             provisional = true;
@@ -415,10 +473,10 @@ export class UserAgent {
     return { transport: destination.transport, host: host.includes(':') ? `[${host}]` : host, port: match.port };
   }
 
-  private async sendBytes(data: Buffer, destination: Destination, connectionId?: string): Promise<void> {
+  private async sendBytes(data: Buffer, destination: Destination, connectionId?: string): Promise<string | undefined> {
     const transport = destination.transport;
     this.options.onTrace?.({ direction: 'out', transport, remote: { address: destination.address, port: destination.port }, data });
-    await this.transport.send(data, {
+    const sent = await this.transport.send(data, {
       transport,
       address: destination.address,
       port: destination.port,
@@ -426,6 +484,23 @@ export class UserAgent {
       ...(transport === 'tls' ? { serverName: destination.host } : {}),
       ...(connectionId === undefined ? {} : { connectionId }),
     });
+    return sent.connectionId;
+  }
+
+  /**
+   * Keeps a client flow (the connection a REGISTER went over) alive with RFC 5626 §4.4.1 CRLF
+   * pings, and calls `onLost` once if it fails or closes: the registration must then be
+   * renewed over a new flow (RFC 5626 §4.5). Returns false when the connection is already gone.
+   */
+  keepFlowAlive(connectionId: string, intervalMs: number, onLost: () => void): boolean {
+    if (!this.transport.startKeepalive(connectionId, { intervalMs })) return false;
+    const listener = (event: { connection: { connectionId: string } }): void => {
+      if (event.connection.connectionId !== connectionId) return;
+      this.transport.off('flow-failed', listener);
+      if (!this.closed) onLost();
+    };
+    this.transport.on('flow-failed', listener);
+    return true;
   }
 
   // ---- Incoming bytes ------------------------------------------------------------------
@@ -506,7 +581,20 @@ export class UserAgent {
       return;
     }
     if (request.method === 'OPTIONS') {
-      respond(200, { headers: this.capabilityHeaders() });
+      const handler = this.optionsHandler;
+      if (handler === undefined) {
+        respond(200, { headers: this.capabilityHeaders() });
+        return;
+      }
+      void Promise.resolve()
+        .then(() => handler(request))
+        .then(
+          (answer) => respond(200, optionsResponse(this.capabilityHeaders(), answer)),
+          (error: unknown) => {
+            this.options.onDiagnostic?.(`options handler failed: ${describe(error)}`);
+            respond(200, { headers: this.capabilityHeaders() });
+          },
+        );
       return;
     }
     void this.deliver(request, inbound).then(
@@ -612,6 +700,24 @@ export class UserAgent {
       ['User-Agent', 'sipnote/0.1'],
     ];
   }
+}
+
+/** The same request as another method: an OPTIONS is a MESSAGE's headers with its own CSeq (§8.1.1.5). */
+function withMethod(request: SipRequest, method: string, cseq: number): SipRequest {
+  const headers = request.headers.clone();
+  headers.replaceFirst('cseq', `${cseq} ${method}`);
+  return new SipRequest(method, request.uri, headers, request.body);
+}
+
+/** The 200 to an OPTIONS: the capability headers, with the application's replacing those of the same name. */
+function optionsResponse(capabilities: ReadonlyArray<readonly [string, string]>, answer: OptionsAnswer | undefined): Parameters<typeof createResponse>[2] {
+  if (answer === undefined) return { headers: capabilities };
+  const replaced = new Set((answer.headers ?? []).map(([name]) => name.toLowerCase()));
+  return {
+    headers: [...capabilities.filter(([name]) => !replaced.has(name.toLowerCase())), ...(answer.headers ?? [])],
+    ...(answer.body === undefined ? {} : { body: answer.body }),
+    ...(answer.contentType === undefined ? {} : { contentType: answer.contentType }),
+  };
 }
 
 /**
