@@ -14,6 +14,7 @@ import { sendCommand } from './send-command.js';
 import { UsageError } from './usage-error.js';
 import { ACCOUNT_OPTIONS, readAccountArgs } from './account-options.js';
 import { KEYS_USAGE, keysCommand, parseKeysArgs } from './keys-command.js';
+import { parseUiArgs, uiCommand } from './ui-command.js';
 
 const USAGE = `usage:
   sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081[,tls:HOST:PORT]
@@ -21,6 +22,7 @@ const USAGE = `usage:
   sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp|tls] [--listen SPEC]
                [--content-type TYPE] [--congestion-safe-path] [--plaintext] [--json] TEXT|-
   sipnote parse [FILE|-] [--json]
+  sipnote ui [--data-dir DIR] [--port N] [--json]      the app in a browser, served on 127.0.0.1
 ${KEYS_USAGE}
 options for listen and send:
   --user NAME          digest user name (default: the user part of the address); the password comes
@@ -55,6 +57,8 @@ async function run(argv: readonly string[], io: CommandIo, stop: Promise<void> |
       return sendCommand(parseSendArgs(rest), io);
     case 'keys':
       return keysCommand(parseKeysArgs(rest), io);
+    case 'ui':
+      return uiCommand(parseUiArgs(rest), io, stop ?? untilSignal());
     case 'parse': {
       const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
       if (positionals.length > 1) throw new UsageError('parse takes one FILE or -');

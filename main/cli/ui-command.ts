@@ -4,16 +4,18 @@
  * carries the per-launch token), and runs until SIGINT/SIGTERM.
  *
  * With --json it prints one line, `{"event":"ui","url":"http://127.0.0.1:PORT/?token=…"}`.
- * Without --data-dir nothing is kept between runs; with it, the accounts and settings are kept
- * in DIR/config.json (never a password). History is in memory until the store lands.
+ * The accounts and settings are kept in DATA_DIR/config.json (never a password); the data dir
+ * is --data-dir or the default of every sipnote command (data-dir.ts). History is in memory
+ * until the store lands.
  */
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startBrowserHost } from '../host/browser-host.js';
-import { JsonFileConfigStore, MemoryConfigStore } from '../im/config-store.js';
+import { JsonFileConfigStore } from '../im/config-store.js';
 import { Messenger, type MessengerOptions } from '../im/messenger.js';
+import { resolveDataDir } from './data-dir.js';
 import type { CommandIo } from './io.js';
 import { UsageError } from './usage-error.js';
 
@@ -34,6 +36,7 @@ export interface UiStartedEvent {
 export interface UiOverrides {
   readonly rendererDir?: string;
   readonly messenger?: Omit<MessengerOptions, 'config'>;
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export function parseUiArgs(argv: readonly string[]): UiArgs {
@@ -61,7 +64,7 @@ export async function uiCommand(args: UiArgs, io: CommandIo, stop: Promise<void>
   }
   const messenger = await Messenger.open({
     ...overrides.messenger,
-    config: args.dataDir === undefined ? new MemoryConfigStore() : new JsonFileConfigStore(args.dataDir),
+    config: new JsonFileConfigStore(resolveDataDir(args.dataDir, overrides.env)),
   });
   let host;
   try {

@@ -11,7 +11,7 @@ import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli
 import { main } from '../../main/cli/main.js';
 import { buildCpim } from '../../main/im/cpim.js';
 import { startDnsServer } from '../support/dnsmasq.js';
-import { exitWithin, freePort, REPO_ROOT, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
+import { exitWithin, freePort, startSipnote, stopAll } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
 interface Run {
@@ -177,16 +177,6 @@ describe('sipnote send and listen', () => {
     expect(await exitWithin(send)).toBe(0);
     expect(send.stderr()).toMatch(/S\/MIME is not built yet/);
     expect(send.stdout()).toMatch(/^200 OK/);
-  });
-});
-
-describe('npm start', () => {
-  it('starts the receiver with its defaults and says the desktop app is not built yet', async () => {
-    const proc = start(process.execPath, [join(REPO_ROOT, 'scripts/start.js'), '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0']);
-    await waitForLine(proc, (line) => /^listening as sip:.+@127\.0\.0\.1 on udp:127\.0\.0\.1:\d+, tcp:127\.0\.0\.1:\d+$/.test(line));
-    expect(proc.stderr()).toMatch(/the desktop app is not built yet/);
-    proc.child.kill('SIGINT');
-    expect(await exitWithin(proc)).toBe(0);
   });
 });
 

@@ -1,0 +1,136 @@
+/**
+ * The thread view is virtualised: a conversation of 100,000 messages opens fast and keeps
+ * only a few dozen rows in the DOM, at the newest end, at the oldest end (Home) and in the
+ * middle. Real Chromium, real core (a Messenger whose in-memory history is seeded), real
+ * browser host.
+ */
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBrowserHost, type BrowserHost } from '../../main/host/browser-host.js';
+import { MemoryConfigStore, DEFAULT_SETTINGS } from '../../main/im/config-store.js';
+import { InMemoryMessageRepository } from '../../main/im/message-repository.js';
+import { Messenger } from '../../main/im/messenger.js';
+import { launchChromium, type RunningChromium } from './chromium.js';
+import { ensureRendererBuilt, RENDERER_BUILD, REPO_ROOT } from './renderer-build.js';
+
+const COUNT = 100_000;
+const PEER = 'sip:carol@127.0.0.1:5999';
+
+let chromium: RunningChromium;
+let messenger: Messenger;
+let host: BrowserHost;
+let page: Page;
+
+function seed(repository: InMemoryMessageRepository, accountId: string): void {
+  const start = Date.now() - COUNT * 60_000;
+  for (let i = 0; i < COUNT; i++) {
+    // Some long, wrapped and multi-line messages, so rows differ in height.
+    const text = i % 17 === 0 ? `Message ${i + 1}\n${'a longer line that wraps around the bubble '.repeat(4)}` : `Message ${i + 1}`;
+    if (i % 3 === 0) {
+      const sent = repository.recordOutgoing({ accountId, peer: PEER, peerUri: PEER, text, contentType: 'text/plain', security: 'plaintext', createdAt: start + i * 60_000 });
+      repository.update(sent.id, { state: 'sending', attempts: 1 });
+      repository.update(sent.id, { state: 'delivered', status: 200, reason: 'OK' });
+    } else {
+      repository.recordIncoming({
+        accountId,
+        peer: PEER,
+        peerUri: PEER,
+        text,
+        contentType: 'text/plain',
+        security: 'plaintext',
+        callId: `call-${i}`,
+        cseq: 1,
+        fromTag: `tag-${i}`,
+        receivedAt: start + i * 60_000,
+      });
+    }
+  }
+  repository.markRead(1);
+}
+
+async function rowsInDom(target: Page): Promise<number> {
+  return target.locator('[role=feed] article').count();
+}
+
+beforeAll(async () => {
+  await ensureRendererBuilt();
+  const repository = new InMemoryMessageRepository();
+  const account = {
+    id: 'acc1',
+    sipAddress: 'sip:dave@127.0.0.1',
+    displayName: 'Dave',
+    registrar: '',
+    outboundProxy: '',
+    transport: 'udp' as const,
+    register: false,
+    authUser: '',
+    localAddress: '127.0.0.1',
+    localPort: 0,
+  };
+  seed(repository, account.id);
+  messenger = await Messenger.open({ repository, config: new MemoryConfigStore({ accounts: [account], settings: DEFAULT_SETTINGS }) });
+  [host, chromium] = await Promise.all([startBrowserHost({ endpoint: messenger, rendererDir: RENDERER_BUILD }), launchChromium()]);
+  const context = await chromium.browser.newContext({ viewport: { width: 1200, height: 760 } });
+  page = await context.newPage();
+}, 30_000);
+
+afterAll(async () => {
+  await chromium?.close();
+  await host?.close();
+  await messenger?.close();
+});
+
+describe('a conversation of 100,000 messages', () => {
+  it('opens at the newest message with a few dozen rows in the DOM, and stays small at the top and in the middle', async () => {
+    await page.goto(host.url);
+    const opened = Date.now();
+    await page.getByRole('button', { name: /^carol@127\.0\.0\.1:5999/ }).click();
+    await page.locator('article[aria-posinset="100000"]').waitFor();
+    const firstRender = Date.now() - opened;
+    const feed = page.getByRole('feed');
+    expect(await feed.getAttribute('data-total')).toBe(String(COUNT));
+    expect(await page.locator('article').first().getAttribute('aria-setsize')).toBe(String(COUNT));
+    const atBottom = await rowsInDom(page);
+    expect(atBottom).toBeGreaterThan(5);
+    expect(atBottom).toBeLessThan(60);
+
+    const jumped = Date.now();
+    await feed.focus();
+    await page.keyboard.press('Home');
+    await page.locator('article[aria-posinset="1"]', { hasText: 'Message 1' }).waitFor();
+    const toTop = Date.now() - jumped;
+    const atTop = await rowsInDom(page);
+    expect(atTop).toBeLessThan(60);
+    await page.screenshot({ path: join(REPO_ROOT, 'build', 'screenshots', 'long-thread-top-light.png') });
+
+    await feed.evaluate((element) => (element.scrollTop = element.scrollHeight / 2));
+    await page.locator('[role=feed] article').first().waitFor();
+    await page.waitForFunction("document.querySelectorAll('.message-placeholder').length === 0");
+    const positions = (await page.locator('[role=feed] article').evaluateAll((rows) => rows.map((row) => Number(row.getAttribute('aria-posinset'))))).sort((a, b) => a - b);
+    expect(positions[0]).toBeGreaterThan(40_000);
+    expect(positions.at(-1)).toBeLessThan(60_000);
+    expect(positions.length).toBeLessThan(60);
+    // Contiguous: no row is missing in what is rendered.
+    expect(positions.at(-1)! - positions[0]! + 1).toBe(positions.length);
+
+    // Scrolling frame by frame: how long each frame takes while the rows are swapped.
+    const frames = await feed.evaluate(async (element) => {
+      // Runs in the page (the test project has no DOM typings).
+      const { requestAnimationFrame } = globalThis as unknown as { requestAnimationFrame(callback: () => void): number };
+      const times: number[] = [];
+      let last = performance.now();
+      for (let i = 0; i < 60; i++) {
+        element.scrollTop -= 400;
+        await new Promise<void>((resolve) => requestAnimationFrame(() => resolve()));
+        const now = performance.now();
+        times.push(now - last);
+        last = now;
+      }
+      return times.sort((a, b) => a - b);
+    });
+    const medianFrame = frames[Math.floor(frames.length / 2)] ?? 0;
+    process.stdout.write(`long thread: first render ${firstRender} ms, Home ${toTop} ms, median scroll frame ${medianFrame.toFixed(1)} ms\n`);
+    expect(medianFrame).toBeLessThan(50);
+  });
+});

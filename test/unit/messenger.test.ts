@@ -1,0 +1,344 @@
+/**
+ * The Messenger over two real user agents on loopback (peer to peer): accounts, sending with
+ * its states, receiving (stored before the 200), failure, retry and cancel, history paging,
+ * search, read marks, the SIP log, settings, and the configuration file.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Account, ApiEvent, MessageState, MessageView, NewAccount } from '../../shared/api.js';
+import { JsonFileConfigStore, MemoryConfigStore } from '../../main/im/config-store.js';
+import { Messenger } from '../../main/im/messenger.js';
+import { describeSipBytes, SipLog } from '../../main/im/sip-log.js';
+import { ManualClock } from '../support/manual-clock.js';
+import { freePort } from '../support/processes.js';
+import { RawUdpPeer } from '../support/raw-udp.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function p2p(user: string, port: number): NewAccount {
+  return {
+    sipAddress: `sip:${user}@127.0.0.1:${port}`,
+    displayName: '',
+    registrar: '',
+    outboundProxy: '',
+    transport: 'udp',
+    register: false,
+    authUser: '',
+    localAddress: '127.0.0.1',
+    localPort: port,
+  };
+}
+
+interface Peer {
+  readonly messenger: Messenger;
+  readonly account: Account;
+  readonly events: ApiEvent[];
+  /** Resolves with the first event (already seen or still to come) that matches. */
+  next<T extends ApiEvent>(match: (event: ApiEvent) => event is T, ms?: number): Promise<T>;
+}
+
+async function peer(user: string, clock?: ManualClock): Promise<Peer> {
+  const messenger = await Messenger.open({ config: new MemoryConfigStore(), timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
+  cleanups.push(() => messenger.close());
+  const events: ApiEvent[] = [];
+  const waiters: Array<() => void> = [];
+  messenger.subscribe((event) => {
+    events.push(event);
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const account = await messenger.call('accounts.add', p2p(user, await freePort()));
+  return {
+    messenger,
+    account,
+    events,
+    async next(match, ms = 5000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const found = events.find(match);
+        if (found !== undefined) return found;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`no matching event within ${ms} ms; saw ${events.map((event) => event.type).join(', ')}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    },
+  };
+}
+
+const stateOf =
+  (id: number, state: MessageState) =>
+  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-state' }> =>
+    event.type === 'message-state' && event.message.id === id && event.message.state === state;
+
+const received =
+  (text: string) =>
+  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-received' }> =>
+    event.type === 'message-received' && event.message.text === text;
+
+describe('Messenger peer to peer over loopback', () => {
+  it('sends alice → bob: queued, sending, delivered; bob stores it, counts it unread, and logs the SIP', async () => {
+    const [alice, bob] = await Promise.all([peer('alice'), peer('bob')]);
+    expect(alice.account.listening).toEqual([`udp:127.0.0.1:${alice.account.localPort}`, `tcp:127.0.0.1:${alice.account.localPort}`]);
+    expect(alice.account.registration).toEqual({ state: 'disabled' });
+
+    const queued = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'Hello Bob ✓' });
+    expect(queued).toMatchObject({ state: 'queued', direction: 'out', security: 'plaintext', attempts: 0, peer: bob.account.sipAddress });
+    await alice.next(stateOf(queued.id, 'sending'));
+    const delivered = (await alice.next(stateOf(queued.id, 'delivered'))).message;
+    expect(delivered).toMatchObject({ status: 200, reason: 'OK', attempts: 1 });
+    expect(delivered.callId).toBeTruthy();
+
+    const arrival = await bob.next(received('Hello Bob ✓'));
+    expect(arrival.message).toMatchObject({ direction: 'in', state: 'received', security: 'plaintext', peer: alice.account.sipAddress });
+    expect(arrival.conversation).toMatchObject({ peer: alice.account.sipAddress, unread: 1, total: 1 });
+    const [conversation] = await bob.messenger.call('conversations.list', {});
+    expect(conversation?.lastMessage?.text).toBe('Hello Bob ✓');
+    const read = await bob.messenger.call('conversations.markRead', { conversationId: arrival.conversation.id });
+    expect(read.unread).toBe(0);
+
+    const log = await alice.messenger.call('sipLog.list', {});
+    expect(log.map((entry) => `${entry.direction} ${entry.summary}`)).toEqual([
+      `out MESSAGE ${bob.account.sipAddress} SIP/2.0`,
+      'in SIP/2.0 200 OK',
+    ]);
+    expect(log[0]?.text).toContain('Hello Bob ✓');
+    await alice.messenger.call('sipLog.clear', {});
+    expect(await alice.messenger.call('sipLog.list', {})).toEqual([]);
+  });
+
+  it('stores a message once even when the same request arrives again after its transaction ended', async () => {
+    const clock = new ManualClock();
+    const bob = await peer('bob', clock);
+    const raw = await RawUdpPeer.open();
+    cleanups.push(() => raw.close());
+    const request = (branch: string): string =>
+      [
+        `MESSAGE ${bob.account.sipAddress} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${raw.port};branch=${branch}`,
+        'Max-Forwards: 70',
+        'From: <sip:mallory@127.0.0.1>;tag=fixed',
+        `To: <${bob.account.sipAddress}>`,
+        'Call-ID: same-call@127.0.0.1',
+        'CSeq: 7 MESSAGE',
+        'Content-Type: text/plain',
+        'Content-Length: 5',
+        '',
+        'again',
+      ].join('\r\n');
+    await raw.send(request('z9hG4bK-one'), bob.account.localPort);
+    await raw.waitFor(1);
+    // Timer J (64·T1 over UDP, RFC 3261 §17.2.2) ends the server transaction, so the next copy is new to the transaction layer.
+    clock.advance(64 * 50 + 1);
+    // A proxy's re-send: a new branch (a new transaction), the same Call-ID, CSeq and From tag.
+    await raw.send(request('z9hG4bK-two'), bob.account.localPort);
+    const answers = await raw.waitFor(2);
+    expect(answers.map((answer) => (answer.kind === 'response' ? answer.status : 0))).toEqual([200, 200]);
+    const [conversation] = await bob.messenger.call('conversations.list', {});
+    expect(conversation).toMatchObject({ total: 1, unread: 1 });
+    expect(bob.events.filter((event) => event.type === 'message-received')).toHaveLength(1);
+  });
+
+  it('answers 415 to a body it cannot show, and stores nothing', async () => {
+    const bob = await peer('bob');
+    const raw = await RawUdpPeer.open();
+    cleanups.push(() => raw.close());
+    await raw.send(
+      [
+        `MESSAGE ${bob.account.sipAddress} SIP/2.0`,
+        `Via: SIP/2.0/UDP 127.0.0.1:${raw.port};branch=z9hG4bK-img`,
+        'Max-Forwards: 70',
+        'From: <sip:mallory@127.0.0.1>;tag=t',
+        `To: <${bob.account.sipAddress}>`,
+        'Call-ID: image@127.0.0.1',
+        'CSeq: 1 MESSAGE',
+        'Content-Type: image/png',
+        'Content-Length: 4',
+        '',
+        'PNG!',
+      ].join('\r\n'),
+      bob.account.localPort,
+    );
+    const [answer] = await raw.waitFor(1);
+    expect(answer?.kind === 'response' ? answer.status : 0).toBe(415);
+    expect(await bob.messenger.call('conversations.list', {})).toEqual([]);
+  });
+
+  it('fails a send to a closed TCP port with the reason; retry tries again; cancel gives up', async () => {
+    const alice = await peer('alice');
+    const closed = await freePort();
+    const sent = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: `sip:nobody@127.0.0.1:${closed};transport=tcp`, text: 'hello?' });
+    const failed = (await alice.next(stateOf(sent.id, 'failed'))).message;
+    expect(failed).toMatchObject({ status: 503, attempts: 1 });
+    expect(failed.reason).toMatch(/transport error/);
+
+    alice.events.length = 0;
+    const retried = await alice.messenger.call('messages.retry', { messageId: sent.id });
+    expect(retried).toMatchObject({ state: 'queued', attempts: 1 });
+    expect(retried.status).toBeUndefined();
+    const again = (await alice.next(stateOf(sent.id, 'failed'))).message;
+    expect(again.attempts).toBe(2);
+
+    const cancelled = await alice.messenger.call('messages.cancel', { messageId: sent.id });
+    expect(cancelled.state).toBe('cancelled');
+    // A cancelled message cannot be cancelled again, and a delivered one cannot be retried.
+    expect(await alice.messenger.dispatch('messages.cancel', { messageId: sent.id })).toMatchObject({ ok: false, error: { code: 'invalid-state' } });
+    expect(await alice.messenger.dispatch('messages.retry', { messageId: 999 })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+  });
+
+  it('refuses addresses the SIP parser rejects, and sends to an im: address as sip:', async () => {
+    const [alice, bob] = await Promise.all([peer('alice'), peer('bob')]);
+    expect(await alice.messenger.dispatch('messages.send', { accountId: alice.account.id, to: 'sip:bob@[::1', text: 'x' })).toMatchObject({
+      ok: false,
+      error: { code: 'invalid-arguments' },
+    });
+    const port = bob.account.localPort;
+    // im: has no port; bob listens on 5060 only in real life, so check the mapping on the stored target instead.
+    const viaIm = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: 'im:carol@127.0.0.1', text: 'hi' });
+    expect(viaIm.peer).toBe('sip:carol@127.0.0.1');
+    const [conversation] = await alice.messenger.call('conversations.list', {});
+    expect(conversation?.target).toBe('sip:carol@127.0.0.1');
+    expect(port).toBeGreaterThan(0);
+  });
+
+  it('pages history by position, searches with highlight ranges, filters by account', async () => {
+    const [alice, bob] = await Promise.all([peer('alice'), peer('bob')]);
+    const sent: MessageView[] = [];
+    for (let i = 1; i <= 5; i++) {
+      const message = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: `note ${i} about Lunch` });
+      sent.push(message);
+      await alice.next(stateOf(message.id, 'delivered'));
+    }
+    const conversationId = sent[0]!.conversationId;
+    const newest = await alice.messenger.call('conversations.history', { conversationId, limit: 2 });
+    expect(newest).toMatchObject({ from: 3, total: 5 });
+    expect(newest.messages.map((message) => message.text)).toEqual(['note 4 about Lunch', 'note 5 about Lunch']);
+    const oldest = await alice.messenger.call('conversations.history', { conversationId, from: 0, limit: 2 });
+    expect(oldest.messages.map((message) => message.text)).toEqual(['note 1 about Lunch', 'note 2 about Lunch']);
+    expect((await alice.messenger.call('conversations.history', { conversationId, from: 10, limit: 2 })).messages).toEqual([]);
+
+    const hits = await alice.messenger.call('search', { query: 'lunch 3' });
+    expect(hits).toHaveLength(1);
+    expect(hits[0]?.message.text).toBe('note 3 about Lunch');
+    expect(hits[0]?.ranges).toEqual([
+      [5, 6],
+      [13, 18],
+    ]);
+    expect(await alice.messenger.call('search', { query: 'lunch', accountId: 'nobody' })).toEqual([]);
+    expect(await alice.messenger.call('conversations.list', { accountId: 'nobody' })).toEqual([]);
+    expect(await alice.messenger.dispatch('conversations.history', { conversationId: 999 })).toMatchObject({ ok: false, error: { code: 'not-found' } });
+  });
+
+  it('restarts an account on update, keeps a port clash as an error, and removes it', async () => {
+    const [alice, bob] = await Promise.all([peer('alice'), peer('bob')]);
+    const clash = await alice.messenger.call('accounts.update', { id: alice.account.id, changes: { localPort: bob.account.localPort } });
+    expect(clash.error).toMatch(/cannot listen/);
+    expect(clash.listening).toEqual([]);
+    const failedSend = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'x' });
+    expect((await alice.next(stateOf(failedSend.id, 'failed'))).message.reason).toMatch(/^Not sent: cannot listen/);
+
+    const fixed = await alice.messenger.call('accounts.update', { id: alice.account.id, changes: { localPort: alice.account.localPort, displayName: 'Alice' } });
+    expect(fixed.error).toBeUndefined();
+    expect(fixed.displayName).toBe('Alice');
+    expect(await alice.messenger.dispatch('accounts.add', p2p('alice', alice.account.localPort))).toMatchObject({ ok: false, error: { code: 'invalid-arguments' } });
+    await alice.messenger.call('accounts.remove', { id: alice.account.id });
+    expect(await alice.messenger.call('accounts.list', {})).toEqual([]);
+    expect(await alice.messenger.call('conversations.list', {})).toEqual([]);
+  });
+
+  it('registers with a registrar, reports the state, and unregisters on close', async () => {
+    const registrar = await RawUdpPeer.open();
+    cleanups.push(() => registrar.close());
+    const messenger = await Messenger.open({ timers: { t1: 50, t2: 400, t4: 500 } });
+    const events: ApiEvent[] = [];
+    messenger.subscribe((event) => events.push(event));
+    const port = await freePort();
+    const account = await messenger.call('accounts.add', {
+      ...p2p('carol', port),
+      sipAddress: 'sip:carol@example.test',
+      register: true,
+      registrar: `sip:127.0.0.1:${registrar.port}`,
+    });
+    expect(account.registration).toEqual({ state: 'registering', registrar: `sip:127.0.0.1:${registrar.port}` });
+    /** Answers the n-th REGISTER 200 OK, granting `expires` to the Contact it carried. */
+    const answer = async (n: number, expires: number): Promise<string> => {
+      const [request] = (await registrar.waitFor(n)).slice(n - 1);
+      if (request?.kind !== 'request' || request.method !== 'REGISTER') throw new Error('expected a REGISTER');
+      const contact = request.headers.get('contact') ?? '';
+      const response = [
+        'SIP/2.0 200 OK',
+        `Via: ${request.headers.get('via') ?? ''}`,
+        `From: ${request.headers.get('from') ?? ''}`,
+        `To: ${request.headers.get('to') ?? ''};tag=reg`,
+        `Call-ID: ${request.callId}`,
+        `CSeq: ${request.cseq.seq} REGISTER`,
+        `Contact: ${contact.replace(/;expires=\d+/, '')};expires=${expires}`,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+      await registrar.send(response, port);
+      return contact;
+    };
+    const registeredEvent = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`not registered; saw ${JSON.stringify(events)}`)), 5000);
+      messenger.subscribe((event) => {
+        if (event.type === 'registration-changed' && event.registration.state === 'registered') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const contact = await answer(1, 600);
+    expect(contact).toContain(`127.0.0.1:${port}`);
+    await registeredEvent;
+    const [registered] = await messenger.call('accounts.list', {});
+    expect(registered?.registration).toMatchObject({ state: 'registered', expires: 600 });
+    // close() removes the binding (expires=0, RFC 3261 §10.2.2) before it returns.
+    const closing = messenger.close();
+    const removal = await answer(2, 0);
+    expect(removal).toMatch(/expires=0/);
+    await closing;
+  });
+
+  it('keeps accounts and settings in DIR/config.json, never the password', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sipnote-config-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const first = await Messenger.open({ config: new JsonFileConfigStore(dir) });
+    const account = await first.call('accounts.add', { ...p2p('alice', await freePort()), register: false, password: 'hunter2-secret' });
+    expect(account.password).toBe('session');
+    await first.call('settings.update', { theme: 'dark' });
+    await first.close();
+    const file = readFileSync(join(dir, 'config.json'), 'utf8');
+    expect(file).not.toContain('hunter2');
+    const second = await Messenger.open({ config: new JsonFileConfigStore(dir) });
+    cleanups.push(() => second.close());
+    const [reloaded] = await second.call('accounts.list', {});
+    expect(reloaded).toMatchObject({ id: account.id, sipAddress: account.sipAddress, password: 'none' });
+    expect(await second.call('settings.get', {})).toMatchObject({ theme: 'dark', notifications: true });
+  });
+});
+
+describe('SipLog', () => {
+  it('keeps the newest entries, summarises non-text bodies, cuts long ones', () => {
+    const log = new SipLog(2);
+    const trace = (text: string) => ({ time: 1, accountId: 'a', direction: 'in' as const, transport: 'udp' as const, remote: { address: '::1', port: 5060 }, data: Buffer.from(text) });
+    log.add(trace('OPTIONS sip:a SIP/2.0\r\n\r\n'));
+    log.add(trace('SIP/2.0 200 OK\r\n\r\n'));
+    const last = log.add(trace('MESSAGE sip:a SIP/2.0\r\nContent-Type: application/pkcs7-mime\r\n\r\n\u0000\u0001'));
+    expect(log.list().map((entry) => entry.summary)).toEqual(['SIP/2.0 200 OK', 'MESSAGE sip:a SIP/2.0']);
+    expect(last.remote).toBe('[::1]:5060');
+    expect(last.text).toContain('[2 bytes of application/pkcs7-mime]');
+    expect(describeSipBytes(Buffer.from(`MESSAGE sip:a SIP/2.0\r\nContent-Type: text/plain\r\n\r\n${'x'.repeat(20_000)}`)).text).toMatch(/more characters\]$/);
+    expect(describeSipBytes(Buffer.from('\r\n\r\n')).summary).toBe('(keep-alive)');
+  });
+});
