@@ -11,9 +11,26 @@ export interface ListeningEvent {
   readonly listen: readonly string[];
 }
 
+/**
+ * How a message was protected, said truthfully (design.md, security model; the same labels as
+ * shared/api.ts): `encrypted-signed` S/MIME encrypted to us and signed by the sender's
+ * certificate; `signed` signed but readable on the way; `encrypted` encrypted to us but signed
+ * by nobody, so anyone could have sent it; `plaintext` neither. The last two are accepted only
+ * with --plaintext.
+ */
+export type MessageSecurity = 'encrypted-signed' | 'signed' | 'encrypted' | 'plaintext';
+
 /** One per MESSAGE accepted (answered 2xx). */
 export interface MessageEvent {
   readonly event: 'message';
+  readonly security: MessageSecurity;
+  /** SHA-256 fingerprint of the signer's certificate (`AB:CD:…`), for a signed message. */
+  readonly fingerprint?: string;
+  /**
+   * The date under the signature is more than 5 minutes old: delivered late, or possibly a
+   * replay (RFC 3428 §11.4). Present (true) only then.
+   */
+  readonly late?: true;
   readonly from: string;
   readonly fromDisplayName?: string;
   readonly to: string;
@@ -21,14 +38,17 @@ export interface MessageEvent {
   readonly cseq: number;
   /** The Content-Type header as sent, parameters included. */
   readonly contentType: string;
-  /** Text for textual types (decoded in their charset), base64 otherwise. */
+  /**
+   * Text for textual types (decoded in their charset), base64 otherwise. For an S/MIME message,
+   * the protected payload (never the ciphertext); `contentType` stays the SIP header's.
+   */
   readonly body: string;
   readonly bodyEncoding: 'text' | 'base64';
   /** What a person reads: the text of a text/plain body, of a CPIM body's content, or of a multipart body's text parts. */
   readonly text: string;
   /** How many non-text parts a multipart body had. */
   readonly attachments?: number;
-  /** The CPIM envelope (RFC 3862) when the body was message/cpim. */
+  /** The CPIM envelope (RFC 3862) when the body was message/cpim; for S/MIME, the one under the signature. */
   readonly cpim?: {
     readonly from?: string;
     readonly to: readonly string[];
@@ -77,6 +97,8 @@ export interface SendSummary {
   readonly outcome: 'delivered' | 'accepted' | 'refused' | 'failed' | 'timeout' | 'transport-error';
   readonly callId: string;
   readonly transport: 'udp' | 'tcp' | 'tls';
+  /** How the message was sent: `encrypted-signed` by default, `plaintext` with --plaintext. */
+  readonly security?: MessageSecurity;
   readonly retryAfter?: number;
   /** Why a 401/407 was not answered again: wrong credentials, none given, an unusable challenge. */
   readonly authFailure?: string;

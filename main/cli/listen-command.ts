@@ -2,13 +2,21 @@
  * `sipnote listen --aor URI --listen SPEC[,SPEC…] [--register [--registrar URI] [--user NAME]]
  *                [--proxy URI] [--tls-cert F --tls-key F] [--trust-cert F] [--data-dir DIR] [--plaintext] [--json]`
  *
+ * S/MIME by default (main/im/secure-messaging.ts), with the identity of --aor in the data dir:
+ * MESSAGEs are decrypted and verified, their signers pinned on first use, replays answered 200
+ * and shown once, a changed certificate refused (403) with a loud warning on stderr, and
+ * plaintext refused with 415. OPTIONS are answered with our certificate. `--plaintext` also
+ * accepts plaintext (labelled so), and without an identity it is the only thing accepted.
+ *
  * With --register it stays registered while it runs (refreshing before expiry) and removes its
  * binding on SIGINT/SIGTERM; registration state is printed as `registered`,
  * `registration-failed` and `unregistered` events.
  *
  * Receives MESSAGEs until SIGINT/SIGTERM, then exits 0. With --json, prints one JSON object per
  * line: `{"event":"listening","listen":[…]}` once every socket is bound, then one
- * `{"event":"message",…}` per accepted MESSAGE (body as text for textual types, else base64).
+ * `{"event":"message",…}` per accepted MESSAGE (body as text for textual types, else base64),
+ * with `security` (`encrypted-signed`, `signed`, `encrypted`, `plaintext`), the signer's
+ * `fingerprint`, and `late` when the date under the signature is more than 5 minutes old.
  */
 import { parseContentType } from '../sip/header-values.js';
 import { ParseError } from '../sip/message/parse-error.js';
@@ -16,12 +24,17 @@ import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import { TEXT_CHARSETS } from '../sip/ua/request-policy.js';
 import { UserAgent, type IncomingMessage, type MessageDecision } from '../sip/ua/user-agent.js';
 import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody, type BodyReading } from '../im/incoming-body.js';
-import type { ListenEvent, MessageEvent } from '../../shared/cli-events.js';
+import { SecureMessaging, securePagerPolicy, type ReceivedMessage } from '../im/secure-messaging.js';
+import type { UnprotectedMessage } from '../im/smime/unprotect.js';
+import type { ListenEvent, MessageEvent, MessageSecurity } from '../../shared/cli-events.js';
+import { readIdentityRecord } from '../security/identity-store.js';
 import { systemClock } from '../sip/transaction/clock.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
+import { resolveDataDir } from './data-dir.js';
 import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
+import { loadCommandIdentity, noticePrinter, type SecurityDependencies } from './send-command.js';
 
 export interface ListenArgs {
   aor: string;
@@ -40,32 +53,68 @@ export interface ListenArgs {
   trace: boolean;
 }
 
-export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promise<void>): Promise<number> {
+export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promise<void>, dependencies: SecurityDependencies = {}): Promise<number> {
   const print = (value: ListenEvent, human: string): void => {
     io.stdout.write(args.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
   };
+  const dataDir = resolveDataDir(args.dataDir, dependencies.env);
+  const secure = await openSecureMessaging(args, io, dataDir, dependencies);
+  if (secure === 'failed') return 1;
   if (args.dataDir !== undefined) {
-    io.stderr.write('sipnote: --data-dir is accepted, but history storage is not built yet (durable messaging, issue #5); nothing is stored\n');
+    io.stderr.write('sipnote: the message history is not stored yet (durable messaging, issue #5): messages are printed only\n');
   }
-  if (!args.plaintext) {
-    io.stderr.write('sipnote: S/MIME is not built yet (issue #4): messages are received as plaintext\n');
-  }
-  const agent = await UserAgent.start({
-    aor: args.aor,
-    listen: args.listen,
-    ...(await accountAgentOptions(args.account, args.aor, io)),
-    ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
-    policy: PAGER_REQUEST_POLICY,
-    onMessage: (message): MessageDecision | void => {
-      const reading = readMessageBody(message.contentType, message.body);
-      if (reading.kind === 'rejected') {
-        return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
+  /** A plaintext body, taken only with --plaintext. */
+  const takePlaintext = (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): MessageDecision | void => {
+    const reading = readMessageBody(contentType, body);
+    if (reading.kind === 'rejected') {
+      return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
+    }
+    print(messageEvent(message, reading, security, { contentType, body }), `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
+  };
+  const onMessage = async (message: IncomingMessage): Promise<MessageDecision | void> => {
+    if (secure === undefined) return takePlaintext(message, message.contentType, message.body, 'plaintext');
+    const received = await secure.receive(message);
+    if (args.verbose) io.stderr.write(`sipnote: ${describeReceived(message, received)}\n`);
+    switch (received.kind) {
+      case 'accepted': {
+        try {
+          const event = secureMessageEvent(message, received.security, received.message);
+          print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
+        } catch (error) {
+          received.abandon();
+          throw error;
+        }
+        // Shown, so remembered: a replay of it is answered 200 and never shown again. (With the
+        // message store of issue #5 this moves into the transaction that stores the message.)
+        received.commit();
+        return;
       }
-      print(messageEvent(message, reading), `${message.from} -> ${message.to}: ${reading.text}`);
-    },
-    ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
-    ...(args.trace ? { onTrace: traceTo(io) } : {}),
-  });
+      case 'replay':
+        return;
+      case 'plaintext':
+        return takePlaintext(message, received.contentType, received.body, received.security);
+      case 'certificate-changed':
+      case 'rejected':
+        return received.decision;
+    }
+  };
+  let agent: UserAgent;
+  try {
+    agent = await UserAgent.start({
+      aor: args.aor,
+      listen: args.listen,
+      ...(await accountAgentOptions(args.account, args.aor, io)),
+      ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
+      policy: secure === undefined ? PAGER_REQUEST_POLICY : securePagerPolicy(PAGER_REQUEST_POLICY),
+      onMessage,
+      ...(secure === undefined ? {} : { onOptions: (request) => secure.answerOptions(request) }),
+      ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
+      ...(args.trace ? { onTrace: traceTo(io) } : {}),
+    });
+  } catch (error) {
+    secure?.close();
+    throw error;
+  }
   const bound = agent.listening.map(formatListenSpec);
   print({ event: 'listening', aor: args.aor, listen: bound }, `listening as ${args.aor} on ${bound.join(', ')}`);
 
@@ -87,7 +136,48 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     io.stderr.write(`sipnote: un-REGISTER failed: ${error instanceof Error ? error.message : String(error)}\n`);
   });
   await agent.close();
+  secure?.close();
   return 0;
+}
+
+/**
+ * The S/MIME side of the listener: undefined for plaintext only (--plaintext and no identity),
+ * 'failed' after telling the user why there is neither.
+ */
+async function openSecureMessaging(args: ListenArgs, io: CommandIo, dataDir: string, dependencies: SecurityDependencies): Promise<SecureMessaging | undefined | 'failed'> {
+  if (args.plaintext) {
+    // Plaintext is allowed; S/MIME too when there is an identity (a missing one is no error here).
+    const record = await readIdentityRecord(dataDir, args.aor);
+    if (record === undefined) {
+      io.stderr.write(`sipnote: ${args.aor} has no S/MIME identity in ${dataDir}: receiving plaintext only (sipnote keys init --aor ${args.aor} --data-dir ${dataDir} to receive S/MIME)\n`);
+      return undefined;
+    }
+  }
+  const identity = await loadCommandIdentity(dataDir, args.aor, io, dependencies, { plaintextAlternative: ', or accept only plaintext with --plaintext' });
+  if (identity === undefined) return 'failed';
+  return new SecureMessaging({ dataDir, identity, acceptPlaintext: args.plaintext, onNotice: noticePrinter(io, dataDir) });
+}
+
+/** `encrypted-signed, SHA-256 AB:…`, and when it is late, when it was sent (RFC 3428 §11.4: warn of a possible replay). */
+function describeProtection(security: MessageSecurity, opened: UnprotectedMessage): string {
+  const late = opened.late ? `, LATE: sent ${opened.protectedTime.toISOString()}, possibly a replay` : '';
+  return `${security}, SHA-256 ${opened.signerFingerprint}${late}`;
+}
+
+function describeReceived(message: IncomingMessage, received: ReceivedMessage): string {
+  const from = `MESSAGE from ${message.from} (Call-ID ${message.callId})`;
+  switch (received.kind) {
+    case 'accepted':
+      return `${from}: ${received.security}, signed by SHA-256 ${received.message.signerFingerprint}${received.message.warnings.length > 0 ? ` (${received.message.warnings.join(', ')})` : ''}`;
+    case 'replay':
+      return `${from}: a replay of a message already shown (SHA-256 ${received.fingerprint}); answered 200, not shown`;
+    case 'plaintext':
+      return `${from}: ${received.security}`;
+    case 'certificate-changed':
+      return `${from}: refused, the signer's certificate changed`;
+    case 'rejected':
+      return `${from}: refused with ${received.decision.status} ${received.decision.reason ?? ''}: ${received.detail}`;
+  }
 }
 
 function registrationEvent(event: RegistrationEvent): ListenEvent {
@@ -118,10 +208,17 @@ function describeRegistration(event: RegistrationEvent): string {
   }
 }
 
-export function messageEvent(message: IncomingMessage, reading: Extract<BodyReading, { kind: 'text' }>): MessageEvent {
-  const body = bodyText(message);
+export function messageEvent(
+  message: IncomingMessage,
+  reading: Extract<BodyReading, { kind: 'text' }>,
+  security: MessageSecurity = 'plaintext',
+  /** What was read, when it is not the SIP body itself (the content of an unsigned encrypted body). */
+  opened: { readonly contentType: string; readonly body: Buffer } = message,
+): MessageEvent {
+  const body = bodyText(opened.contentType, opened.body);
   return {
     event: 'message',
+    security,
     from: message.from,
     ...(message.fromDisplayName === undefined ? {} : { fromDisplayName: message.fromDisplayName }),
     to: message.to,
@@ -150,18 +247,58 @@ export function messageEvent(message: IncomingMessage, reading: Extract<BodyRead
   };
 }
 
+/**
+ * The event of an S/MIME message: `body` is the protected payload (the text, or base64 for
+ * other payloads), not the ciphertext; `cpim` the envelope under the signature.
+ */
+export function secureMessageEvent(message: IncomingMessage, security: MessageSecurity, opened: UnprotectedMessage): MessageEvent {
+  const content = Buffer.from(opened.content.buffer, opened.content.byteOffset, opened.content.byteLength);
+  const body = bodyText(opened.contentType, content);
+  const cpim = opened.cpim;
+  return {
+    event: 'message',
+    security,
+    fingerprint: opened.signerFingerprint,
+    ...(opened.late ? { late: true } : {}),
+    from: message.from,
+    ...(message.fromDisplayName === undefined ? {} : { fromDisplayName: message.fromDisplayName }),
+    to: message.to,
+    callId: message.callId,
+    cseq: message.cseq,
+    contentType: message.contentType,
+    body: body.text,
+    bodyEncoding: body.encoding,
+    text: opened.text ?? '',
+    ...(cpim === undefined
+      ? {}
+      : {
+          cpim: {
+            to: cpim.to,
+            from: cpim.from,
+            ...(cpim.dateTime === undefined ? {} : { dateTime: cpim.dateTime.toISOString() }),
+            ...(cpim.messageId === undefined ? {} : { messageId: cpim.messageId }),
+          },
+        }),
+    transport: message.transport,
+    remote: `${message.remote.address}:${message.remote.port}`,
+    ...(message.date === undefined ? {} : { date: message.date.toISOString() }),
+    ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt.toISOString() }),
+    receivedAt: message.receivedAt.toISOString(),
+  };
+}
+
 /** Text for textual bodies in their charset (decoded only now, after framing), else base64. */
-function bodyText(message: IncomingMessage): { text: string; encoding: 'text' | 'base64' } {
+function bodyText(contentType: string, content: Buffer): { text: string; encoding: 'text' | 'base64' } {
   try {
-    const type = parseContentType(message.contentType);
+    const type = parseContentType(contentType);
     const charset = type.params.get('charset')?.toLowerCase();
     const textual = type.type === 'text' || type.subtype === 'cpim' || type.subtype.endsWith('+xml');
     if (textual && (charset === undefined || charset === null || TEXT_CHARSETS.has(charset))) {
       const encoding = charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
-      return { text: message.body.toString(encoding), encoding: 'text' };
+      return { text: content.toString(encoding), encoding: 'text' };
     }
   } catch (error) {
     if (!(error instanceof ParseError)) throw error;
   }
-  return { text: message.body.toString('base64'), encoding: 'base64' };
+  return { text: content.toString('base64'), encoding: 'base64' };
 }

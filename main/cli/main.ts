@@ -20,11 +20,16 @@ const USAGE = `usage:
   sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081[,tls:HOST:PORT]
                  [--register [--registrar URI] [--expires S]] [--data-dir DIR] [--plaintext] [--json]
   sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp|tls] [--listen SPEC]
-               [--content-type TYPE] [--congestion-safe-path] [--plaintext] [--json] TEXT|-
+               [--data-dir DIR] [--congestion-safe-path] [--plaintext [--content-type TYPE]] [--json] TEXT|-
   sipnote parse [FILE|-] [--json]
   sipnote ui [--data-dir DIR] [--port N] [--json]      the app in a browser, served on 127.0.0.1
 ${KEYS_USAGE}
+Messages are S/MIME signed and encrypted by default, with the identity of --aor / --from in the
+data dir (create it with \`sipnote keys init\`); a contact's certificate is asked for (OPTIONS)
+and pinned on first use. --plaintext sends unprotected; for listen it also accepts plaintext.
 options for listen and send:
+  --data-dir DIR       your keys, pinned certificates, replay cache (default: $XDG_DATA_HOME/sipnote,
+                       else ~/.local/share/sipnote)
   --user NAME          digest user name (default: the user part of the address); the password comes
                        from SIPNOTE_PASSWORD or a prompt
   --proxy URI          outbound proxy (a loose route)
@@ -133,8 +138,9 @@ function parseSendArgs(args: string[]) {
       from: { type: 'string' },
       to: { type: 'string' },
       transport: { type: 'string' },
-      'content-type': { type: 'string', default: 'text/plain;charset=utf-8' },
+      'content-type': { type: 'string' },
       'congestion-safe-path': { type: 'boolean', default: false },
+      'data-dir': { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -145,6 +151,8 @@ function parseSendArgs(args: string[]) {
   if (transport !== undefined && transport !== 'udp' && transport !== 'tcp' && transport !== 'tls') throw new UsageError('--transport must be udp, tcp or tls');
   const chosen: 'udp' | 'tcp' | 'tls' | undefined = transport;
   const t1 = parseT1(values.t1);
+  // An S/MIME message carries text/plain inside message/cpim (main/im/smime/protect.ts).
+  if (values['content-type'] !== undefined && !values.plaintext) throw new UsageError('--content-type goes with --plaintext (S/MIME messages carry text/plain)');
   return {
     from,
     to,
@@ -155,8 +163,9 @@ function parseSendArgs(args: string[]) {
     plaintext: values.plaintext,
     verbose: values.verbose,
     trace: values.trace,
-    contentType: values['content-type'],
+    contentType: values['content-type'] ?? 'text/plain;charset=utf-8',
     congestionSafePath: values['congestion-safe-path'],
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(chosen === undefined ? {} : { transport: chosen }),
     ...(t1 === undefined ? {} : { t1 }),
   };

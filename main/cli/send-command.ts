@@ -1,16 +1,29 @@
 /**
- * `sipnote send --from URI --to URI [--transport udp|tcp] [--listen SPEC] [--plaintext] [--json]
- *               [--content-type T] [--congestion-safe-path] TEXT|-`
+ * `sipnote send --from URI --to URI [--transport udp|tcp|tls] [--listen SPEC] [--data-dir DIR]
+ *               [--plaintext [--content-type T]] [--json] [--congestion-safe-path] TEXT|-`
+ *
+ * By default the text goes S/MIME signed and encrypted (main/im/secure-messaging.ts) with the
+ * identity of --from in the data dir; a peer whose certificate is not pinned yet is asked for
+ * it first (OPTIONS). `--plaintext` sends the body as it is, unprotected.
  *
  * Exit codes: 0 a 2xx came back; 1 a final non-2xx, or the message was refused before sending
- * (too large for the path); 3 timeout or transport failure; 2 usage error (main.ts).
+ * (no identity, the peer's certificate unknown or changed, the peer lacks S/MIME, too large for
+ * the path); 3 timeout or transport failure; 2 usage error (main.ts).
  */
+import { IdentityError, loadIdentity } from '../security/identity-store.js';
+import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
+import { PassphraseKeyError } from '../security/passphrase-key-file.js';
+import { ContactCertificateError } from '../security/contact-certificates.js';
+import { CmsError } from '../security/cms/der.js';
 import { DestinationError, MessageTooLargeError } from '../sip/ua/errors.js';
 import type { SipTransportName } from '../sip/ua/message-request.js';
+import type { SendResult } from '../sip/ua/outcome.js';
 import { UserAgent } from '../sip/ua/user-agent.js';
 import type { ListenSpec } from '../sip/transport/transport-layer.js';
-import type { SendSummary } from '../../shared/cli-events.js';
+import { SecureMessaging, SecureSendError, type AccountIdentity, type SecurityNotice } from '../im/secure-messaging.js';
+import type { MessageSecurity, SendSummary } from '../../shared/cli-events.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
+import { resolveDataDir } from './data-dir.js';
 import { readAllStdin, traceTo, type CommandIo } from './io.js';
 
 export interface SendArgs {
@@ -24,16 +37,28 @@ export interface SendArgs {
   plaintext: boolean;
   contentType: string;
   congestionSafePath: boolean;
+  dataDir?: string;
   t1?: number;
   verbose: boolean;
   /** Print every SIP message on stderr. */
   trace: boolean;
 }
 
-export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number> {
+/** What commands need besides their arguments; tests pass their own. */
+export interface SecurityDependencies {
+  /** The keychain (default: the OS keychain). */
+  readonly keychain?: Keychain;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: SecurityDependencies = {}): Promise<number> {
   const body = args.text === '-' ? await readAllStdin(io.stdin) : Buffer.from(args.text, 'utf8');
+  const dataDir = resolveDataDir(args.dataDir, dependencies.env);
+  let secure: SecureMessaging | undefined;
   if (!args.plaintext) {
-    io.stderr.write('sipnote: S/MIME is not built yet (issue #4): this message is sent as plaintext\n');
+    const identity = await loadCommandIdentity(dataDir, args.from, io, dependencies);
+    if (identity === undefined) return 1;
+    secure = new SecureMessaging({ dataDir, identity, onNotice: noticePrinter(io, dataDir) });
   }
   const agent = await UserAgent.start({
     aor: args.from,
@@ -45,22 +70,22 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
     ...(args.trace ? { onTrace: traceTo(io) } : {}),
   });
   try {
-    const result = await agent.sendMessage({
-      to: args.to,
-      body,
-      contentType: args.contentType,
-      ...(args.transport === undefined ? {} : { transport: args.transport }),
-    });
-    const summary: SendSummary = {
-      status: result.status,
-      reason: result.reason,
-      outcome: result.outcome,
-      callId: result.callId,
-      transport: result.transport,
-      ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }),
-      ...(result.authFailure === undefined ? {} : { authFailure: result.authFailure }),
-    };
-    io.stdout.write(args.json ? `${JSON.stringify(summary)}\n` : `${result.status} ${result.reason} (${result.outcome})\n`);
+    let result: SendResult;
+    let security: MessageSecurity;
+    if (secure === undefined) {
+      result = await agent.sendMessage({
+        to: args.to,
+        body,
+        contentType: args.contentType,
+        ...(args.transport === undefined ? {} : { transport: args.transport }),
+      });
+      security = 'plaintext';
+    } else {
+      const sent = await secure.send(agent, { to: args.to, text: body.toString('utf8'), ...(args.transport === undefined ? {} : { transport: args.transport }) });
+      result = sent.result;
+      security = sent.security;
+    }
+    printSummary(args, io, result, security);
     if (result.status >= 200 && result.status < 300) return 0;
     if (result.outcome === 'timeout' || result.outcome === 'transport-error') {
       io.stderr.write(`sipnote: ${result.outcome === 'timeout' ? 'no response from' : 'could not reach'} ${args.to}\n`);
@@ -70,12 +95,120 @@ export async function sendCommand(args: SendArgs, io: CommandIo): Promise<number
     io.stderr.write(`sipnote: not delivered: ${result.status} ${result.reason}${why}\n`);
     return 1;
   } catch (error) {
-    if (error instanceof MessageTooLargeError || error instanceof DestinationError) {
+    if (error instanceof SecureSendError) {
+      // The final response that ended it, for scripts; the reason, for people.
+      if (error.result !== undefined && args.json) printSummary(args, io, error.result, 'encrypted-signed');
+      // A changed certificate was already reported loudly, by the notice.
+      io.stderr.write(error.code === 'certificate-changed' ? 'sipnote: the message was not sent\n' : `sipnote: ${error.message}\n`);
+      return 1;
+    }
+    if (error instanceof MessageTooLargeError) {
+      const why = secure === undefined ? '' : ' (an S/MIME message is about 1.4-1.6 KB, and the first one to a contact also carries your certificate)';
+      io.stderr.write(`sipnote: ${error.message}${why}\n`);
+      return 1;
+    }
+    if (error instanceof DestinationError) {
       io.stderr.write(`sipnote: ${error.message}\n`);
-      return error instanceof DestinationError && error.unreachable ? 3 : 1;
+      return error.unreachable ? 3 : 1;
+    }
+    if (error instanceof ContactCertificateError || error instanceof CmsError) {
+      io.stderr.write(`sipnote: ${error.message}\n`);
+      return 1;
     }
     throw error;
   } finally {
+    secure?.close();
     await agent.close();
   }
+}
+
+function printSummary(args: SendArgs, io: CommandIo, result: SendResult, security: MessageSecurity): void {
+  const summary: SendSummary = {
+    status: result.status,
+    reason: result.reason,
+    outcome: result.outcome,
+    callId: result.callId,
+    transport: result.transport,
+    security,
+    ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }),
+    ...(result.authFailure === undefined ? {} : { authFailure: result.authFailure }),
+  };
+  io.stdout.write(args.json ? `${JSON.stringify(summary)}\n` : `${result.status} ${result.reason} (${result.outcome}, ${security})\n`);
+}
+
+/**
+ * The S/MIME identity of `aor` in `dataDir`, or undefined after telling the user what to do
+ * (no identity: `sipnote keys init`; no keychain; a missing key or passphrase).
+ */
+export async function loadCommandIdentity(
+  dataDir: string,
+  aor: string,
+  io: CommandIo,
+  dependencies: SecurityDependencies = {},
+  options: { readonly plaintextAlternative?: string } = {},
+): Promise<AccountIdentity | undefined> {
+  const env = dependencies.env ?? process.env;
+  const passphrase = env.SIPNOTE_KEY_PASSPHRASE;
+  try {
+    const identity = await loadIdentity(dataDir, aor, {
+      keychain: dependencies.keychain ?? new OsKeychain(),
+      ...(passphrase === undefined || passphrase.length === 0 ? {} : { passphrase }),
+    });
+    return { aor: identity.aor, certificateDer: identity.certificateDer, privateKeyPkcs8: identity.privateKeyPkcs8 };
+  } catch (error) {
+    if (error instanceof IdentityError && error.code === 'not-found') {
+      io.stderr.write(
+        `sipnote: ${aor} has no S/MIME identity in ${dataDir}: messages are signed and encrypted by default. ` +
+          `Create one with \`sipnote keys init --aor ${aor} --data-dir ${dataDir}\` (or import one with \`sipnote keys import\`)` +
+          `${options.plaintextAlternative ?? ', or send unprotected with --plaintext'}\n`,
+      );
+      return undefined;
+    }
+    if (error instanceof IdentityError && error.code === 'passphrase-required') {
+      io.stderr.write(`sipnote: ${error.message}: set SIPNOTE_KEY_PASSPHRASE\n`);
+      return undefined;
+    }
+    if (error instanceof IdentityError || error instanceof KeychainUnavailableError || error instanceof PassphraseKeyError) {
+      io.stderr.write(`sipnote: ${error.message}\n`);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+/** Prints security notices on stderr; a changed certificate loudly, with both fingerprints. */
+export function noticePrinter(io: CommandIo, dataDir: string): (notice: SecurityNotice) => void {
+  return (notice) => {
+    switch (notice.kind) {
+      case 'discovering':
+        io.stderr.write(`sipnote: no certificate is pinned for ${notice.peer}: asking ${notice.peer} for it (OPTIONS)\n`);
+        break;
+      case 'pinned':
+        io.stderr.write(
+          `sipnote: pinned the certificate of ${notice.peer} on first use (SHA-256 ${notice.fingerprint}); ` +
+            `compare it with ${notice.peer} out of band (sipnote keys show --peer ${notice.peer})\n`,
+        );
+        break;
+      case 'retrying':
+        io.stderr.write(
+          notice.why === 'unknown-signer'
+            ? `sipnote: ${notice.peer} does not have our certificate: sending again with it\n`
+            : `sipnote: ${notice.peer} could not decrypt the message: sending again to the certificate it offered\n`,
+        );
+        break;
+      case 'certificate-changed':
+        io.stderr.write(
+          [
+            `sipnote: WARNING: THE CERTIFICATE OF ${notice.peer} HAS CHANGED. Nothing from or to it is accepted until you decide.`,
+            `sipnote:   pinned:    SHA-256 ${notice.pinnedFingerprints.join(', ') || '(none)'}`,
+            `sipnote:   presented: SHA-256 ${notice.presentedFingerprint}`,
+            `sipnote:   Either ${notice.peer} made a new key (a new device, a reinstall), or someone else is pretending to be ${notice.peer}.`,
+            `sipnote:   Compare the presented fingerprint with ${notice.peer} out of band (by phone, in person). To accept it:`,
+            `sipnote:   sipnote keys trust --peer ${notice.peer} --cert ${notice.presentedCertificateFile} --replace --data-dir ${dataDir}`,
+            '',
+          ].join('\n'),
+        );
+        break;
+    }
+  };
 }

@@ -171,12 +171,17 @@ describe('sipnote send and listen', () => {
     expect(silent.received.length).toBeGreaterThan(1); // it retransmitted over UDP
   });
 
-  it('runs as the installed bin, and says plainly that S/MIME is not there yet without --plaintext', async () => {
+  it('runs as the installed bin; without --plaintext it protects with S/MIME and says how to create keys when there are none', async () => {
     const bob = await listener();
-    const send = startSipnote(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, 'hi']);
-    expect(await exitWithin(send)).toBe(0);
-    expect(send.stderr()).toMatch(/S\/MIME is not built yet/);
-    expect(send.stdout()).toMatch(/^200 OK/);
+    const dataDir = mkdtempSync(join(tmpdir(), 'sipnote-cli-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const send = startSipnote(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--data-dir', dataDir, 'hi']);
+    expect(await exitWithin(send)).toBe(1);
+    expect(send.stderr()).toMatch(/sipnote keys init --aor sip:alice@127\.0\.0\.1/);
+    expect(bob.events).toHaveLength(0);
+    const plain = startSipnote(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--plaintext', 'hi']);
+    expect(await exitWithin(plain)).toBe(0);
+    expect(plain.stdout()).toMatch(/^200 OK/);
   });
 });
 
