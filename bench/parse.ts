@@ -130,17 +130,20 @@ const sipnoteAdapter: ParserAdapter = {
       }
       out.viaCount = vias.length;
       out.branchChars = branchChars;
+      // URIs as text, as the others give them (npm `sip` keeps URIs as strings); `from.uri`
+      // would parse the URI on first use.
       const from = msg.from;
-      out.fromUri = from.uri;
+      out.fromUri = from.uriText;
       out.fromTag = from.params.get('tag');
       const to = msg.to;
-      out.toUri = to.uri;
+      out.toUri = to.uriText;
       out.toTag = to.params.get('tag') ?? null;
       out.callId = msg.callId;
       const cseq = msg.cseq;
       out.cseqSeq = cseq.seq;
       out.cseqMethod = cseq.method;
-      out.contentType = msg.contentType;
+      // Raw, as npm `sip` keeps it; `msg.contentType` would parse it into type, subtype, params.
+      out.contentType = msg.headers.get('content-type');
       out.bodyLength = msg.body.length;
       out.body = msg.body;
       return true;

@@ -59,12 +59,15 @@ export class Params extends Map<string, string | null> {
     return this.#quoted ?? NO_NAMES;
   }
 
+  // Keys are stored lowercased, so a name found as it is needs no lowercasing (the usual case:
+  // callers ask for 'branch' or 'tag'); any other is looked up again lowercased.
   override get(name: string): string | null | undefined {
-    return super.get(name.toLowerCase());
+    const value = super.get(name);
+    return value !== undefined ? value : super.get(name.toLowerCase());
   }
 
   override has(name: string): boolean {
-    return super.has(name.toLowerCase());
+    return super.has(name) || super.has(name.toLowerCase());
   }
 
   /** Sets a parameter; `quoted` asks for the value to be written as a quoted-string. */
@@ -240,11 +243,10 @@ function scanEscaped(text: string, pos: number, end: number, mask: number): numb
 // Hosts: hostnames, IPv4, IPv6 (RFC 3261 §25.1 as corrected by RFC 5954 §3; RFC 5118)
 // ---------------------------------------------------------------------------------------------
 
-/** Parses `a.b.c.d` (each 1–3 digits, ≤ 255) spanning exactly [start, end); null if not one. */
-function parseIPv4(text: string, start: number, end: number): number[] | null {
-  const octets: number[] = [];
+/** Whether [start, end) is exactly `a.b.c.d`, each 1–3 digits and ≤ 255. Allocates nothing. */
+function isIPv4Span(text: string, start: number, end: number): boolean {
   let i = start;
-  for (;;) {
+  for (let octet = 0; ; octet++) {
     let value = 0;
     const digitsStart = i;
     while (i < end && i - digitsStart < 4) {
@@ -254,12 +256,17 @@ function parseIPv4(text: string, start: number, end: number): number[] | null {
       i++;
     }
     const digits = i - digitsStart;
-    if (digits === 0 || digits > 3 || value > 255) return null;
-    octets.push(value);
-    if (octets.length === 4) return i === end ? octets : null;
-    if (i >= end || text.charCodeAt(i) !== DOT) return null;
+    if (digits === 0 || digits > 3 || value > 255) return false;
+    if (octet === 3) return i === end;
+    if (i >= end || text.charCodeAt(i) !== DOT) return false;
     i++;
   }
+}
+
+/** Parses `a.b.c.d` (each 1–3 digits, ≤ 255) spanning exactly [start, end); null if not one. */
+function parseIPv4(text: string, start: number, end: number): number[] | null {
+  if (!isIPv4Span(text, start, end)) return null;
+  return text.slice(start, end).split('.').map(Number);
 }
 
 /**
@@ -276,7 +283,7 @@ function parseIPv6(text: string, start: number, end: number): number[] | null {
   // After a "::", a third colon is allowed only right before an embedded IPv4 address.
   const skipBuggyThirdColon = (): boolean => {
     if (i < end && text.charCodeAt(i) === COLON) {
-      if (parseIPv4(text, i + 1, end) === null) return false;
+      if (!isIPv4Span(text, i + 1, end)) return false;
       i++;
     }
     return true;
@@ -344,6 +351,11 @@ function readNameOrIPv4(text: string, pos: number): string | null {
   let previousLabelStart = pos; // where the label before the last "." starts
   let hasLetter = false;
   let hasUpper = false;
+  // The IPv4 reading, kept along the way: dots so far, digits and value of the current label.
+  let dots = 0;
+  let octetDigits = 0;
+  let octetValue = 0;
+  let octetsFit = true; // every label so far is 1-3 digits and at most 255
   let previous = DOT; // the character before `i`; a label start looks like one after a dot
   let i = pos;
   for (; i < n; i++) {
@@ -352,17 +364,24 @@ function readNameOrIPv4(text: string, pos: number): string | null {
     else if (c >= 65 && c <= 90) hasLetter = hasUpper = true;
     else if (c === HYPHEN) {
       if (previous === DOT) return null; // a label cannot start with "-"
+      octetsFit = false;
     } else if (c === DOT) {
       if (previous === DOT || previous === HYPHEN) return null; // empty label, or ending in "-"
       previousLabelStart = labelStart;
       labelStart = i + 1;
-    } else if (c < 48 || c > 57) {
+      dots++;
+      octetDigits = 0;
+      octetValue = 0;
+    } else if (c >= 48 && c <= 57) {
+      octetValue = octetValue * 10 + (c - 48);
+      if (++octetDigits > 3 || octetValue > 255) octetsFit = false;
+    } else {
       break;
     }
     previous = c;
   }
   if (i === pos) return null;
-  if (!hasLetter) return parseIPv4(text, pos, i) !== null ? text.slice(pos, i) : null;
+  if (!hasLetter) return octetsFit && dots === 3 && octetDigits > 0 ? text.slice(pos, i) : null;
   if (previous === HYPHEN) return null;
   // With a trailing dot (`example.com.`) the top label is the one before it.
   const topLabel = previous === DOT ? previousLabelStart : labelStart;
@@ -373,7 +392,7 @@ function readNameOrIPv4(text: string, pos: number): string | null {
 
 /** True for a textual IPv4 address (`192.0.2.1`). */
 export function isIPv4Address(text: string): boolean {
-  return parseIPv4(text, 0, text.length) !== null;
+  return isIPv4Span(text, 0, text.length);
 }
 
 /** True for an IPv6 address written without brackets (`2001:db8::1`). */

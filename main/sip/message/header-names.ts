@@ -4,6 +4,11 @@
  * Every header is looked up by its *key*: the lower-case long form. `v`, `V`, `via` and `VIA`
  * all have the key `via`. Compact forms must be accepted on input (§7.3.3); we never send them,
  * since the bytes they save are not worth the interop risk with older peers.
+ *
+ * The parser meets the same few dozen names in nearly every message, written the usual way
+ * (`Via`, `Call-ID`, `CSeq`). `knownHeaderAt` recognises those in the message text itself, so
+ * that the common case makes no new string for the name or its key and the keys it hands out
+ * are the interned literals below (comparing two of them is a pointer comparison).
  */
 
 /** Compact form -> lower-case long form (RFC 3261 §20 plus the registered extension forms). */
@@ -44,8 +49,130 @@ const CANONICAL_SPELLINGS: Readonly<Record<string, string>> = {
   'sip-if-match': 'SIP-If-Match',
 };
 
+/**
+ * The keys of the headers a messenger usually meets (RFC 3261 §20 and extensions), written as
+ * literals so that the keys handed out are interned strings. Only a speed-up: a name not listed
+ * here is handled exactly the same, a little slower.
+ */
+const USUAL_KEYS: readonly string[] = [
+  // In every request and response, roughly in the order they are usually written.
+  'via',
+  'max-forwards',
+  'from',
+  'to',
+  'call-id',
+  'cseq',
+  'contact',
+  'content-type',
+  'content-length',
+  // Common.
+  'record-route',
+  'route',
+  'date',
+  'user-agent',
+  'server',
+  'expires',
+  'allow',
+  'supported',
+  'require',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'accept-contact',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'authorization',
+  'www-authenticate',
+  'authentication-info',
+  'subject',
+  'event',
+  'allow-events',
+  'subscription-state',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'mime-version',
+  'min-expires',
+  'organization',
+  'priority',
+  'reason',
+  'refer-to',
+  'referred-by',
+  'reply-to',
+  'in-reply-to',
+  'retry-after',
+  'timestamp',
+  'unsupported',
+  'proxy-require',
+  'warning',
+  'alert-info',
+  'call-info',
+  'error-info',
+  'path',
+  'service-route',
+  'session-expires',
+  'p-asserted-identity',
+  'p-preferred-identity',
+  'sip-etag',
+  'sip-if-match',
+];
+
+/** A header name recognised in message text: the spelling as written there, and its key. */
+export interface KnownHeaderName {
+  readonly spelling: string;
+  readonly key: string;
+}
+
+/**
+ * Known names by the code of their first character, long forms first (in the order above, so
+ * the usual ones are tried first), then the compact forms.
+ */
+const KNOWN_BY_FIRST: KnownHeaderName[][] = [];
+/** Every spelling above, every key, and every compact form (both cases) -> key. */
+const KEY_BY_NAME = new Map<string, string>();
+
+function addKnown(spelling: string, key: string): void {
+  (KNOWN_BY_FIRST[spelling.charCodeAt(0)] ??= []).push({ spelling, key });
+  KEY_BY_NAME.set(spelling, key);
+}
+for (const key of USUAL_KEYS) {
+  addKnown(canonicalHeaderName(key), key);
+  KEY_BY_NAME.set(key, key);
+}
+for (const [letter, key] of Object.entries(COMPACT_FORMS)) {
+  addKnown(letter, key);
+  addKnown(letter.toUpperCase(), key);
+  KEY_BY_NAME.set(key, key);
+}
+
+/**
+ * The known header whose name is written at `start` in `text` exactly as we spell it (case
+ * included) and is followed by SP, HT or ":", or undefined. `VIA` or `call-id` are not found
+ * here; they are still headers, which `headerKey` knows.
+ */
+export function knownHeaderAt(text: string, start: number): KnownHeaderName | undefined {
+  const candidates = KNOWN_BY_FIRST[text.charCodeAt(start)];
+  if (candidates === undefined) return undefined;
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i]!;
+    const spelling = candidate.spelling;
+    // The character after the name first: it rules out most candidates at once.
+    const next = text.charCodeAt(start + spelling.length);
+    if ((next === 0x3a || next === 0x20 || next === 0x09) && spelledAt(text, start, spelling)) return candidate;
+  }
+  return undefined;
+}
+
+/** Whether `literal` is written at `pos` in `text` (a loop: V8 does not inline `startsWith`). */
+function spelledAt(text: string, pos: number, literal: string): boolean {
+  for (let i = 0; i < literal.length; i++) if (text.charCodeAt(pos + i) !== literal.charCodeAt(i)) return false;
+  return true;
+}
+
 /** The lookup key of a header name as written on the wire or by a caller. */
 export function headerKey(name: string): string {
+  const known = KEY_BY_NAME.get(name);
+  if (known !== undefined) return known;
   if (name.length === 1) {
     const lower = name.toLowerCase();
     return COMPACT_FORMS[lower] ?? lower;

@@ -7,17 +7,18 @@
  *
  * The structured views of the headers every transaction needs (Via, From, To, Call-ID, CSeq,
  * Content-Type) are parsed on first use and cached. A malformed one throws ParseError when it
- * is first read; `validateEssentialHeaders` reads them all at once for a UAS that has to
- * decide between processing a request and answering 400.
+ * is first read (the URI of From and To when `uri` is first read: see ParsedNameAddr);
+ * `validateEssentialHeaders` reads them all at once for a UAS that has to decide between
+ * processing a request and answering 400.
  */
 import {
   parseContentType,
   parseCSeq,
-  parseNameAddr,
   parseVia,
+  readNameAddr,
   type ContentType,
   type CSeq,
-  type NameAddr,
+  type ParsedNameAddr,
   type Via,
 } from '../header-values.js';
 import { parseUri, type Uri } from '../uri.js';
@@ -28,8 +29,8 @@ export const SIP_VERSION = 'SIP/2.0';
 
 abstract class SipMessageBase {
   private cachedVias: Via[] | undefined;
-  private cachedFrom: NameAddr | undefined;
-  private cachedTo: NameAddr | undefined;
+  private cachedFrom: ParsedNameAddr | undefined;
+  private cachedTo: ParsedNameAddr | undefined;
   private cachedCSeq: CSeq | undefined;
   private cachedContentType: ContentType | null | undefined;
 
@@ -43,9 +44,14 @@ abstract class SipMessageBase {
   /** Every Via entry, top (most recent hop) first (§20.42). */
   get vias(): Via[] {
     if (this.cachedVias === undefined) {
-      const values = this.headers.getAll('via');
+      const rows = this.headers.entries();
       const vias: Via[] = [];
-      for (const value of values) vias.push(...parseVia(value));
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[i]!;
+        if (row.key !== 'via') continue;
+        const parsed = parseVia(row.value);
+        for (let j = 0; j < parsed.length; j++) vias.push(parsed[j]!);
+      }
       this.cachedVias = vias;
     }
     return this.cachedVias;
@@ -58,12 +64,14 @@ abstract class SipMessageBase {
     return top;
   }
 
-  get from(): NameAddr {
-    return (this.cachedFrom ??= parseNameAddr(this.required('from', 'From')));
+  /** The URI is parsed when `from.uri` is first read. */
+  get from(): ParsedNameAddr {
+    return (this.cachedFrom ??= readNameAddr(this.required('from', 'From')));
   }
 
-  get to(): NameAddr {
-    return (this.cachedTo ??= parseNameAddr(this.required('to', 'To')));
+  /** The URI is parsed when `to.uri` is first read. */
+  get to(): ParsedNameAddr {
+    return (this.cachedTo ??= readNameAddr(this.required('to', 'To')));
   }
 
   get callId(): string {
@@ -158,8 +166,8 @@ export function validateEssentialHeaders(message: SipMessage): void {
       throw new ParseError('bad-header', `${display} appears more than once`, display);
     }
   }
-  void message.from;
-  void message.to;
+  void message.from.uri;
+  void message.to.uri;
   if (message.callId.length === 0) throw new ParseError('bad-header-value', 'Call-ID is empty', 'Call-ID');
   void message.cseq;
   if (message.kind === 'request') {
