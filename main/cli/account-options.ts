@@ -6,14 +6,13 @@
  * other users could read in the process list, and never a file in the data dir).
  */
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { DigestClient } from '../sip/auth/digest-client.js';
 import { createDnsResolver, type DnsResolver } from '../sip/dns/dns-resolver.js';
 import type { TlsOptions } from '../sip/transport/transport-layer.js';
 import type { ChallengeAnswerer } from '../sip/ua/authentication.js';
 import type { UserAgentOptions } from '../sip/ua/user-agent.js';
 import { formatUri, isSipUri, parseUri } from '../sip/uri.js';
-import type { CommandIo } from './io.js';
+import { promptHidden, type CommandIo } from './io.js';
 import { UsageError } from './usage-error.js';
 
 export interface AccountArgs {
@@ -105,22 +104,6 @@ async function passwordFrom(env: NodeJS.ProcessEnv, io: CommandIo, username: str
   return promptHidden(io, `Password for ${username} at ${realm}: `);
 }
 
-/** Reads one line without echoing it. */
-function promptHidden(io: CommandIo, question: string): Promise<string> {
-  return new Promise((resolve) => {
-    const output = io.stderr as NodeJS.WriteStream;
-    const rl = createInterface({ input: io.stdin, output, terminal: true });
-    output.write(question);
-    // Mute the echo of what is typed (readline has no public switch for it); the question
-    // itself was written above.
-    (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = () => undefined;
-    rl.question('', (answer) => {
-      rl.close();
-      output.write('\n');
-      resolve(answer);
-    });
-  });
-}
 
 /** The user agent options these arguments stand for. */
 export async function accountAgentOptions(

@@ -19,7 +19,6 @@
  * no keychain, …), with one line on stderr; 2 usage error (thrown as UsageError for main.ts).
  */
 import { readFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { canonicalAor } from '../security/aor.js';
 import { certificateInfo, importCertificate, type CertificateInfo, type IdentityAlgorithm } from '../security/certificates.js';
@@ -39,7 +38,7 @@ import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security
 import { PassphraseKeyError, encryptedPrivateKeyInfoOf } from '../security/passphrase-key-file.js';
 import { ParseError } from '../sip/message/parse-error.js';
 import { resolveDataDir } from './data-dir.js';
-import type { CommandIo } from './io.js';
+import { promptHidden, type CommandIo } from './io.js';
 import { UsageError } from './usage-error.js';
 
 export const KEYS_USAGE = `  sipnote keys init --aor URI [--rsa] [--passphrase-key] [--data-dir DIR] [--json]
@@ -449,18 +448,3 @@ function isTerminal(io: CommandIo): boolean {
   return (io.stdin as NodeJS.ReadStream).isTTY === true;
 }
 
-/** Reads one line without echoing it. */
-function promptHidden(io: CommandIo, question: string): Promise<string> {
-  return new Promise((resolve) => {
-    const output = io.stderr as NodeJS.WriteStream;
-    const rl = createInterface({ input: io.stdin, output, terminal: true });
-    output.write(question);
-    // readline has no public switch for echo; muting its writer hides what is typed.
-    (rl as unknown as { _writeToOutput: (s: string) => void })._writeToOutput = () => undefined;
-    rl.question('', (answer) => {
-      rl.close();
-      output.write('\n');
-      resolve(answer);
-    });
-  });
-}
