@@ -103,3 +103,39 @@ export interface SendSummary {
   /** Why a 401/407 was not answered again: wrong credentials, none given, an unusable challenge. */
   readonly authFailure?: string;
 }
+
+/**
+ * One stored message, as `sipnote history --json` and `sipnote outbox --json` print it (one per
+ * line). Times are ISO 8601; `time` is when it arrived (incoming) or was queued (outgoing).
+ */
+export interface HistoryEntry {
+  readonly id: number;
+  readonly direction: 'in' | 'out';
+  /** Our AoR. */
+  readonly account: string;
+  /** The peer's canonical AoR; `peerUri` as it was on the wire. */
+  readonly peer: string;
+  readonly peerUri: string;
+  /** The text (for S/MIME, the protected payload's text). */
+  readonly body: string;
+  readonly contentType: string;
+  /** received (incoming); queued, sending, accepted, delivered, displayed, failed, cancelled (outgoing). */
+  readonly state: string;
+  readonly security: MessageSecurity;
+  /** SHA-256 of the signer's certificate, lowercase hex, for a signed message. */
+  readonly fingerprint: string | null;
+  /** SIP identity: of the request (incoming), of the last attempt when known (outgoing). */
+  readonly callId: string | null;
+  readonly cseq: number | null;
+  readonly fromTag: string | null;
+  readonly imdnMessageId: string | null;
+  readonly time: string;
+  /** Incoming: the sender's date; outgoing: when the last attempt started. */
+  readonly sentAt: string | null;
+  /** Outgoing: the last final status and reason, attempts so far, and when it goes again. */
+  readonly status: number | null;
+  readonly reason: string | null;
+  readonly attempts: number;
+  readonly nextAttemptAt: string | null;
+  readonly late?: true;
+}

@@ -17,6 +17,16 @@
  * `{"event":"message",…}` per accepted MESSAGE (body as text for textual types, else base64),
  * with `security` (`encrypted-signed`, `signed`, `encrypted`, `plaintext`), the signer's
  * `fingerprint`, and `late` when the date under the signature is more than 5 minutes old.
+ *
+ * With --data-dir, every accepted MESSAGE is stored in that data dir's history (main/store)
+ * before it is answered (design.md "Durability", write before acknowledge): the handler returns
+ * its decision, and the UA sends the 2xx, only after the commit. Writes of one event-loop turn
+ * share a transaction (GroupCommit), so a burst costs one fsync. A duplicate (same Call-ID,
+ * CSeq and From tag, or same CPIM/IMDN Message-ID: a retransmission after our restart) gets the
+ * same 200 and is neither stored nor printed again. A store failure throws, which the UA answers
+ * with 500: the sender keeps the message and may try again. An S/MIME message's replay key is
+ * committed right after its row (the replay cache is its own database; if we die in between,
+ * the store's duplicate keys still absorb the resend).
  */
 import { parseContentType } from '../sip/header-values.js';
 import { ParseError } from '../sip/message/parse-error.js';
@@ -32,6 +42,7 @@ import { systemClock } from '../sip/transaction/clock.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { resolveDataDir } from './data-dir.js';
+import { GroupCommit, openStore, type IncomingInput, type Store } from '../store/index.js';
 import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 import { loadCommandIdentity, noticePrinter, type SecurityDependencies } from './send-command.js';
@@ -60,16 +71,32 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   const dataDir = resolveDataDir(args.dataDir, dependencies.env);
   const secure = await openSecureMessaging(args, io, dataDir, dependencies);
   if (secure === 'failed') return 1;
-  if (args.dataDir !== undefined) {
-    io.stderr.write('sipnote: the message history is not stored yet (durable messaging, issue #5): messages are printed only\n');
+  let store: Store | undefined;
+  try {
+    store = args.dataDir === undefined ? undefined : openStore(dataDir);
+  } catch (error) {
+    secure?.close();
+    throw error;
   }
+  const history = store === undefined ? undefined : new HistoryWriter(store, args.aor);
   /** A plaintext body, taken only with --plaintext. */
-  const takePlaintext = (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): MessageDecision | void => {
+  const takePlaintext = async (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): Promise<MessageDecision | void> => {
     const reading = readMessageBody(contentType, body);
     if (reading.kind === 'rejected') {
       return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
     }
-    print(messageEvent(message, reading, security, { contentType, body }), `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
+    const event = messageEvent(message, reading, security, { contentType, body });
+    if (history !== undefined) {
+      const stored = await history.record(message, {
+        body: reading.text,
+        contentType,
+        security,
+        ...(reading.cpim?.messageId === undefined ? {} : { imdnMessageId: reading.cpim.messageId }),
+        ...(reading.cpim?.dateTime === undefined ? {} : { sentAt: reading.cpim.dateTime.getTime() }),
+      });
+      if (!stored) return; // a duplicate: the same 200, shown once
+    }
+    print(event, `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
   };
   const onMessage = async (message: IncomingMessage): Promise<MessageDecision | void> => {
     if (secure === undefined) return takePlaintext(message, message.contentType, message.body, 'plaintext');
@@ -77,15 +104,29 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     if (args.verbose) io.stderr.write(`sipnote: ${describeReceived(message, received)}\n`);
     switch (received.kind) {
       case 'accepted': {
+        let stored = true;
         try {
           const event = secureMessageEvent(message, received.security, received.message);
-          print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
+          if (history !== undefined) {
+            const opened = received.message;
+            stored = await history.record(message, {
+              body: opened.text ?? event.body,
+              contentType: opened.contentType,
+              security: received.security,
+              signerFingerprint: opened.signerFingerprint,
+              ...(opened.cpim?.messageId === undefined ? {} : { imdnMessageId: opened.cpim.messageId }),
+              sentAt: opened.protectedTime.getTime(),
+              late: opened.late,
+            });
+          }
+          if (stored) print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
         } catch (error) {
+          // Not kept (the store failed: the UA answers 500): a resend must not be taken for a replay.
           received.abandon();
           throw error;
         }
-        // Shown, so remembered: a replay of it is answered 200 and never shown again. (With the
-        // message store of issue #5 this moves into the transaction that stores the message.)
+        // Stored (or already stored) and shown, so remembered: a replay of it is answered 200
+        // and never shown again.
         received.commit();
         return;
       }
@@ -113,6 +154,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     });
   } catch (error) {
     secure?.close();
+    store?.close();
     throw error;
   }
   const bound = agent.listening.map(formatListenSpec);
@@ -137,7 +179,44 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   });
   await agent.close();
   secure?.close();
+  store?.close();
   return 0;
+}
+
+/** What a received message adds to the SIP identity to be stored (see `HistoryWriter.record`). */
+type StoredContent = Pick<IncomingInput, 'body' | 'contentType' | 'security'> &
+  Partial<Pick<IncomingInput, 'signerFingerprint' | 'imdnMessageId' | 'sentAt' | 'late'>>;
+
+/**
+ * The listener's side of write before acknowledge: one incoming message into the store,
+ * resolved only once its transaction is committed (and synced: the store runs with
+ * synchronous=FULL). Resolves true when the message is new, false for a duplicate; rejects
+ * when it could not be stored.
+ */
+class HistoryWriter {
+  private readonly group: GroupCommit;
+
+  constructor(
+    private readonly store: Store,
+    private readonly account: string,
+  ) {
+    this.group = new GroupCommit(store);
+  }
+
+  async record(message: IncomingMessage, content: StoredContent): Promise<boolean> {
+    const input: IncomingInput = {
+      account: this.account,
+      peer: message.from,
+      callId: message.callId,
+      cseq: message.cseq,
+      fromTag: message.fromTag,
+      receivedAt: message.receivedAt.getTime(),
+      ...(content.sentAt === undefined && message.date !== undefined ? { sentAt: message.date.getTime() } : {}),
+      ...content,
+    };
+    const result = await this.group.run(() => this.store.messages.recordIncoming(input));
+    return result.inserted;
+  }
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The `sipnote` command line: `listen`, `send` and `parse`, for people and for scripts.
+ * The `sipnote` command line: `listen`, `send`, `history`, `outbox`, `keys`, `ui` and `parse`, for people and for scripts.
  * Exit codes: 0 success, 1 failure (a non-2xx, a parse error), 2 usage error, 3 timeout or
  * transport failure. Errors are one line on stderr; `--json` output is one object per line.
  */
@@ -15,6 +15,8 @@ import { UsageError } from './usage-error.js';
 import { ACCOUNT_OPTIONS, readAccountArgs } from './account-options.js';
 import { KEYS_USAGE, keysCommand, parseKeysArgs } from './keys-command.js';
 import { parseUiArgs, uiCommand } from './ui-command.js';
+import { historyCommand, outboxCommand, type HistoryArgs, type OutboxArgs } from './history-command.js';
+import { MAX_HISTORY_LIMIT } from '../store/index.js';
 
 const USAGE = `usage:
   sipnote listen --aor sip:bob@127.0.0.1 --listen udp:127.0.0.1:5081,tcp:127.0.0.1:5081[,tls:HOST:PORT]
@@ -22,13 +24,16 @@ const USAGE = `usage:
   sipnote send --from sip:alice@127.0.0.1 --to sip:bob@127.0.0.1:5081 [--transport udp|tcp|tls] [--listen SPEC]
                [--data-dir DIR] [--congestion-safe-path] [--plaintext [--content-type TYPE]] [--json] TEXT|-
   sipnote parse [FILE|-] [--json]
+  sipnote history [--data-dir DIR] [--peer URI] [--search TEXT] [--limit N] [--json]   stored messages, newest first
+  sipnote outbox [--data-dir DIR] [--json]             outgoing messages not finished yet, and why
   sipnote ui [--data-dir DIR] [--port N] [--json]      the app in a browser, served on 127.0.0.1
 ${KEYS_USAGE}
 Messages are S/MIME signed and encrypted by default, with the identity of --aor / --from in the
 data dir (create it with \`sipnote keys init\`); a contact's certificate is asked for (OPTIONS)
 and pinned on first use. --plaintext sends unprotected; for listen it also accepts plaintext.
 options for listen and send:
-  --data-dir DIR       your keys, pinned certificates, replay cache (default: $XDG_DATA_HOME/sipnote,
+  --data-dir DIR       your keys, pinned certificates, replay cache; given explicitly, also the message
+                       history (messages are stored before they are acknowledged or sent) (default: $XDG_DATA_HOME/sipnote,
                        else ~/.local/share/sipnote)
   --user NAME          digest user name (default: the user part of the address); the password comes
                        from SIPNOTE_PASSWORD or a prompt
@@ -64,6 +69,10 @@ async function run(argv: readonly string[], io: CommandIo, stop: Promise<void> |
       return keysCommand(parseKeysArgs(rest), io);
     case 'ui':
       return uiCommand(parseUiArgs(rest), io, stop ?? untilSignal());
+    case 'history':
+      return historyCommand(parseHistoryArgs(rest), io);
+    case 'outbox':
+      return outboxCommand(parseOutboxArgs(rest), io);
     case 'parse': {
       const { values, positionals } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
       if (positionals.length > 1) throw new UsageError('parse takes one FILE or -');
@@ -169,6 +178,44 @@ function parseSendArgs(args: string[]) {
     ...(chosen === undefined ? {} : { transport: chosen }),
     ...(t1 === undefined ? {} : { t1 }),
   };
+}
+
+function parseHistoryArgs(args: string[]): HistoryArgs {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      json: { type: 'boolean', default: false },
+      'data-dir': { type: 'string' },
+      peer: { type: 'string' },
+      search: { type: 'string' },
+      limit: { type: 'string' },
+    },
+    allowPositionals: true,
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  if (values.peer !== undefined) requireSipUri(values.peer, '--peer');
+  let limit: number | undefined;
+  if (values.limit !== undefined) {
+    limit = Number(values.limit);
+    if (!/^\d{1,7}$/.test(values.limit) || limit < 1 || limit > MAX_HISTORY_LIMIT) throw new UsageError(`--limit takes a number from 1 to ${MAX_HISTORY_LIMIT}`);
+  }
+  return {
+    json: values.json,
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.peer === undefined ? {} : { peer: values.peer }),
+    ...(values.search === undefined ? {} : { search: values.search }),
+    ...(limit === undefined ? {} : { limit }),
+  };
+}
+
+function parseOutboxArgs(args: string[]): OutboxArgs {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } },
+    allowPositionals: true,
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
+  return { json: values.json, ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }) };
 }
 
 /** Ephemeral UDP and TCP sockets on the loopback or wildcard address of the target's family. */

@@ -9,6 +9,14 @@
  * Exit codes: 0 a 2xx came back; 1 a final non-2xx, or the message was refused before sending
  * (no identity, the peer's certificate unknown or changed, the peer lacks S/MIME, too large for
  * the path); 3 timeout or transport failure; 2 usage error (main.ts).
+ *
+ * With --data-dir, the message goes through that data dir's outbox (main/store, design.md
+ * "Durability"): stored `queued` before any byte leaves (the S/MIME certificate discovery
+ * included), `sending` when the attempt starts, then `delivered` (200), `accepted` (202) or
+ * `failed` with the final status and reason. On start, `recoverAfterCrash` puts messages a killed
+ * sender left in `sending` back in the queue (or fails them, with a reason, after too many
+ * interruptions), and messages of this account that are due are sent too, oldest first, after
+ * being reported on stderr. `sipnote outbox` shows what waits.
  */
 import { IdentityError, loadIdentity } from '../security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
@@ -25,6 +33,7 @@ import type { MessageSecurity, SendSummary } from '../../shared/cli-events.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { resolveDataDir } from './data-dir.js';
 import { readAllStdin, traceTo, type CommandIo } from './io.js';
+import { openStore, type Message, type Store } from '../store/index.js';
 
 export interface SendArgs {
   from: string;
@@ -60,31 +69,37 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
     if (identity === undefined) return 1;
     secure = new SecureMessaging({ dataDir, identity, onNotice: noticePrinter(io, dataDir) });
   }
-  const agent = await UserAgent.start({
-    aor: args.from,
-    listen: args.listen,
-    ...(await accountAgentOptions(args.account, args.from, io)),
-    congestionSafePath: args.congestionSafePath,
-    ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
-    ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
-    ...(args.trace ? { onTrace: traceTo(io) } : {}),
-  });
+  // Stored before the user agent exists, so before any byte leaves.
+  const outbox = args.dataDir === undefined ? undefined : openOutbox(dataDir, args, io, body, secure !== undefined);
+  let agent: UserAgent;
   try {
-    let result: SendResult;
-    let security: MessageSecurity;
-    if (secure === undefined) {
-      result = await agent.sendMessage({
-        to: args.to,
-        body,
-        contentType: args.contentType,
-        ...(args.transport === undefined ? {} : { transport: args.transport }),
-      });
-      security = 'plaintext';
-    } else {
-      const sent = await secure.send(agent, { to: args.to, text: body.toString('utf8'), ...(args.transport === undefined ? {} : { transport: args.transport }) });
-      result = sent.result;
-      security = sent.security;
+    agent = await UserAgent.start({
+      aor: args.from,
+      listen: args.listen,
+      ...(await accountAgentOptions(args.account, args.from, io)),
+      congestionSafePath: args.congestionSafePath,
+      ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
+      ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
+      ...(args.trace ? { onTrace: traceTo(io) } : {}),
+    });
+  } catch (error) {
+    secure?.close();
+    outbox?.store.close();
+    throw error;
+  }
+  try {
+    // Messages a killed sender left behind go first: the outbox keeps per-peer order.
+    if (outbox !== undefined) await sendEarlier(outbox, args, io, agent, secure);
+    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id).id;
+    let outcome: { result: SendResult; security: MessageSecurity };
+    try {
+      outcome = await sendOnce(agent, secure, { to: args.to, body, contentType: args.contentType, ...(args.transport === undefined ? {} : { transport: args.transport }) });
+    } catch (error) {
+      if (attempt !== undefined) recordFailure(outbox!.store, attempt, error);
+      throw error;
     }
+    if (attempt !== undefined) recordResult(outbox!.store, attempt, outcome.result);
+    const { result, security } = outcome;
     printSummary(args, io, result, security);
     if (result.status >= 200 && result.status < 300) return 0;
     if (result.outcome === 'timeout' || result.outcome === 'transport-error') {
@@ -119,7 +134,92 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
   } finally {
     secure?.close();
     await agent.close();
+    outbox?.store.close();
   }
+}
+
+interface Outbox {
+  readonly store: Store;
+  /** This command's message, stored `queued`. */
+  readonly message: Message;
+}
+
+/**
+ * Opens the store, recovers from a crash, and enqueues the message: all committed before the
+ * user agent exists, so before any byte leaves.
+ */
+function openOutbox(dataDir: string, args: SendArgs, io: CommandIo, body: Buffer, smime: boolean): Outbox {
+  const store = openStore(dataDir);
+  try {
+    const recovered = store.messages.recoverAfterCrash();
+    for (const message of recovered.requeued) io.stderr.write(`sipnote: message #${message.id} to ${message.peer} was interrupted while sending (sipnote stopped): queued again\n`);
+    for (const message of recovered.failed) io.stderr.write(`sipnote: message #${message.id} to ${message.peer} failed: ${message.reason}\n`);
+    const message = store.messages.enqueueOutgoing({
+      account: args.from,
+      peer: args.to,
+      body: body.toString('utf8'),
+      contentType: smime ? 'text/plain;charset=utf-8' : args.contentType,
+      security: smime ? 'encrypted-signed' : 'plaintext',
+    });
+    return { store, message };
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
+
+/**
+ * Sends the due messages of this account queued before this one (left by a killed or failed
+ * sender), each with its own state changes. Failures are recorded and reported, never thrown:
+ * they do not stop this command's own message. A message whose protection this run cannot give
+ * (S/MIME, with --plaintext) stays queued.
+ */
+async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent: UserAgent, secure: SecureMessaging | undefined): Promise<void> {
+  const { store } = outbox;
+  const ours = new Set(store.messages.outbox(args.from).map((message) => message.id));
+  for (const message of store.messages.dueOutbox()) {
+    if (message.id >= outbox.message.id || !ours.has(message.id)) continue;
+    if (message.security !== 'plaintext' && secure === undefined) continue;
+    store.messages.markSending(message.id);
+    try {
+      const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType });
+      const update = recordResult(store, message.id, result);
+      io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state} (${result.status} ${result.reason})\n`);
+    } catch (error) {
+      const update = recordFailure(store, message.id, error);
+      io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state}: ${update.reason}\n`);
+    }
+  }
+}
+
+/** One attempt: S/MIME when `secure` is given (and not bypassed), else the body as it is. */
+async function sendOnce(
+  agent: UserAgent,
+  secure: SecureMessaging | undefined,
+  input: { to: string; body: Buffer; contentType: string; transport?: SipTransportName },
+): Promise<{ result: SendResult; security: MessageSecurity }> {
+  if (secure !== undefined) {
+    const sent = await secure.send(agent, { to: input.to, text: input.body.toString('utf8'), ...(input.transport === undefined ? {} : { transport: input.transport }) });
+    return { result: sent.result, security: sent.security };
+  }
+  const result = await agent.sendMessage({ to: input.to, body: input.body, contentType: input.contentType, ...(input.transport === undefined ? {} : { transport: input.transport }) });
+  return { result, security: 'plaintext' };
+}
+
+/** 200 → delivered, 202 → accepted (a server stored it), anything else → failed with its status. */
+function recordResult(store: Store, id: number, result: SendResult) {
+  if (result.status >= 200 && result.status < 300) {
+    return store.messages.markResult(id, { state: result.status === 202 ? 'accepted' : 'delivered', status: result.status, reason: result.reason });
+  }
+  const why = result.outcome === 'timeout' ? 'no response' : result.outcome === 'transport-error' ? 'could not reach the peer' : result.reason;
+  return store.messages.markResult(id, { state: 'failed', status: result.status, reason: why });
+}
+
+/** An attempt that ended in an exception: failed, with the final response's status when there was one. */
+function recordFailure(store: Store, id: number, error: unknown) {
+  const status = error instanceof SecureSendError ? error.result?.status : undefined;
+  const reason = error instanceof Error ? error.message : String(error);
+  return store.messages.markResult(id, { state: 'failed', ...(status === undefined ? {} : { status }), reason });
 }
 
 function printSummary(args: SendArgs, io: CommandIo, result: SendResult, security: MessageSecurity): void {
