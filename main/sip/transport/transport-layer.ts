@@ -128,6 +128,9 @@ export interface TransportLayerOptions {
 }
 
 /** One received SIP message (TCP, TLS) or datagram (UDP), not yet parsed. */
+/** Receive buffer asked for on every UDP socket (capped by the kernel's net.core.rmem_max). */
+export const UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
+
 export interface InboundMessage {
   data: Buffer;
   /** The SIP transport it came over: what its Via should say and what a reply goes back on. */
@@ -533,7 +536,14 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
 
   private async bindUdp(host: string, port: number): Promise<UdpListener> {
     const family = addressFamily(host);
-    const socket = dgram.createSocket({ type: family === 'IPv6' ? 'udp6' : 'udp4', ipv6Only: family === 'IPv6' });
+    // A 4 MiB receive buffer: with the kernel's 208 KiB default, bursts of a few thousand
+    // datagrams per second overflow it and cost retransmissions (performance note §3).
+    // The kernel caps it at net.core.rmem_max.
+    const socket = dgram.createSocket({
+      type: family === 'IPv6' ? 'udp6' : 'udp4',
+      ipv6Only: family === 'IPv6',
+      recvBufferSize: UDP_RECEIVE_BUFFER_BYTES,
+    });
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);

@@ -42,6 +42,7 @@ import { newBranch, newCallId, newTag } from './identifiers.js';
 import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTransportName } from './message-request.js';
 import { outcomeOfStatus, type SendResult } from './outcome.js';
 import { DEFAULT_REQUEST_POLICY, judgeRequest, judgeResponse, type RequestPolicy } from './request-policy.js';
+import { SourceRateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { createResponse } from './responses.js';
 
 /** RFC 3428 §8: the largest MESSAGE request allowed over a path not known to be congestion-controlled. */
@@ -129,6 +130,11 @@ export interface UserAgentOptions {
   readonly onTrace?: (trace: SipTrace) => void;
   /** Things dropped or failed that have no other reporter (unparseable input, stray responses). */
   readonly onDiagnostic?: (text: string) => void;
+  /**
+   * Per-source-address limit on new incoming requests (off by default): a request over it is
+   * answered 503 with Retry-After, statelessly, never dropped (rate-limit.ts).
+   */
+  readonly rateLimit?: RateLimitConfig;
 }
 
 export interface SendMessageInput {
@@ -199,6 +205,7 @@ export class UserAgent {
   private readonly health = new TargetHealth();
   private messageHandler: MessageHandler | undefined;
   private optionsHandler: OptionsHandler | undefined;
+  private readonly rateLimiter: SourceRateLimiter | undefined;
   private closed = false;
 
   private constructor(
@@ -211,6 +218,7 @@ export class UserAgent {
     this.policy = options.policy ?? DEFAULT_REQUEST_POLICY;
     this.messageHandler = options.onMessage;
     this.optionsHandler = options.onOptions;
+    this.rateLimiter = options.rateLimit === undefined ? undefined : new SourceRateLimiter(options.rateLimit);
   }
 
   static async start(options: UserAgentOptions): Promise<UserAgent> {
@@ -555,6 +563,13 @@ export class UserAgent {
       return;
     }
     if (request.method === 'ACK') return; // never answered (§17.1.1.3); no INVITE transactions here
+    if (this.rateLimiter !== undefined) {
+      const decision = this.rateLimiter.take(inbound.remote.address, this.clock.now());
+      if (!decision.allowed) {
+        this.rejectOverload(request, inbound, decision.retryAfterSeconds);
+        return;
+      }
+    }
 
     const driver = this.createServerTransaction(request, inbound, key);
     const respond = (status: number, options: Parameters<typeof createResponse>[2] = {}): void => {
@@ -688,6 +703,18 @@ export class UserAgent {
       if (!(unanswerable instanceof ParseError)) throw unanswerable;
       this.options.onDiagnostic?.(`cannot answer a malformed request: ${unanswerable.message}`);
     }
+  }
+
+  /**
+   * 503 with Retry-After to a source over its rate limit (RFC 3261 §21.5.4), sent statelessly:
+   * a flood must not create a transaction per request. A retransmission gets another 503.
+   */
+  private rejectOverload(request: SipRequest, inbound: InboundMessage, retryAfterSeconds: number): void {
+    const response = createResponse(request, 503, { toTag: newTag(), headers: [['Retry-After', String(retryAfterSeconds)]] });
+    this.options.onDiagnostic?.(`rate limit: 503 to ${request.method} from ${inbound.remote.address}:${inbound.remote.port}`);
+    this.sendBytes(serializeMessage(response), responseTarget(request, inbound), inbound.connectionId).catch((error: unknown) => {
+      this.options.onDiagnostic?.(`503 could not be sent: ${describe(error)}`);
+    });
   }
 
   /** Allow/Accept for OPTIONS (RFC 3261 §11.2) and 415s. */
