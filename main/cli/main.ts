@@ -10,7 +10,7 @@ import { ParseError } from '../sip/message/parse-error.js';
 import { processIo, type CommandIo } from './io.js';
 import { listenCommand } from './listen-command.js';
 import { parseCommand } from './parse-command.js';
-import { sendCommand } from './send-command.js';
+import { defaultClientListen, sendCommand } from './send-command.js';
 import { UsageError } from './usage-error.js';
 import { ACCOUNT_OPTIONS, readAccountArgs } from './account-options.js';
 import { KEYS_USAGE, keysCommand, parseKeysArgs } from './keys-command.js';
@@ -26,6 +26,8 @@ const USAGE = `usage:
   sipnote parse [FILE|-] [--json]
   sipnote history [--data-dir DIR] [--peer URI] [--search TEXT] [--limit N] [--json]   stored messages, newest first
   sipnote outbox [--data-dir DIR] [--json]             outgoing messages not finished yet, and why
+  sipnote outbox --flush [--data-dir DIR] [--json] [account options]   send every due message once
+  sipnote outbox --retry ID | --cancel ID [--data-dir DIR] [--json]    send a failed one again / give it up
   sipnote ui [--data-dir DIR] [--port N] [--json]      the app in a browser, served on 127.0.0.1
 ${KEYS_USAGE}
 Messages are S/MIME signed and encrypted by default, with the identity of --aor / --from in the
@@ -211,24 +213,36 @@ function parseHistoryArgs(args: string[]): HistoryArgs {
 function parseOutboxArgs(args: string[]): OutboxArgs {
   const { values, positionals } = parseArgs({
     args,
-    options: { json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } },
+    options: {
+      ...ACCOUNT_OPTIONS,
+      json: { type: 'boolean', default: false },
+      'data-dir': { type: 'string' },
+      flush: { type: 'boolean', default: false },
+      retry: { type: 'string' },
+      cancel: { type: 'string' },
+      t1: { type: 'string' },
+    },
     allowPositionals: true,
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
-  return { json: values.json, ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }) };
-}
-
-/** Ephemeral UDP and TCP sockets on the loopback or wildcard address of the target's family. */
-function defaultClientListen(to: string): ListenSpec[] {
-  const uri = parseUri(to);
-  const host = 'host' in uri ? uri.host.replace(/^\[|\]$/g, '') : '';
-  const v6 = host.includes(':');
-  const loopback = v6 ? host === '::1' : host.startsWith('127.') || host === 'localhost';
-  const address = v6 ? (loopback ? '::1' : '::') : loopback ? '127.0.0.1' : '0.0.0.0';
-  return [
-    { transport: 'udp', host: address, port: 0 },
-    { transport: 'tcp', host: address, port: 0 },
-  ];
+  const actions = [values.flush ? 'flush' : undefined, values.retry, values.cancel].filter((value) => value !== undefined);
+  if (actions.length > 1) throw new UsageError('--flush, --retry and --cancel go one at a time');
+  const account = readAccountArgs(values);
+  const accountGiven = account.user !== undefined || account.proxy !== undefined || account.tlsCert !== undefined || account.trustCerts.length > 0 || account.dns.length > 0;
+  if ((accountGiven || values.t1 !== undefined) && !values.flush) throw new UsageError('account options and --t1 go with --flush');
+  const t1 = parseT1(values.t1);
+  const id = (flag: string, text: string): number => {
+    if (!/^\d{1,15}$/.test(text) || Number(text) < 1) throw new UsageError(`${flag} takes a message id (a number, as \`sipnote outbox\` shows it)`);
+    return Number(text);
+  };
+  return {
+    json: values.json,
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.flush ? { action: { kind: 'flush' }, account } : {}),
+    ...(values.retry === undefined ? {} : { action: { kind: 'retry', id: id('--retry', values.retry) } }),
+    ...(values.cancel === undefined ? {} : { action: { kind: 'cancel', id: id('--cancel', values.cancel) } }),
+    ...(t1 === undefined ? {} : { t1 }),
+  };
 }
 
 function listenSpecs(text: string): ListenSpec[] {

@@ -16,7 +16,9 @@
  * `failed` with the final status and reason. On start, `recoverAfterCrash` puts messages a killed
  * sender left in `sending` back in the queue (or fails them, with a reason, after too many
  * interruptions), and messages of this account that are due are sent too, oldest first, after
- * being reported on stderr. `sipnote outbox` shows what waits.
+ * being reported on stderr. A failure that may pass (no response, a transport failure, 408, 480,
+ * 500, 503, 504: main/im/retry-policy.ts) is stored with the time of its next attempt, which
+ * `sipnote outbox` shows and `sipnote outbox --flush` (history-command.ts) acts on.
  */
 import { IdentityError, loadIdentity } from '../security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
@@ -33,7 +35,9 @@ import type { MessageSecurity, SendSummary } from '../../shared/cli-events.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { resolveDataDir } from './data-dir.js';
 import { readAllStdin, traceTo, type CommandIo } from './io.js';
-import { openStore, type Message, type Store } from '../store/index.js';
+import { openStore, type DeliveryUpdate, type Message, type Store } from '../store/index.js';
+import { nextRetry, type AttemptOutcome } from '../im/retry-policy.js';
+import { parseUri } from '../sip/uri.js';
 
 export interface SendArgs {
   from: string;
@@ -90,15 +94,15 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
   try {
     // Messages a killed sender left behind go first: the outbox keeps per-peer order.
     if (outbox !== undefined) await sendEarlier(outbox, args, io, agent, secure);
-    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id).id;
+    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id);
     let outcome: { result: SendResult; security: MessageSecurity };
     try {
       outcome = await sendOnce(agent, secure, { to: args.to, body, contentType: args.contentType, ...(args.transport === undefined ? {} : { transport: args.transport }) });
     } catch (error) {
-      if (attempt !== undefined) recordFailure(outbox!.store, attempt, error);
+      if (attempt !== undefined) reportRetry(io, recordFailure(outbox!.store, attempt, error));
       throw error;
     }
-    if (attempt !== undefined) recordResult(outbox!.store, attempt, outcome.result);
+    if (attempt !== undefined) reportRetry(io, recordResult(outbox!.store, attempt, outcome.result));
     const { result, security } = outcome;
     printSummary(args, io, result, security);
     if (result.status >= 200 && result.status < 300) return 0;
@@ -180,20 +184,20 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
   for (const message of store.messages.dueOutbox()) {
     if (message.id >= outbox.message.id || !ours.has(message.id)) continue;
     if (message.security !== 'plaintext' && secure === undefined) continue;
-    store.messages.markSending(message.id);
+    const attempt = store.messages.markSending(message.id);
     try {
       const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType });
-      const update = recordResult(store, message.id, result);
+      const update = recordResult(store, attempt, result);
       io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state} (${result.status} ${result.reason})\n`);
     } catch (error) {
-      const update = recordFailure(store, message.id, error);
+      const update = recordFailure(store, attempt, error);
       io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state}: ${update.reason}\n`);
     }
   }
 }
 
 /** One attempt: S/MIME when `secure` is given (and not bypassed), else the body as it is. */
-async function sendOnce(
+export async function sendOnce(
   agent: UserAgent,
   secure: SecureMessaging | undefined,
   input: { to: string; body: Buffer; contentType: string; transport?: SipTransportName },
@@ -206,20 +210,60 @@ async function sendOnce(
   return { result, security: 'plaintext' };
 }
 
-/** 200 → delivered, 202 → accepted (a server stored it), anything else → failed with its status. */
-function recordResult(store: Store, id: number, result: SendResult) {
+/**
+ * 200 → delivered, 202 → accepted (a server stored it), anything else → failed with its status,
+ * and with the time of the next attempt when the retry policy says it may pass.
+ * `attempt` is what `markSending` returned for this attempt.
+ */
+export function recordResult(store: Store, attempt: DeliveryUpdate, result: SendResult, now: number = Date.now()): DeliveryUpdate {
   if (result.status >= 200 && result.status < 300) {
-    return store.messages.markResult(id, { state: result.status === 202 ? 'accepted' : 'delivered', status: result.status, reason: result.reason });
+    return store.messages.markResult(attempt.id, { state: result.status === 202 ? 'accepted' : 'delivered', status: result.status, reason: result.reason });
   }
   const why = result.outcome === 'timeout' ? 'no response' : result.outcome === 'transport-error' ? 'could not reach the peer' : result.reason;
-  return store.messages.markResult(id, { state: 'failed', status: result.status, reason: why });
+  return store.messages.markResult(attempt.id, { state: 'failed', status: result.status, reason: why, ...retryAtFor(result, attempt.attempts, now) });
 }
 
-/** An attempt that ended in an exception: failed, with the final response's status when there was one. */
-function recordFailure(store: Store, id: number, error: unknown) {
-  const status = error instanceof SecureSendError ? error.result?.status : undefined;
+/**
+ * An attempt that ended in an exception: failed, with the final response's status when there
+ * was one. A destination that could not be resolved now (DNS down) is retried like a transport
+ * failure; the other exceptions (certificates, size, a refusal) are final.
+ */
+export function recordFailure(store: Store, attempt: DeliveryUpdate, error: unknown, now: number = Date.now()): DeliveryUpdate {
+  const result = error instanceof SecureSendError ? error.result : undefined;
   const reason = error instanceof Error ? error.message : String(error);
-  return store.messages.markResult(id, { state: 'failed', ...(status === undefined ? {} : { status }), reason });
+  const retryable: AttemptOutcome | undefined =
+    result !== undefined ? result : error instanceof DestinationError && error.unreachable ? { outcome: 'transport-error', status: 503 } : undefined;
+  return store.messages.markResult(attempt.id, {
+    state: 'failed',
+    ...(result === undefined ? {} : { status: result.status }),
+    reason,
+    ...(retryable === undefined ? {} : retryAtFor(retryable, attempt.attempts, now)),
+  });
+}
+
+function retryAtFor(outcome: AttemptOutcome, attempts: number, now: number): { retryAt?: number } {
+  const decision = nextRetry(outcome, attempts, now);
+  return decision.retry ? { retryAt: decision.at } : {};
+}
+
+/** Tells the user when a failed message goes again by itself. */
+function reportRetry(io: CommandIo, update: DeliveryUpdate): void {
+  if (update.state === 'failed' && update.nextAttemptAt !== null) {
+    io.stderr.write(`sipnote: message #${update.id} is kept in the outbox; next attempt ${new Date(update.nextAttemptAt).toISOString()} (sipnote outbox --flush)\n`);
+  }
+}
+
+/** Ephemeral UDP and TCP sockets on the loopback or wildcard address of the target's family. */
+export function defaultClientListen(to: string): ListenSpec[] {
+  const uri = parseUri(to);
+  const host = 'host' in uri ? uri.host.replace(/^\[|\]$/g, '') : '';
+  const v6 = host.includes(':');
+  const loopback = v6 ? host === '::1' : host.startsWith('127.') || host === 'localhost';
+  const address = v6 ? (loopback ? '::1' : '::') : loopback ? '127.0.0.1' : '0.0.0.0';
+  return [
+    { transport: 'udp', host: address, port: 0 },
+    { transport: 'tcp', host: address, port: 0 },
+  ];
 }
 
 function printSummary(args: SendArgs, io: CommandIo, result: SendResult, security: MessageSecurity): void {

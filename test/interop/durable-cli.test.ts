@@ -185,3 +185,90 @@ describe('sipnote listen --data-dir, killed in the middle of a flood', () => {
     expect(new Set(printed).size).toBe(printed.length);
   }, 90_000);
 });
+
+/**
+ * Retry and offline (issue #5, "Retry and offline"): a send to a port nobody listens on fails
+ * and stays in the outbox with the time of its next attempt (main/im/retry-policy.ts); once a
+ * listener is there, `outbox --retry ID` makes it due now and `outbox --flush` delivers it.
+ * A cancelled message is skipped by the flush.
+ */
+describe('sipnote outbox --retry / --cancel / --flush', () => {
+  async function run(args: readonly string[], ms = 15_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
+    const proc = startSipnote(args);
+    const code = await exitWithin(proc, ms);
+    return { code, stdout: proc.stdout(), stderr: proc.stderr() };
+  }
+  const jsonLines = (text: string): HistoryEntry[] =>
+    text
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as HistoryEntry);
+
+  it('keeps a failed send with its next attempt, delivers it after --retry and --flush, and skips a cancelled one', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'sipnote-retry-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const to = `${BOB}:${port}`;
+    const send = (text: string) => run(['send', '--from', 'sip:alice@127.0.0.1', '--to', to, '--plaintext', '--data-dir', dataDir, '--t1', '50', text]);
+
+    // Nobody listens: no response (timer F, 64·T1), exit 3, kept for a later attempt.
+    const before = Date.now();
+    const first = await send('first, retried');
+    expect(first.code).toBe(3);
+    expect(first.stderr).toMatch(/next attempt/);
+    const second = await send('second, cancelled');
+    expect(second.code).toBe(3);
+
+    const waiting = await run(['outbox', '--data-dir', dataDir, '--json']);
+    expect(waiting.code).toBe(0);
+    const entries = jsonLines(waiting.stdout);
+    expect(entries.map((entry) => [entry.body, entry.state, entry.attempts])).toEqual([
+      ['first, retried', 'failed', 1],
+      ['second, cancelled', 'failed', 1],
+    ]);
+    for (const entry of entries) {
+      // The first backoff step: about 30 s after the attempt.
+      const next = Date.parse(entry.nextAttemptAt as string);
+      expect(next).toBeGreaterThanOrEqual(before + 30_000);
+      expect(next).toBeLessThanOrEqual(Date.now() + 30_000);
+    }
+    const [retried, cancelled] = entries as [HistoryEntry, HistoryEntry];
+    const listed = await run(['outbox', '--data-dir', dataDir]);
+    expect(listed.stdout).toContain(`#${retried.id} -> ${to} failed, 1 attempt; next attempt `);
+
+    // Nothing is due yet: a flush sends nothing.
+    const early = await run(['outbox', '--flush', '--data-dir', dataDir, '--json']);
+    expect(early.code).toBe(0);
+    expect(early.stdout).toBe('');
+
+    const bobDir = await mkdtemp(join(tmpdir(), 'sipnote-retry-bob-'));
+    cleanups.push(() => rm(bobDir, { recursive: true, force: true }));
+    const listener = startSipnote(['listen', '--aor', BOB, '--listen', `udp:127.0.0.1:${port},tcp:127.0.0.1:${port}`, '--data-dir', bobDir, '--plaintext', '--json']);
+    await waitForLine(listener, (line) => line.includes('"listening"'));
+
+    const retry = await run(['outbox', '--retry', String(retried.id), '--data-dir', dataDir, '--json']);
+    expect(retry.code).toBe(0);
+    expect(jsonLines(retry.stdout)[0]).toMatchObject({ id: retried.id, state: 'queued' });
+    const cancel = await run(['outbox', '--cancel', String(cancelled.id), '--data-dir', dataDir]);
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toContain(`#${cancelled.id} -> ${to} cancelled`);
+    // A cancelled message cannot be cancelled again.
+    expect((await run(['outbox', '--cancel', String(cancelled.id), '--data-dir', dataDir])).code).toBe(1);
+
+    const flush = await run(['outbox', '--flush', '--data-dir', dataDir, '--json']);
+    expect(flush.code).toBe(0);
+    expect(jsonLines(flush.stdout).map((entry) => [entry.id, entry.state, entry.status, entry.attempts])).toEqual([[retried.id, 'delivered', 200, 2]]);
+    await waitForLine(listener, (line) => line.includes('first, retried'));
+    expect(listener.stdout()).not.toContain('second, cancelled');
+
+    const history = await run(['history', '--data-dir', dataDir, '--json']);
+    expect(history.code).toBe(0);
+    const states = new Map(jsonLines(history.stdout).map((entry) => [entry.body, entry.state]));
+    expect(Object.fromEntries(states)).toEqual({ 'first, retried': 'delivered', 'second, cancelled': 'cancelled' });
+    const empty = await run(['outbox', '--data-dir', dataDir]);
+    expect(empty.stdout).toBe('the outbox is empty\n');
+
+    listener.child.kill('SIGTERM');
+    expect(await exitWithin(listener, 10_000)).toBe(0);
+  }, 60_000);
+});
