@@ -25,6 +25,8 @@ import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security
 import { PassphraseKeyError } from '../security/passphrase-key-file.js';
 import { ContactCertificateError } from '../security/contact-certificates.js';
 import { CmsError } from '../security/cms/der.js';
+import { newCallId, newTag } from '../sip/ua/identifiers.js';
+import { isSipUri, parseUri } from '../sip/uri.js';
 import { DestinationError, MessageTooLargeError } from '../sip/ua/errors.js';
 import type { SipTransportName } from '../sip/ua/message-request.js';
 import type { SendResult } from '../sip/ua/outcome.js';
@@ -37,7 +39,6 @@ import { resolveDataDir } from './data-dir.js';
 import { readAllStdin, traceTo, type CommandIo } from './io.js';
 import { openStore, type DeliveryUpdate, type Message, type Store } from '../store/index.js';
 import { nextRetry, type AttemptOutcome } from '../im/retry-policy.js';
-import { parseUri } from '../sip/uri.js';
 
 export interface SendArgs {
   from: string;
@@ -94,10 +95,12 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
   try {
     // Messages a killed sender left behind go first: the outbox keeps per-peer order.
     if (outbox !== undefined) await sendEarlier(outbox, args, io, agent, secure);
-    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id);
+    // The stored row is filed under the request's Call-ID and From tag before it leaves.
+    const identity = requestIdentity(args.from);
+    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id, { ...identity, cseq: 1 });
     let outcome: { result: SendResult; security: MessageSecurity };
     try {
-      outcome = await sendOnce(agent, secure, { to: args.to, body, contentType: args.contentType, ...(args.transport === undefined ? {} : { transport: args.transport }) });
+      outcome = await sendOnce(agent, secure, { to: args.to, body, contentType: args.contentType, identity, ...(args.transport === undefined ? {} : { transport: args.transport }) });
     } catch (error) {
       if (attempt !== undefined) reportRetry(io, recordFailure(outbox!.store, attempt, error));
       throw error;
@@ -184,9 +187,10 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
   for (const message of store.messages.dueOutbox()) {
     if (message.id >= outbox.message.id || !ours.has(message.id)) continue;
     if (message.security !== 'plaintext' && secure === undefined) continue;
-    const attempt = store.messages.markSending(message.id);
+    const identity = requestIdentity(args.from);
+    const attempt = store.messages.markSending(message.id, { ...identity, cseq: 1 });
     try {
-      const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType });
+      const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity });
       const update = recordResult(store, attempt, result);
       io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state} (${result.status} ${result.reason})\n`);
     } catch (error) {
@@ -196,17 +200,25 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
   }
 }
 
+/** A fresh Call-ID and From tag for one attempt (RFC 3261 §8.1.1.3-4). */
+export function requestIdentity(from: string): { callId: string; fromTag: string } {
+  const uri = parseUri(from);
+  return { callId: newCallId(isSipUri(uri) ? uri.host : 'sipnote'), fromTag: newTag() };
+}
+
 /** One attempt: S/MIME when `secure` is given (and not bypassed), else the body as it is. */
 export async function sendOnce(
   agent: UserAgent,
   secure: SecureMessaging | undefined,
-  input: { to: string; body: Buffer; contentType: string; transport?: SipTransportName },
+  input: { to: string; body: Buffer; contentType: string; transport?: SipTransportName; identity?: { callId: string; fromTag: string } },
 ): Promise<{ result: SendResult; security: MessageSecurity }> {
+  const transport = input.transport === undefined ? {} : { transport: input.transport };
+  const identity = input.identity === undefined ? {} : { identity: input.identity };
   if (secure !== undefined) {
-    const sent = await secure.send(agent, { to: input.to, text: input.body.toString('utf8'), ...(input.transport === undefined ? {} : { transport: input.transport }) });
+    const sent = await secure.send(agent, { to: input.to, text: input.body.toString('utf8'), ...transport, ...identity });
     return { result: sent.result, security: sent.security };
   }
-  const result = await agent.sendMessage({ to: input.to, body: input.body, contentType: input.contentType, ...(input.transport === undefined ? {} : { transport: input.transport }) });
+  const result = await agent.sendMessage({ to: input.to, body: input.body, contentType: input.contentType, ...transport, ...identity });
   return { result, security: 'plaintext' };
 }
 

@@ -118,6 +118,8 @@ export interface SecureSendInput {
   readonly text: string;
   readonly transport?: SipTransportName;
   readonly imdn?: readonly ImdnRequest[];
+  /** Call-ID and From tag for the first MESSAGE (a retry after 493/400 is a new request with fresh ones). */
+  readonly identity?: { readonly callId: string; readonly fromTag: string };
 }
 
 export interface SecureSendResult {
@@ -249,6 +251,7 @@ export class SecureMessaging {
     let includeCertificate = !(await this.deliveries.has(this.aor, this.fingerprint, peer));
     let retriedUndecipherable = false;
     const messageId = newMessageId();
+    let identity = input.identity;
     for (;;) {
       const body = await protectMessage({
         text: input.text,
@@ -268,7 +271,9 @@ export class SecureMessaging {
         extraHeaders: [['Content-Disposition', body.contentDisposition]],
         date: body.dateTime,
         ...(input.transport === undefined ? {} : { transport: input.transport }),
+        ...(identity === undefined ? {} : { identity }),
       });
+      identity = undefined;
       const status = result.status;
       if (status >= 200 && status < 300) {
         if (includeCertificate) await this.deliveries.mark(this.aor, this.fingerprint, peer);

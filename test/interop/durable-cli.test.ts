@@ -233,6 +233,9 @@ describe('sipnote outbox --retry / --cancel / --flush', () => {
       expect(next).toBeLessThanOrEqual(Date.now() + 30_000);
     }
     const [retried, cancelled] = entries as [HistoryEntry, HistoryEntry];
+    // Each stored attempt is filed under the Call-ID it went out with.
+    expect(retried.callId).toMatch(/^[\w-]+@127\.0\.0\.1$/);
+    expect(cancelled.callId).not.toBe(retried.callId);
     const listed = await run(['outbox', '--data-dir', dataDir]);
     expect(listed.stdout).toContain(`#${retried.id} -> ${to} failed, 1 attempt; next attempt `);
 

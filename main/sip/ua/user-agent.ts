@@ -151,6 +151,11 @@ export interface SendMessageInput {
    * unprotected Date and the date under the signature agree (RFC 3428 §11.4).
    */
   readonly date?: Date;
+  /**
+   * The Call-ID and From tag to use instead of fresh ones, so a caller can file the request
+   * under them before it is sent (a stored outbox row). Never reuse them for another request.
+   */
+  readonly identity?: { readonly callId: string; readonly fromTag: string };
 }
 
 /** An out-of-dialog OPTIONS (RFC 3261 §11.1): the same headers as a MESSAGE, without Expires. */
@@ -294,8 +299,8 @@ export class UserAgent {
       ...(route.length === 0 ? {} : { route }),
       ...(input.extraHeaders === undefined ? {} : { extraHeaders: input.extraHeaders }),
     };
-    const callId = newCallId(this.sentByFor(destination).host);
-    const fromTag = newTag();
+    const callId = input.identity?.callId ?? newCallId(this.sentByFor(destination).host);
+    const fromTag = input.identity?.fromTag ?? newTag();
     const date = input.date ?? new Date();
     return this.request({
       destinations,
