@@ -22,7 +22,7 @@
  * Everything runs on WebCrypto; only PKCS#1 v1.5 key transport, which WebCrypto lacks, uses
  * node:crypto (see `decryptPkcs1v15KeyTransport`).
  */
-import { constants as cryptoConstants, createPrivateKey, privateDecrypt, type KeyObject, type webcrypto } from 'node:crypto';
+import { constants as cryptoConstants, createHash, createPrivateKey, privateDecrypt, type KeyObject, type webcrypto } from 'node:crypto';
 import { readCertificate, type CertificateCore } from '../certificates.js';
 import {
   CmsError,
@@ -80,6 +80,8 @@ const MORE_OID = {
 } as const;
 
 export type ShaName = 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512';
+
+const NODE_HASH: Readonly<Record<ShaName, string>> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 
 const HASH_BY_OID: ReadonlyMap<string, ShaName> = new Map([
   [OID.sha1, 'SHA-1'],
@@ -181,7 +183,9 @@ export async function x963Kdf(hash: ShaName, sharedSecret: Uint8Array, sharedInf
   const output = new Uint8Array(blocks * hashLength);
   for (let block = 1; block <= blocks; block++) {
     counter.setUint32(0, block);
-    output.set(new Uint8Array(await subtle.digest(hash, input)), (block - 1) * hashLength);
+    // A synchronous hash: for these few dozen bytes WebCrypto's thread-pool round trip costs
+    // more than the hash itself (bench/smime).
+    output.set(createHash(NODE_HASH[hash]).update(input).digest(), (block - 1) * hashLength);
   }
   return output.subarray(0, keyLength);
 }
@@ -287,14 +291,31 @@ async function importRecipientKey(
   algorithm: webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams,
   usages: webcrypto.KeyUsage[],
 ): Promise<CryptoKey> {
+  // A peer's key is imported once per certificate, not once per message: in Node 20 an EC
+  // import runs on the main thread and cost ~50 µs per recipient per message (bench/smime).
+  // Keyed by content: every parse of a certificate yields new byte views.
+  const cacheKey = `${algorithm.name}|${usages.join(',')}|${Buffer.from(certificate.subjectPublicKeyInfo).toString('base64')}`;
+  const cached = recipientKeyCache.get(cacheKey);
+  if (cached !== undefined) return cached;
   try {
-    return 'namedCurve' in algorithm
-      ? await subtle.importKey('raw', certificate.subjectPublicKey, algorithm, false, usages)
-      : await subtle.importKey('spki', certificate.subjectPublicKeyInfo, algorithm, false, usages);
+    const key =
+      'namedCurve' in algorithm
+        ? await subtle.importKey('raw', certificate.subjectPublicKey, algorithm, false, usages)
+        : await subtle.importKey('spki', certificate.subjectPublicKeyInfo, algorithm, false, usages);
+    if (recipientKeyCache.size >= RECIPIENT_KEY_CACHE_SIZE) {
+      const oldest = recipientKeyCache.keys().next().value;
+      if (oldest !== undefined) recipientKeyCache.delete(oldest);
+    }
+    recipientKeyCache.set(cacheKey, key);
+    return key;
   } catch (cause) {
     throw new CmsError('malformed', `the certificate's public key cannot be used for ${algorithm.name}`, { cause });
   }
 }
+
+/** Imported recipient public keys (they are public: caching them exposes nothing), oldest dropped first. */
+const RECIPIENT_KEY_CACHE_SIZE = 256;
+const recipientKeyCache = new Map<string, CryptoKey>();
 
 /** IssuerAndSerialNumber (RFC 5652 §10.2.4) with the certificate's own encodings. */
 function issuerAndSerialNumber(certificate: CertificateCore): Uint8Array {
