@@ -54,6 +54,8 @@ export interface ListenArgs {
   register: boolean;
   registrar?: string;
   expires?: number;
+  /** Per-source request rate above which new requests get 503 with Retry-After. */
+  rateLimit?: { perSecond: number; burst: number };
   listen: ListenSpec[];
   json: boolean;
   plaintext: boolean;
@@ -148,6 +150,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       ...(args.t1 === undefined ? {} : { timers: { t1: args.t1, t2: Math.max(args.t1 * 8, args.t1), t4: args.t1 * 10 } }),
       policy: secure === undefined ? PAGER_REQUEST_POLICY : securePagerPolicy(PAGER_REQUEST_POLICY),
       onMessage,
+      ...(args.rateLimit === undefined ? {} : { rateLimit: args.rateLimit }),
       ...(secure === undefined ? {} : { onOptions: (request) => secure.answerOptions(request) }),
       ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
       ...(args.trace ? { onTrace: traceTo(io) } : {}),

@@ -43,6 +43,7 @@ options for listen and send:
   --tls-cert F --tls-key F   our TLS certificate and key (PEM), needed for a tls: listener
   --trust-cert F       a server certificate (PEM) to trust besides the system CAs; repeatable
   --dns HOST:PORT      DNS server for RFC 3263 lookups instead of the system's; repeatable
+  --rate-limit N[/B]   listen: at most N requests/s per source address (burst B), else 503 with Retry-After
   --t1 MS              RFC 3261 timer T1 (default 500)
   --verbose            diagnostics on stderr
   --trace              every SIP message sent and received, on stderr`;
@@ -112,11 +113,13 @@ function parseListenArgs(args: string[]) {
       register: { type: 'boolean', default: false },
       registrar: { type: 'string' },
       expires: { type: 'string' },
+      'rate-limit': { type: 'string' },
     },
     allowPositionals: true,
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
   const aor = requireSipUri(values.aor, '--aor');
+  const rateLimit = parseRateLimit(values['rate-limit']);
   const t1 = parseT1(values.t1);
   if (values.registrar !== undefined) requireSipUri(values.registrar, '--registrar');
   if ((values.registrar !== undefined || values.expires !== undefined) && !values.register) {
@@ -130,6 +133,7 @@ function parseListenArgs(args: string[]) {
     register: values.register,
     ...(values.registrar === undefined ? {} : { registrar: values.registrar }),
     ...(expires === undefined ? {} : { expires }),
+    ...(rateLimit === undefined ? {} : { rateLimit }),
     listen: values.listen === undefined ? [{ transport: 'udp', host: '127.0.0.1', port: 5060 }, { transport: 'tcp', host: '127.0.0.1', port: 5060 }] satisfies ListenSpec[] : listenSpecs(values.listen),
     json: values.json,
     plaintext: values.plaintext,
@@ -263,6 +267,15 @@ function requireSipUri(value: string | undefined, flag: string): string {
     throw error;
   }
   return value;
+}
+
+/** `--rate-limit N[/BURST]`: requests per second per source address, and the burst allowed. */
+function parseRateLimit(value: string | undefined): { perSecond: number; burst: number } | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,6})(?:\/(\d{1,6}))?$/.exec(value);
+  const perSecond = Number(match?.[1]);
+  if (match === null || perSecond < 1) throw new UsageError('--rate-limit takes requests per second, optionally /BURST (e.g. 50/100)');
+  return { perSecond, burst: match[2] === undefined ? perSecond * 2 : Math.max(1, Number(match[2])) };
 }
 
 function parseT1(value: string | undefined): number | undefined {

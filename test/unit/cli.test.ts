@@ -11,7 +11,7 @@ import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli
 import { main } from '../../main/cli/main.js';
 import { buildCpim } from '../../main/im/cpim.js';
 import { startDnsServer } from '../support/dnsmasq.js';
-import { exitWithin, freePort, startSipnote, stopAll } from '../support/processes.js';
+import { exitWithin, freePort, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
 interface Run {
@@ -225,5 +225,31 @@ describe('RFC 3263 through the command line', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ status: 200, transport: 'tcp' });
     expect(bob.events.map((e) => e.text)).toEqual(['found you']);
+  });
+});
+
+describe('sipnote listen --rate-limit', () => {
+  it('answers requests over the per-source rate with 503 and Retry-After, never silently', async () => {
+    const proc = startSipnote(['listen', '--aor', 'sip:bob@127.0.0.1', '--listen', 'udp:127.0.0.1:0,tcp:127.0.0.1:0', '--plaintext', '--json', '--rate-limit', '1/2']);
+    const listening = JSON.parse(await waitForLine(proc, (l) => l.includes('"listening"'))) as ListeningEvent;
+    const port = Number(listening.listen[0]?.split(':').pop());
+    const peer = await RawUdpPeer.open();
+    cleanups.push(() => peer.close());
+    for (let i = 0; i < 6; i++) {
+      const body = `m${i}`;
+      await peer.send(
+        [`MESSAGE sip:bob@127.0.0.1 SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${peer.port};branch=z9hG4bKrl${i};rport`, 'Max-Forwards: 70', 'From: <sip:flood@127.0.0.1>;tag=f', 'To: <sip:bob@127.0.0.1>', `Call-ID: rl-${i}`, `CSeq: 1 MESSAGE`, 'Content-Type: text/plain', `Content-Length: ${body.length}`, '', body].join('\r\n'),
+        port,
+      );
+    }
+    // Every request is answered: the burst of 2 with 200, the rest with 503 (a slow machine
+    // may refill a token in between, so only the shape is checked, not exact counts).
+    const responses = await peer.waitFor(6);
+    const statuses = responses.map((r) => (r.kind === 'response' ? r.status : 0));
+    expect(statuses.every((status) => status === 200 || status === 503)).toBe(true);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(2);
+    expect(statuses.filter((status) => status === 503).length).toBeGreaterThanOrEqual(1);
+    const refused = responses.find((r) => r.kind === 'response' && r.status === 503);
+    expect(refused?.headers.get('retry-after')).toMatch(/^\d+/);
   });
 });
