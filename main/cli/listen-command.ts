@@ -301,12 +301,7 @@ export function messageEvent(
   return {
     event: 'message',
     security,
-    from: message.from,
-    ...(message.fromDisplayName === undefined ? {} : { fromDisplayName: message.fromDisplayName }),
-    to: message.to,
-    callId: message.callId,
-    cseq: message.cseq,
-    contentType: message.contentType,
+    ...sipFields(message),
     body: body.text,
     bodyEncoding: body.encoding,
     text: reading.text,
@@ -321,11 +316,6 @@ export function messageEvent(
             ...(reading.cpim.messageId === undefined ? {} : { messageId: reading.cpim.messageId }),
           },
         }),
-    transport: message.transport,
-    remote: `${message.remote.address}:${message.remote.port}`,
-    ...(message.date === undefined ? {} : { date: message.date.toISOString() }),
-    ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt.toISOString() }),
-    receivedAt: message.receivedAt.toISOString(),
   };
 }
 
@@ -342,12 +332,7 @@ export function secureMessageEvent(message: IncomingMessage, security: MessageSe
     security,
     fingerprint: opened.signerFingerprint,
     ...(opened.late ? { late: true } : {}),
-    from: message.from,
-    ...(message.fromDisplayName === undefined ? {} : { fromDisplayName: message.fromDisplayName }),
-    to: message.to,
-    callId: message.callId,
-    cseq: message.cseq,
-    contentType: message.contentType,
+    ...sipFields(message),
     body: body.text,
     bodyEncoding: body.encoding,
     text: opened.text ?? '',
@@ -361,6 +346,20 @@ export function secureMessageEvent(message: IncomingMessage, security: MessageSe
             ...(cpim.messageId === undefined ? {} : { messageId: cpim.messageId }),
           },
         }),
+  };
+}
+
+/** What every message event says about the SIP request that carried it. */
+function sipFields(
+  message: IncomingMessage,
+): Pick<MessageEvent, 'from' | 'fromDisplayName' | 'to' | 'callId' | 'cseq' | 'contentType' | 'transport' | 'remote' | 'date' | 'expiresAt' | 'receivedAt'> {
+  return {
+    from: message.from,
+    ...(message.fromDisplayName === undefined ? {} : { fromDisplayName: message.fromDisplayName }),
+    to: message.to,
+    callId: message.callId,
+    cseq: message.cseq,
+    contentType: message.contentType,
     transport: message.transport,
     remote: `${message.remote.address}:${message.remote.port}`,
     ...(message.date === undefined ? {} : { date: message.date.toISOString() }),
