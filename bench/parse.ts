@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseMessage } from '../main/sip/message/parse.js';
 import { ParseError } from '../main/sip/message/parse-error.js';
 import { CORPUS, type CorpusMessage, type ExpectedFields } from './corpus.js';
+import { cliFlags, int, median, printTable } from './harness.js';
 
 // ---------------------------------------------------------------------------------------------
 // What a UAS reads from every message
@@ -537,18 +538,10 @@ interface CliOptions {
 }
 
 function parseCli(argv: readonly string[]): CliOptions {
-  const quick = argv.includes('--quick');
-  const valueOf = (flag: string): string | undefined => {
-    const i = argv.indexOf(flag);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const numberOf = (flag: string, fallback: number): number => {
-    const text = valueOf(flag);
-    if (text === undefined) return fallback;
-    const value = Number(text);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number, not ${JSON.stringify(text)}`);
-    return value;
-  };
+  const flags = cliFlags(argv);
+  const quick = flags.has('--quick');
+  const valueOf = flags.value;
+  const numberOf = flags.positiveNumber;
   const onlyText = valueOf('--only');
   const only = onlyText === undefined ? [...PARSER_NAMES] : onlyText.split(',').map(parserName);
   return {
@@ -613,11 +606,6 @@ interface Summary {
   max: number;
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function summarise(results: readonly WorkerResult[]): Summary[] {
   const byParser = new Map<ParserName, WorkerResult[]>();
@@ -640,16 +628,7 @@ function summarise(results: readonly WorkerResult[]): Summary[] {
   return summaries;
 }
 
-const int = (value: number): string => Math.round(value).toLocaleString('en-US');
 
-function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => (row[c] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    '  ' + cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ');
-  console.log(line(header));
-  console.log(line(widths.map((w) => '-'.repeat(w))));
-  for (const row of rows) console.log(line(row));
-}
 
 function printResults(summaries: readonly Summary[], failures: ReadonlyMap<ParserName, number[]>, options: CliOptions): void {
   const { warmupSeconds, roundSeconds, rounds } = options.timing;

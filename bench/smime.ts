@@ -53,6 +53,7 @@ import { OID, bytesEqual, derAlgorithm, derExplicit, derOctetString, derOid, der
 import { buildMessageEntity, protectMessage, signEntity, signedDataEntity, type ProtectedBody } from '../main/im/smime/protect.js';
 import { MemoryReplayCache } from '../main/im/smime/replay-cache.js';
 import { unprotectMessage } from '../main/im/smime/unprotect.js';
+import { cliFlags, int, median, printTable } from './harness.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 const subtle = globalThis.crypto.subtle;
@@ -454,18 +455,10 @@ interface CliOptions {
 }
 
 function parseCli(argv: readonly string[]): CliOptions {
-  const quick = argv.includes('--quick');
-  const valueOf = (flag: string): string | undefined => {
-    const i = argv.indexOf(flag);
-    return i >= 0 ? argv[i + 1] : undefined;
-  };
-  const numberOf = (flag: string, fallback: number): number => {
-    const text = valueOf(flag);
-    if (text === undefined) return fallback;
-    const value = Number(text);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`${flag} needs a positive number, not ${JSON.stringify(text)}`);
-    return value;
-  };
+  const flags = cliFlags(argv);
+  const quick = flags.has('--quick');
+  const valueOf = flags.value;
+  const numberOf = flags.positiveNumber;
   const onlyText = valueOf('--only');
   const inFlightText = valueOf('--in-flight');
   return {
@@ -555,11 +548,6 @@ interface Summary {
   mainThreadCpuMicros: number | undefined;
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function summarise(results: readonly WorkerResult[]): Summary[] {
   const groups = new Map<string, WorkerResult[]>();
@@ -583,16 +571,7 @@ function summarise(results: readonly WorkerResult[]): Summary[] {
   });
 }
 
-const int = (value: number): string => Math.round(value).toLocaleString('en-US');
 
-function printTable(header: readonly string[], rows: readonly (readonly string[])[]): void {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => (row[c] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    '  ' + cells.map((cell, c) => (c === cells.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ');
-  console.log(line(header));
-  console.log(line(widths.map((w) => '-'.repeat(w))));
-  for (const row of rows) console.log(line(row));
-}
 
 const KIND_LABELS: Readonly<Record<KindName, string>> = {
   protect: 'protectMessage',
