@@ -23,6 +23,7 @@ import { TransportError } from '../../main/sip/transport/transport-error.js';
 import { TransportLayer } from '../../main/sip/transport/transport-layer.js';
 import type { TransportLayerEvents, TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
 import { ManualClock } from '../support/manual-clock.js';
+import { nextEvent, portOf, type EventArg } from '../support/transport-events.js';
 
 // ---------------------------------------------------------------- certificates
 
@@ -136,37 +137,6 @@ function tlsClient(trusted: TestCertificate[], options: TransportLayerOptions = 
   return listen('', { ...options, tls: { trustedCertificates: trusted.map((c) => c.cert) } });
 }
 
-function portOf(layer: TransportLayer, transport: 'udp' | 'tcp' | 'tls'): number {
-  const found = layer.localAddresses().find((a) => a.transport === transport);
-  if (!found) throw new Error(`no ${transport} listener`);
-  return found.port;
-}
-
-type EventArg<K extends keyof TransportLayerEvents> = TransportLayerEvents[K][0];
-
-/** The next `event` matching `accept`, or a rejection after `ms` (a bound, not a sleep). */
-function nextEvent<K extends keyof TransportLayerEvents>(
-  layer: TransportLayer,
-  event: K,
-  accept: (arg: EventArg<K>) => boolean = () => true,
-  ms = 5000,
-): Promise<EventArg<K>> {
-  return new Promise((resolve, reject) => {
-    const on = layer.on.bind(layer) as (e: K, l: (arg: EventArg<K>) => void) => void;
-    const off = layer.off.bind(layer) as (e: K, l: (arg: EventArg<K>) => void) => void;
-    const timer = setTimeout(() => {
-      off(event, listener);
-      reject(new Error(`no '${String(event)}' event within ${ms} ms`));
-    }, ms);
-    const listener = (arg: EventArg<K>): void => {
-      if (!accept(arg)) return;
-      clearTimeout(timer);
-      off(event, listener);
-      resolve(arg);
-    };
-    on(event, listener);
-  });
-}
 
 /** Resolves once `condition()` holds, checking now and after each `event` of `layer` (bounded). */
 async function until<K extends keyof TransportLayerEvents>(layer: TransportLayer, event: K, condition: () => boolean, ms = 5000): Promise<void> {

@@ -6,7 +6,8 @@ import { chooseTransport } from '../../main/sip/transport/choose-transport.js';
 import { parseListenSpec, withTcpCompanions } from '../../main/sip/transport/listen-spec.js';
 import { TransportError } from '../../main/sip/transport/transport-error.js';
 import { TransportLayer } from '../../main/sip/transport/transport-layer.js';
-import type { TransportLayerEvents, TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
+import type { TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
+import { nextEvent, portOf, type EventArg } from '../support/transport-events.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -47,37 +48,6 @@ async function listen(spec: string, options: TransportLayerOptions = {}): Promis
   return layer;
 }
 
-function portOf(layer: TransportLayer, transport: 'udp' | 'tcp'): number {
-  const found = layer.localAddresses().find((a) => a.transport === transport);
-  if (!found) throw new Error(`no ${transport} listener`);
-  return found.port;
-}
-
-type EventArg<K extends keyof TransportLayerEvents> = TransportLayerEvents[K][0];
-
-/** The next `event` matching `accept`, or a rejection after `ms` (a bound, not a sleep). */
-function nextEvent<K extends keyof TransportLayerEvents>(
-  layer: TransportLayer,
-  event: K,
-  accept: (arg: EventArg<K>) => boolean = () => true,
-  ms = 5000,
-): Promise<EventArg<K>> {
-  return new Promise((resolve, reject) => {
-    const on = layer.on.bind(layer) as (e: K, l: (arg: EventArg<K>) => void) => void;
-    const off = layer.off.bind(layer) as (e: K, l: (arg: EventArg<K>) => void) => void;
-    const timer = setTimeout(() => {
-      off(event, listener);
-      reject(new Error(`no '${String(event)}' event within ${ms} ms`));
-    }, ms);
-    const listener = (arg: EventArg<K>): void => {
-      if (!accept(arg)) return;
-      clearTimeout(timer);
-      off(event, listener);
-      resolve(arg);
-    };
-    on(event, listener);
-  });
-}
 
 /** Collects every 'message' event of a layer. */
 function collectMessages(layer: TransportLayer): EventArg<'message'>[] {
