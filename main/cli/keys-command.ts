@@ -6,6 +6,7 @@
  *   keys show        --aor URI | --peer URI                 certificate details, SHA-256 fingerprint
  *   keys export-cert --aor URI                              the certificate as PEM on stdout
  *   keys import      --aor URI --cert F --key F [--passphrase-key]
+ *   keys import      --aor URI --cert F.p12 [--passphrase-key]   a PKCS#12 file (RFC 7292)
  *   keys trust       --peer URI --cert F [--replace]        pin a contact's certificate
  *   keys forget      --aor URI | --peer URI                 delete an identity (and its key) / a pin
  * common: [--data-dir DIR] [--json]
@@ -13,7 +14,8 @@
  * Private keys go to the OS keychain (main/security/keychain.ts). `--passphrase-key` is the
  * explicit opt-in for machines without one; its passphrase comes from SIPNOTE_KEY_PASSPHRASE or
  * a prompt (never an argument, which other users can read in the process list). An encrypted
- * key to import is opened with SIPNOTE_IMPORT_PASSPHRASE or a prompt.
+ * key to import is opened with SIPNOTE_IMPORT_PASSPHRASE or a prompt; so is a PKCS#12 file
+ * (recognised by its content, or a .p12/.pfx name), after its often empty passphrase is tried.
  *
  * Exit codes: 0 done; 1 refused or failed (no identity, already one, a certificate conflict,
  * no keychain, …), with one line on stderr; 2 usage error (thrown as UsageError for main.ts).
@@ -26,9 +28,11 @@ import { CmsError } from '../security/cms/der.js';
 import { ContactCertificateError, ContactCertificates } from '../security/contact-certificates.js';
 import {
   IdentityError,
+  assertNoIdentity,
   exportCertificatePem,
   forgetIdentity,
   importIdentity,
+  importPkcs12Identity,
   initIdentity,
   readIdentityRecord,
   type IdentityRecord,
@@ -36,6 +40,7 @@ import {
 } from '../security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
 import { PassphraseKeyError, encryptedPrivateKeyInfoOf } from '../security/passphrase-key-file.js';
+import { Pkcs12Error, looksLikePkcs12, openPkcs12 } from '../security/pkcs12.js';
 import { ParseError } from '../sip/message/parse-error.js';
 import { resolveDataDir } from './data-dir.js';
 import { promptHidden, type CommandIo } from './io.js';
@@ -45,6 +50,7 @@ export const KEYS_USAGE = `  sipnote keys init --aor URI [--rsa] [--passphrase-k
   sipnote keys show --aor URI | --peer URI [--data-dir DIR] [--json]
   sipnote keys export-cert --aor URI [--data-dir DIR]
   sipnote keys import --aor URI --cert FILE --key FILE [--passphrase-key] [--data-dir DIR] [--json]
+  sipnote keys import --aor URI --cert FILE.p12 [--passphrase-key] [--data-dir DIR] [--json]
   sipnote keys trust --peer URI --cert FILE [--replace] [--data-dir DIR] [--json]
   sipnote keys forget --aor URI | --peer URI [--data-dir DIR] [--json]`;
 
@@ -58,7 +64,7 @@ export type KeysArgs =
   | (Common & { readonly action: 'init'; readonly aor: string; readonly algorithm: IdentityAlgorithm; readonly passphraseKey: boolean })
   | (Common & { readonly action: 'show'; readonly aor: string; readonly subject: 'identity' | 'contact' })
   | (Common & { readonly action: 'export-cert'; readonly aor: string })
-  | (Common & { readonly action: 'import'; readonly aor: string; readonly certFile: string; readonly keyFile: string; readonly passphraseKey: boolean })
+  | (Common & { readonly action: 'import'; readonly aor: string; readonly certFile: string; readonly keyFile?: string; readonly passphraseKey: boolean })
   | (Common & { readonly action: 'trust'; readonly peer: string; readonly certFile: string; readonly replace: boolean })
   | (Common & { readonly action: 'forget'; readonly aor: string; readonly subject: 'identity' | 'contact' });
 
@@ -113,7 +119,8 @@ export function parseKeysArgs(argv: readonly string[]): KeysArgs {
         action: kind,
         aor: sipAor(values.aor, '--aor'),
         certFile: required(values.cert, '--cert'),
-        keyFile: required(values.key, '--key'),
+        // Required unless --cert is a PKCS#12 file, which only reading it tells (runImport).
+        ...(values.key === undefined ? {} : { keyFile: required(values.key, '--key') }),
         passphraseKey: values['passphrase-key'],
       };
     case 'trust':
@@ -179,6 +186,7 @@ export async function keysCommand(args: KeysArgs, io: CommandIo, dependencies: K
       error instanceof PassphraseKeyError ||
       error instanceof ContactCertificateError ||
       error instanceof CmsError ||
+      error instanceof Pkcs12Error ||
       error instanceof FileError
     ) {
       fail(context, error);
@@ -222,8 +230,13 @@ async function init(context: Context, aor: string, algorithm: IdentityAlgorithm,
   return 0;
 }
 
-async function runImport(context: Context, aor: string, certFile: string, keyFile: string, passphraseKey: boolean): Promise<number> {
+async function runImport(context: Context, aor: string, certFile: string, keyFile: string | undefined, passphraseKey: boolean): Promise<number> {
   const certificate = await readArgumentFile(certFile);
+  if (looksLikePkcs12(certificate) || /\.(p12|pfx)$/i.test(certFile)) {
+    if (keyFile !== undefined) throw new UsageError(`${certFile} is a PKCS#12 file, which holds the key too: leave out --key`);
+    return importPkcs12(context, aor, certFile, certificate, passphraseKey);
+  }
+  if (keyFile === undefined) throw new UsageError('--key is required (unless --cert is a PKCS#12 .p12/.pfx file)');
   const keyBytes = await readArgumentFile(keyFile);
   // PEM is text; anything else is taken as DER.
   const keyText = keyBytes.toString('latin1');
@@ -246,6 +259,38 @@ async function runImport(context: Context, aor: string, certFile: string, keyFil
   return 0;
 }
 
+/** `keys import --cert FILE.p12`: the key and certificate from a PKCS#12 file (RFC 7292). */
+async function importPkcs12(context: Context, aor: string, file: string, pfx: Uint8Array, passphraseKey: boolean): Promise<number> {
+  await assertNoIdentity(context.dataDir, aor); // before anyone types a passphrase
+  const filePassphrase = await pkcs12Passphrase(context, file, pfx);
+  if (filePassphrase === undefined) return 1;
+  const passphrase = passphraseKey ? await newPassphrase(context) : undefined;
+  if (passphraseKey && passphrase === undefined) return 1;
+  const { identity, otherCertificates } = await importPkcs12Identity(context.dataDir, aor, pfx, filePassphrase, {
+    keychain: context.keychain,
+    ...(passphrase === undefined ? {} : { passphraseKeyFile: { passphrase, ...(context.iterations === undefined ? {} : { iterations: context.iterations }) } }),
+  });
+  report(context, 'imported', identity, { otherCertificates: otherCertificates.length });
+  return 0;
+}
+
+/**
+ * The passphrase of a PKCS#12 file: SIPNOTE_IMPORT_PASSPHRASE, else the empty one when it fits
+ * (exports "without a password" are common and asking for one would only confuse), else asked.
+ * A file that cannot be opened for another reason fails here, before anything is asked.
+ */
+async function pkcs12Passphrase(context: Context, file: string, pfx: Uint8Array): Promise<string | undefined> {
+  const fromEnv = context.env.SIPNOTE_IMPORT_PASSPHRASE;
+  if (fromEnv !== undefined && fromEnv.length > 0) return fromEnv;
+  try {
+    await openPkcs12(pfx, '');
+    return '';
+  } catch (error) {
+    if (!(error instanceof Pkcs12Error && error.code === 'bad-passphrase')) throw error;
+  }
+  return passphraseFrom(context, 'SIPNOTE_IMPORT_PASSPHRASE', `Passphrase of ${file}: `);
+}
+
 function isEncryptedKey(key: string | Uint8Array): boolean {
   try {
     return encryptedPrivateKeyInfoOf(key) !== undefined;
@@ -254,17 +299,19 @@ function isEncryptedKey(key: string | Uint8Array): boolean {
   }
 }
 
-/** Prints what `init` / `import` stored. */
-function report(context: Context, verb: 'created' | 'imported', identity: IdentityRecord): void {
+/** Prints what `init` / `import` stored; `otherCertificates` counts a PKCS#12 file's certificates left out. */
+function report(context: Context, verb: 'created' | 'imported', identity: IdentityRecord, pkcs12?: { otherCertificates: number }): void {
   if (context.json) {
-    context.io.stdout.write(`${JSON.stringify({ [verb]: true, ...identityView(context, identity) })}\n`);
+    context.io.stdout.write(`${JSON.stringify({ [verb]: true, ...identityView(context, identity), ...(pkcs12 ?? {}) })}\n`);
     return;
   }
+  const leftOut = pkcs12 && pkcs12.otherCertificates > 0 ? `The file's ${pkcs12.otherCertificates} other certificate(s) (its CA chain) were not stored: contacts pin your certificate itself.\n` : '';
   context.io.stdout.write(
     `${verb} the identity of ${identity.aor} (${identity.info.keyAlgorithm})\n` +
       `certificate: ${identity.certificatePath}\n` +
       `private key: ${describeKey(context, identity.key)}\n` +
       `SHA-256 fingerprint: ${identity.info.fingerprintSha256}\n` +
+      leftOut +
       `Give your contacts the certificate (sipnote keys export-cert --aor ${identity.aor}) and compare the fingerprint with them out of band.\n`,
   );
 }

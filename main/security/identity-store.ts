@@ -42,6 +42,7 @@ import { CmsError, pemDecodeAll, pemEncode } from './cms/der.js';
 import { ensurePrivateDir, readFileIfExists, writePrivateFile } from './data-files.js';
 import { MAX_SECRET_BYTES, type Keychain } from './keychain.js';
 import { decryptPrivateKeyInfo, encryptedPrivateKeyInfoOf, PassphraseKeyFile, type EncryptOptions } from './passphrase-key-file.js';
+import { openPkcs12 } from './pkcs12.js';
 
 const CERTIFICATE_FILE = 'certificate.pem';
 const RECORD_FILE = 'identity.json';
@@ -179,6 +180,32 @@ export async function importIdentity(
     throw new IdentityError('aor-mismatch', `the certificate is for ${names.length > 0 ? names.join(', ') : identity.info.subject}, not ${canonical}`);
   }
   return store(dataDir, canonical, identity, options);
+}
+
+/**
+ * Stores the identity in a PKCS#12 (.p12/.pfx) file opened with `passphrase` (RFC 7292,
+ * pkcs12.ts): its private key and the certificate whose public key matches it, checked as
+ * `importIdentity` checks them (the key signs for the certificate, the certificate names
+ * `aor`). The file's other certificates (a CA chain) are returned but not stored: sipnote pins
+ * certificates instead of chaining them (RFC 3261 §23.2). Throws `Pkcs12Error` when the file
+ * cannot be opened, otherwise what `importIdentity` throws.
+ */
+export async function importPkcs12Identity(
+  dataDir: string,
+  aor: string,
+  pfx: Uint8Array,
+  passphrase: string,
+  options: KeyStorageOptions,
+): Promise<{ readonly identity: StoredIdentity; readonly otherCertificates: readonly Uint8Array[] }> {
+  await refuseExisting(dataDir, canonicalAor(aor));
+  const contents = await openPkcs12(pfx, passphrase);
+  const identity = await importIdentity(dataDir, aor, contents.certificateDer, contents.privateKeyPkcs8, options);
+  return { identity, otherCertificates: contents.otherCertificates };
+}
+
+/** Throws IdentityError('exists') when `aor` already has an identity in `dataDir` (checked before asking for passphrases). */
+export async function assertNoIdentity(dataDir: string, aor: string): Promise<void> {
+  await refuseExisting(dataDir, canonicalAor(aor));
 }
 
 /** The certificate and key location of `aor`'s identity, or undefined when there is none. */
