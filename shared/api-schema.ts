@@ -58,6 +58,7 @@ const accountSettingsEntries = {
   authUser: singleLine(LIMITS.shortText),
   localAddress,
   localPort: port,
+  acceptPlaintext: v.optional(v.boolean()),
 };
 
 const noArgs = v.strictObject({});
@@ -90,6 +91,7 @@ export const COMMAND_SCHEMAS = {
     accountId: id,
     to: address,
     text: v.pipe(v.string(), v.minLength(1, 'an empty message is not sent'), v.maxLength(LIMITS.messageText)),
+    plaintext: v.optional(v.boolean()),
   }),
   'messages.retry': v.strictObject({ messageId: rowId }),
   'messages.cancel': v.strictObject({ messageId: rowId }),

@@ -37,6 +37,12 @@ export interface AccountSettings {
   readonly localAddress: string;
   /** 0 = any free port (fine with a registrar; peer to peer needs a known one, e.g. 5060). */
   readonly localPort: number;
+  /**
+   * Also take incoming messages that are not signed (labelled `plaintext`, or `encrypted` when
+   * encrypted but unsigned) instead of refusing them with 415, like `sipnote listen
+   * --plaintext`. Absent = false: S/MIME only. Sending stays S/MIME either way.
+   */
+  readonly acceptPlaintext?: boolean;
 }
 
 /** Registration at the registrar (RFC 3261 §10), as the account list and the tray show it. */
@@ -65,6 +71,8 @@ export interface Account extends AccountSettings {
   readonly listening: readonly string[];
   /** Why the account is not running (a port in use, say); absent when it runs. */
   readonly error?: string;
+  /** SHA-256 of the account's own S/MIME certificate, for contacts to compare out of band. */
+  readonly certificateFingerprint?: string;
 }
 
 /**
@@ -77,7 +85,8 @@ export type MessageState = 'queued' | 'sending' | 'accepted' | 'delivered' | 'di
 
 /**
  * What protected a message, as verified (incoming) or applied (outgoing). Never stronger than
- * what was checked. Today every message is `plaintext` (S/MIME is issue #4).
+ * what was checked. Outgoing messages are `encrypted-signed` (RFC 8591) unless the send or the
+ * contact's policy asked for `plaintext`.
  */
 export type SecurityLabel = 'encrypted-signed' | 'encrypted' | 'signed' | 'plaintext';
 
@@ -213,7 +222,7 @@ export interface AppInfo {
 export type NoArgs = Readonly<Record<string, never>>;
 
 export interface NewAccount extends AccountSettings {
-  /** Kept for this session only until the keychain lands (issue #4); never stored in a file. */
+  /** Kept in the OS keychain (session only in a build without one); never stored in a file. */
   readonly password?: string;
 }
 
@@ -236,7 +245,11 @@ export interface ApiCommands {
   'accounts.remove': Command<{ readonly id: string }, null>;
 
   /** Stores the message (queued) and answers at once; its states follow as `message-state` events. */
-  'messages.send': Command<{ readonly accountId: string; readonly to: string; readonly text: string }, MessageView>;
+  /**
+   * `plaintext: true` sends it unprotected (like `sipnote send --plaintext`); otherwise it is
+   * signed and encrypted unless the contact's policy is `legacy-plaintext`.
+   */
+  'messages.send': Command<{ readonly accountId: string; readonly to: string; readonly text: string; readonly plaintext?: boolean }, MessageView>;
   /** A failed or cancelled message goes back to the queue. */
   'messages.retry': Command<{ readonly messageId: number }, MessageView>;
   /** A queued or failed message is given up. */
@@ -336,6 +349,14 @@ export type ApiEvent =
   | { readonly type: 'composing'; readonly conversationId: number; readonly active: boolean }
   | { readonly type: 'settings-changed'; readonly settings: AppSettings }
   | { readonly type: 'sip-log'; readonly entry: SipLogEntry }
+  /** A contact was added, its certificate pinned or verified, its policy changed. */
+  | { readonly type: 'contact-updated'; readonly contact: Contact }
+  /**
+   * A contact presented a certificate other than the pinned one: its messages are refused
+   * (403) and none is sent to it until the user accepts the new one (`contacts.trust`
+   * `accept-change`) or keeps refusing (`reject-change`). Both fingerprints, for comparison.
+   */
+  | { readonly type: 'certificate-changed'; readonly contact: Contact; readonly pinnedFingerprint?: string; readonly presentedFingerprint: string }
   | { readonly type: 'error'; readonly code: string; readonly message: string; readonly accountId?: string }
   | { readonly type: 'open'; readonly target: OpenTarget };
 

@@ -10,7 +10,8 @@
  *  - the renderer is served from a privileged `app://sipnote/` scheme with a strict CSP
  *    header (and the same policy in index.html);
  *  - navigation away from it and new windows are denied (http/https links go to the browser);
- *  - every permission request and check is denied (no camera, notifications via main, …);
+ *  - every permission request and check is denied (no camera, no microphone, …), except
+ *    notifications for our own pages (see notify below);
  *  - one IPC channel, whose sender frame is checked, hands `(command, args)` to
  *    `Messenger.dispatch`, which validates every argument before anything happens.
  *
@@ -31,6 +32,7 @@ import {
   Menu,
   nativeImage,
   Notification,
+  powerMonitor,
   protocol,
   session,
   shell,
@@ -42,7 +44,6 @@ import {
 } from 'electron';
 import { IPC_EVENT_CHANNEL, IPC_INVOKE_CHANNEL, type ApiEvent, type ApiResponse, type AppSettings, type OpenTarget } from '../../shared/api.js';
 import { defaultDataDir } from '../cli/data-dir.js';
-import { JsonFileConfigStore } from '../im/config-store.js';
 import { Messenger } from '../im/messenger.js';
 import { contentSecurityPolicy } from '../host/security-headers.js';
 import { drawTrayIcon } from './tray-icon.js';
@@ -110,12 +111,20 @@ if (!app.requestSingleInstanceLock()) {
 async function start(): Promise<void> {
   for (const scheme of LINK_SCHEMES) app.setAsDefaultProtocolClient(scheme);
   protocol.handle(SCHEME, serveRenderer);
-  session.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
-  session.defaultSession.setPermissionCheckHandler(() => false);
+  // Only notifications, only for our pages: the renderer raises those for a focused window
+  // that shows another view (renderer/src/lib/notifications.ts); notify() below the rest.
+  session.defaultSession.setPermissionRequestHandler((contents, permission, callback) =>
+    callback(permission === 'notifications' && contents.getURL().startsWith(`${APP_ORIGIN}/`)),
+  );
+  session.defaultSession.setPermissionCheckHandler((_contents, permission, requestingOrigin) => permission === 'notifications' && requestingOrigin === APP_ORIGIN);
 
-  // The same data dir as every sipnote command (and `sipnote ui`), so they share the accounts.
-  messenger = await Messenger.open({ config: new JsonFileConfigStore(defaultDataDir()), version: app.getVersion() });
+  // The same data dir as every sipnote command (and `sipnote ui`), so they share the accounts
+  // and the history (the store, DATA_DIR/sipnote.db).
+  messenger = await Messenger.open({ dataDir: defaultDataDir(), security: {}, version: app.getVersion() });
   const core = messenger;
+  // Waking from sleep usually means a new network: waiting retries go now (the core also
+  // polls the network interfaces, network-watch.ts).
+  powerMonitor.on('resume', () => core.networkChanged());
   ipcMain.handle(IPC_INVOKE_CHANNEL, (event: IpcMainInvokeEvent, command: unknown, args: unknown): Promise<ApiResponse<unknown>> | ApiResponse<unknown> => {
     if (!fromOurRenderer(event)) return { ok: false, error: { code: 'failed', message: 'not allowed from this frame' } };
     return core.dispatch(typeof command === 'string' ? command : '', args);
@@ -277,6 +286,11 @@ function onCoreEvent(event: ApiEvent): void {
   }
 }
 
+/**
+ * The rule of renderer/src/lib/notifications.ts (notify unless the conversation is on screen
+ * in a focused window), split: this native notification while the window is not focused
+ * (it can bring a hidden window back), the renderer's own while it is focused on another view.
+ */
 function notify(event: Extract<ApiEvent, { type: 'message-received' }>): void {
   if (settings?.notifications === false || !Notification.isSupported()) return;
   if (mainWindow?.isFocused() === true) return;

@@ -28,7 +28,7 @@ import type { AccountArgs } from './account-options.js';
 import { accountAgentOptions } from './account-options.js';
 import { UserAgent } from '../sip/ua/user-agent.js';
 import { SecureMessaging } from '../im/secure-messaging.js';
-import { defaultClientListen, loadCommandIdentity, noticePrinter, recordFailure, recordResult, sendOnce, type SecurityDependencies, requestIdentity } from './send-command.js';
+import { defaultClientListen, loadCommandIdentity, noticePrinter, recordFailure, recordResult, sendOnce, type SecurityDependencies, retryIdentity } from './send-command.js';
 
 export interface HistoryArgs {
   dataDir?: string;
@@ -150,7 +150,7 @@ async function flushOutbox(args: OutboxArgs, io: CommandIo, dependencies: Securi
             blocked.add(peerKey);
             continue;
           }
-          const identity = requestIdentity(account);
+          const identity = retryIdentity(message, account);
           const attempt = store.messages.markSending(message.id, { ...identity, cseq: 1 });
           try {
             const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity });

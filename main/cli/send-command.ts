@@ -187,7 +187,7 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
   for (const message of store.messages.dueOutbox()) {
     if (message.id >= outbox.message.id || !ours.has(message.id)) continue;
     if (message.security !== 'plaintext' && secure === undefined) continue;
-    const identity = requestIdentity(args.from);
+    const identity = retryIdentity(message, args.from);
     const attempt = store.messages.markSending(message.id, { ...identity, cseq: 1 });
     try {
       const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity });
@@ -204,6 +204,17 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
 export function requestIdentity(from: string): { callId: string; fromTag: string } {
   const uri = parseUri(from);
   return { callId: newCallId(isSipUri(uri) ? uri.host : 'sipnote'), fromTag: newTag() };
+}
+
+/**
+ * The identity of an attempt of a stored message: the Call-ID and From tag of its earlier
+ * attempt when it had one (with CSeq 1, where the UA starts), so that a receiver that got the
+ * earlier attempt, before a crash or a lost response, finds the retry in its store as the same
+ * request and shows it once; a fresh one for a first attempt. The desktop outbox does the
+ * same (main/im/outbox-worker.ts).
+ */
+export function retryIdentity(message: { readonly callId: string | null; readonly fromTag: string | null }, from: string): { callId: string; fromTag: string } {
+  return message.callId !== null && message.fromTag !== null ? { callId: message.callId, fromTag: message.fromTag } : requestIdentity(from);
 }
 
 /** One attempt: S/MIME when `secure` is given (and not bypassed), else the body as it is. */

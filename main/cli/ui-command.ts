@@ -4,16 +4,15 @@
  * carries the per-launch token), and runs until SIGINT/SIGTERM.
  *
  * With --json it prints one line, `{"event":"ui","url":"http://127.0.0.1:PORT/?token=…"}`.
- * The accounts and settings are kept in DATA_DIR/config.json (never a password); the data dir
- * is --data-dir or the default of every sipnote command (data-dir.ts). History is in memory
- * until the store lands.
+ * History, outbox, accounts and settings are kept in the store of the data dir
+ * (DATA_DIR/sipnote.db, never a password); the data dir is --data-dir or the default of every
+ * sipnote command (data-dir.ts). Messages still in the outbox are sent when it starts.
  */
 import { existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startBrowserHost } from '../host/browser-host.js';
-import { JsonFileConfigStore } from '../im/config-store.js';
 import { Messenger, type MessengerOptions } from '../im/messenger.js';
 import { resolveDataDir } from './data-dir.js';
 import type { CommandIo } from './io.js';
@@ -35,7 +34,7 @@ export interface UiStartedEvent {
 /** Test and embedding hooks; the command line never sets these. */
 export interface UiOverrides {
   readonly rendererDir?: string;
-  readonly messenger?: Omit<MessengerOptions, 'config'>;
+  readonly messenger?: Omit<MessengerOptions, 'dataDir'>;
   readonly env?: NodeJS.ProcessEnv;
 }
 
@@ -62,10 +61,15 @@ export async function uiCommand(args: UiArgs, io: CommandIo, stop: Promise<void>
     io.stderr.write(`sipnote: the user interface is not built (no ${rendererDir}): run \`npm run build\`\n`);
     return 1;
   }
-  const messenger = await Messenger.open({
-    ...overrides.messenger,
-    config: new JsonFileConfigStore(resolveDataDir(args.dataDir, overrides.env)),
-  });
+  const dataDir = resolveDataDir(args.dataDir, overrides.env);
+  let messenger: Messenger;
+  try {
+    // S/MIME, contacts and keychain passwords (account-security.ts): keys in the OS keychain.
+    messenger = await Messenger.open({ security: {}, ...overrides.messenger, dataDir });
+  } catch (error) {
+    io.stderr.write(`sipnote: cannot open the data dir ${dataDir}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
   let host;
   try {
     host = await startBrowserHost({ endpoint: messenger, rendererDir, port: args.port });
@@ -74,7 +78,6 @@ export async function uiCommand(args: UiArgs, io: CommandIo, stop: Promise<void>
     io.stderr.write(`sipnote: cannot start the browser host on 127.0.0.1:${args.port}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
-  io.stderr.write('sipnote: history is kept in memory for now (the store is issue #5): it is gone when sipnote stops\n');
   if (args.json) {
     const started: UiStartedEvent = { event: 'ui', url: host.url };
     io.stdout.write(`${JSON.stringify(started)}\n`);

@@ -1,19 +1,29 @@
 /**
  * Where the Messenger keeps its configuration: the accounts (without passwords) and the
- * application settings.
+ * application settings, in the SQLite store of the data dir (main/store), next to the history.
  *
- * A JSON file in the data dir for now (`config.json`, mode 0600, replaced atomically by
- * rename so a crash mid-write leaves the old file). When the SQLite store (main/store) lands,
- * its accounts table can implement `ConfigStore` instead. Secrets never go here: the password
- * of an account lives in the OS keychain (main/security, issue #4) or, until then, only in
- * memory for the session.
+ * - An account is a row of the store's `accounts` table (its address of record) whose
+ *   settings hold a `desktop` object: the Messenger's id for it and what the user configured
+ *   (shared/api.ts `AccountSettings`). The table also has rows for addresses that only
+ *   appear in history (`sipnote listen` in the same data dir creates them): those without a
+ *   `desktop` object are not accounts of the app. Removing an account drops the object and
+ *   keeps the row, so its history stays searchable and comes back if the account does.
+ * - The application settings are the store preference `app`.
+ *
+ * Secrets never go here: the store refuses secret-looking keys (accounts.ts), and only the
+ * known fields of an account are written (`pickAccount`), so a password that slipped into an
+ * object cannot reach the disk. A password lives in the OS keychain or, until that is wired,
+ * only in memory for the session.
+ *
+ * A `config.json` left in the data dir by an earlier build (accounts and settings as JSON) is
+ * imported once, when the store has no account yet.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as v from 'valibot';
 import type { AccountSettings, AppSettings } from '../../shared/api.js';
 import { ACCOUNT_SETTINGS_SCHEMA, APP_SETTINGS_SCHEMA } from '../../shared/api-schema.js';
+import type { Store } from '../store/index.js';
 
 export interface StoredAccount extends AccountSettings {
   readonly id: string;
@@ -24,12 +34,6 @@ export interface StoredConfig {
   readonly settings: AppSettings;
 }
 
-export interface ConfigStore {
-  /** The saved configuration, or undefined on first run. Throws when the file is unreadable or malformed. */
-  load(): Promise<StoredConfig | undefined>;
-  save(config: StoredConfig): Promise<void>;
-}
-
 export const DEFAULT_SETTINGS: AppSettings = {
   theme: 'system',
   notifications: true,
@@ -37,55 +41,86 @@ export const DEFAULT_SETTINGS: AppSettings = {
   quickSendShortcut: 'CommandOrControl+Shift+M',
 };
 
-/** Nothing survives the process (tests, and `sipnote ui` without --data-dir). */
-export class MemoryConfigStore implements ConfigStore {
-  private saved: StoredConfig | undefined;
+/** The key of the Messenger's part of an account's settings in the store. */
+const DESKTOP_KEY = 'desktop';
+/** The store preference holding the application settings. */
+const APP_PREFERENCE = 'app';
+/** The configuration file of builds before the store (imported once). */
+export const LEGACY_CONFIG_FILE = 'config.json';
 
-  constructor(initial?: StoredConfig) {
-    this.saved = initial;
-  }
-
-  async load(): Promise<StoredConfig | undefined> {
-    return this.saved;
-  }
-
-  async save(config: StoredConfig): Promise<void> {
-    this.saved = structuredClone(config);
-  }
-}
-
-const FILE_SCHEMA = v.object({
+const ACCOUNT_ID = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/));
+const DESKTOP_ACCOUNT_SCHEMA = v.strictObject({ id: ACCOUNT_ID, ...ACCOUNT_SETTINGS_SCHEMA.entries });
+const LEGACY_FILE_SCHEMA = v.object({
   version: v.literal(1),
-  accounts: v.array(v.strictObject({ id: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,64}$/)), ...ACCOUNT_SETTINGS_SCHEMA.entries })),
+  accounts: v.array(DESKTOP_ACCOUNT_SCHEMA),
   settings: v.partial(APP_SETTINGS_SCHEMA),
 });
 
-export class JsonFileConfigStore implements ConfigStore {
-  readonly path: string;
+export class ConfigStore {
+  constructor(private readonly store: Store) {}
 
-  constructor(dataDir: string) {
-    this.path = join(dataDir, 'config.json');
+  /**
+   * The accounts, in the order they were first stored, and the settings (defaults filled in).
+   * An account whose stored object does not validate (edited by hand, a newer build) is
+   * skipped and reported through `onProblem` rather than started half-understood.
+   */
+  load(onProblem: (text: string) => void = () => undefined): StoredConfig {
+    const accounts: StoredAccount[] = [];
+    for (const row of this.store.accounts.list()) {
+      const desktop = row.settings[DESKTOP_KEY];
+      if (desktop === undefined) continue;
+      const parsed = v.safeParse(DESKTOP_ACCOUNT_SCHEMA, desktop);
+      if (parsed.success) accounts.push(parsed.output);
+      else onProblem(`the stored account ${row.aor} is not usable: ${v.summarize(parsed.issues)}`);
+    }
+    const saved = v.safeParse(v.partial(APP_SETTINGS_SCHEMA), this.store.preferences.get(APP_PREFERENCE) ?? {});
+    if (!saved.success) onProblem(`the stored settings are not usable, using the defaults: ${v.summarize(saved.issues)}`);
+    return { accounts, settings: { ...DEFAULT_SETTINGS, ...(saved.success ? saved.output : {}) } };
   }
 
-  async load(): Promise<StoredConfig | undefined> {
+  /** Creates or replaces the account (keyed by its address of record). */
+  saveAccount(account: StoredAccount): void {
+    const existing = this.store.accounts.get(account.sipAddress);
+    this.store.accounts.upsert({
+      aor: account.sipAddress,
+      displayName: account.displayName === '' ? null : account.displayName,
+      settings: { ...(existing?.settings ?? {}), [DESKTOP_KEY]: pickAccount(account) },
+    });
+  }
+
+  /** The account is no longer the app's; its history stays in the store. */
+  removeAccount(account: StoredAccount): void {
+    const existing = this.store.accounts.get(account.sipAddress);
+    if (existing === undefined) return;
+    const { [DESKTOP_KEY]: _removed, ...rest } = existing.settings;
+    this.store.accounts.upsert({ aor: account.sipAddress, settings: rest });
+  }
+
+  saveSettings(settings: AppSettings): void {
+    this.store.preferences.set(APP_PREFERENCE, settings);
+  }
+
+  /**
+   * Imports `dataDir/config.json` of an earlier build when the store has no account and no
+   * settings yet. Returns what was imported, or undefined. The file is left in place.
+   */
+  importLegacyFile(dataDir: string): StoredConfig | undefined {
+    if (this.load().accounts.length > 0 || this.store.preferences.get(APP_PREFERENCE) !== undefined) return undefined;
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = readFileSync(join(dataDir, LEGACY_CONFIG_FILE), 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    const parsed = v.safeParse(FILE_SCHEMA, JSON.parse(text));
-    if (!parsed.success) throw new Error(`${this.path} is not a sipnote configuration: ${v.summarize(parsed.issues)}`);
-    return { accounts: parsed.output.accounts, settings: { ...DEFAULT_SETTINGS, ...parsed.output.settings } };
-  }
-
-  async save(config: StoredConfig): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    const temporary = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
-    const accounts = config.accounts.map((account) => pickAccount(account));
-    await writeFile(temporary, `${JSON.stringify({ version: 1, accounts, settings: config.settings }, null, 2)}\n`, { mode: 0o600 });
-    await rename(temporary, this.path);
+    const parsed = v.safeParse(LEGACY_FILE_SCHEMA, JSON.parse(text));
+    if (!parsed.success) return undefined;
+    const config: StoredConfig = { accounts: parsed.output.accounts, settings: { ...DEFAULT_SETTINGS, ...parsed.output.settings } };
+    this.store.batch(() => {
+      for (const account of config.accounts) this.saveAccount(account);
+      this.saveSettings(config.settings);
+    });
+    return config;
   }
 }
 
@@ -102,5 +137,6 @@ function pickAccount(account: StoredAccount): StoredAccount {
     authUser: account.authUser,
     localAddress: account.localAddress,
     localPort: account.localPort,
+    ...(account.acceptPlaintext === undefined ? {} : { acceptPlaintext: account.acceptPlaintext }),
   };
 }

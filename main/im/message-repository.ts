@@ -1,49 +1,38 @@
 /**
- * Where the Messenger keeps conversations and messages: the seam between the messaging core
- * and the history store.
+ * The Messenger's view of the history: the SQLite store (main/store) seen through the API's
+ * shapes (shared/api.ts `MessageView`, `ConversationView`, `HistoryPage`, `SearchHit`).
  *
- * TEMPORARY: `InMemoryMessageRepository` is the only implementation until the SQLite store
- * (main/store, issue #5) lands; then an adapter over it implements this same interface and
- * the Messenger is given that instead (MessengerOptions.repository). Until then history is
- * lost when the process exits, and `Capabilities.history` says `memory` so no front end
- * pretends otherwise.
+ * The store speaks in addresses of record (an account is its AoR); the API speaks in the
+ * Messenger's account ids. An `AccountDirectory` translates between them. Messages and
+ * conversations of an AoR that is not an account of the app (history written by `sipnote
+ * listen` in the same data dir, or by an account since removed) keep the AoR as their
+ * `accountId` and are left out of lists and searches by the Messenger.
  *
- * The interface is synchronous on purpose: better-sqlite3 is synchronous, and "write before
- * you acknowledge" (design.md "Durability") is simplest when the write has finished when the
- * call returns. Ordering: a message's id grows with arrival, and a conversation's history is
- * its messages by id, so position i (0 = oldest) is stable while messages are only added.
+ * Everything is synchronous, as better-sqlite3 is: "write before you acknowledge"
+ * (design.md "Durability") holds when a call returns, because the write is committed then.
+ * The outbox transitions themselves (sending, results, recovery) are the outbox worker's
+ * (outbox-worker.ts), on `store.messages` directly.
  */
-import type { MessageState, MessageView, SecurityLabel } from '../../shared/api.js';
+import type { ConversationView, HistoryPage, MessageView, SearchHit, SecurityLabel, TextRange } from '../../shared/api.js';
+import type { ConversationSummary, Message, Store } from '../store/index.js';
 
-export interface StoredMessage extends MessageView {
-  /** The peer's URI as on the wire (From of an incoming message, the target of an outgoing one). */
-  readonly peerUri: string;
-  readonly cseq?: number;
-  readonly fromTag?: string;
-}
-
-export interface StoredConversation {
-  readonly id: number;
-  readonly accountId: string;
-  readonly peer: string;
-  /** Where replies go: the peer's URI as last seen or typed. */
-  readonly target: string;
-  readonly displayName?: string;
-  readonly unread: number;
-  readonly total: number;
-  readonly lastMessage?: StoredMessage;
-  readonly lastActivity: number;
+/** Account ids ↔ addresses of record, as the Messenger currently has them. */
+export interface AccountDirectory {
+  /** The Messenger's id of the account with this canonical AoR, if it is one of the app's. */
+  idOf(aor: string): string | undefined;
+  /** The AoR of an account id, if the account exists. */
+  aorOf(accountId: string): string | undefined;
 }
 
 export interface IncomingRecord {
   readonly accountId: string;
-  /** Canonical address of record of the sender (the conversation key with accountId). */
-  readonly peer: string;
+  /** The From URI. */
   readonly peerUri: string;
   readonly displayName?: string;
   readonly text: string;
   readonly contentType: string;
   readonly security: SecurityLabel;
+  readonly signerFingerprint?: string;
   readonly callId: string;
   readonly cseq: number;
   readonly fromTag: string;
@@ -54,241 +43,167 @@ export interface IncomingRecord {
 
 export interface OutgoingRecord {
   readonly accountId: string;
-  readonly peer: string;
+  /** The target URI. */
   readonly peerUri: string;
   readonly text: string;
   readonly contentType: string;
   readonly security: SecurityLabel;
-  readonly createdAt: number;
+  readonly signerFingerprint?: string;
 }
 
-/** Fields an attempt or a user's decision changes. `null` clears status/reason. */
-export interface MessageChanges {
-  readonly state: MessageState;
-  readonly status?: number | null;
-  readonly reason?: string | null;
-  readonly attempts?: number;
-  readonly sentAt?: number;
-  readonly callId?: string;
-}
+export class MessageRepository {
+  /** Display names from the From header of incoming messages, per conversation, for this session. */
+  private readonly displayNames = new Map<number, string>();
 
-export interface TextHit {
-  readonly message: StoredMessage;
-  readonly ranges: ReadonlyArray<readonly [number, number]>;
-}
+  constructor(
+    private readonly store: Store,
+    private readonly accounts: AccountDirectory,
+  ) {}
 
-export interface MessageRepository {
   /**
-   * Stores an incoming message, unless one with the same (Call-ID, CSeq, From tag) is stored
-   * already (a retransmission that outlived its transaction, a proxy's re-send): then
-   * `inserted` is false and the first one is returned.
+   * Stores an incoming message, committed when this returns, unless the same (Call-ID, CSeq,
+   * From tag) is stored already: then `inserted` is false and the first one is returned.
    */
-  recordIncoming(input: IncomingRecord): { readonly inserted: boolean; readonly message: StoredMessage };
-  /** Stores an outgoing message as `queued`, before any byte is sent. */
-  recordOutgoing(input: OutgoingRecord): StoredMessage;
-  update(id: number, changes: MessageChanges): StoredMessage;
-  message(id: number): StoredMessage | undefined;
-  conversation(id: number): StoredConversation | undefined;
-  /** Most recent activity first. */
-  conversations(accountId?: string): StoredConversation[];
-  /** Messages at positions [from, from + limit) of a conversation, oldest first, and how many there are. */
-  history(conversationId: number, from: number, limit: number): { readonly total: number; readonly messages: StoredMessage[] };
-  /** Everything incoming up to now counts as read. */
-  markRead(conversationId: number): StoredConversation;
-  /** Messages containing every word of `query` (case-insensitive), newest first. */
-  search(query: string, options: { readonly accountId?: string; readonly limit: number }): TextHit[];
-}
-
-interface ConversationRow {
-  readonly id: number;
-  readonly accountId: string;
-  readonly peer: string;
-  target: string;
-  displayName: string | undefined;
-  /** Message ids, ascending. */
-  readonly messageIds: number[];
-  lastReadMessageId: number;
-  unread: number;
-  lastActivity: number;
-}
-
-/** TEMPORARY (see the file comment): history in memory, lost on exit. */
-export class InMemoryMessageRepository implements MessageRepository {
-  private readonly messages = new Map<number, StoredMessage>();
-  private readonly rows = new Map<number, ConversationRow>();
-  private readonly byKey = new Map<string, ConversationRow>();
-  /** (Call-ID, CSeq, From tag) of incoming messages, for duplicates (design.md "Durability"). */
-  private readonly incomingKeys = new Map<string, number>();
-  private nextMessageId = 1;
-  private nextConversationId = 1;
-
-  recordIncoming(input: IncomingRecord): { inserted: boolean; message: StoredMessage } {
-    const key = `${input.accountId}\n${input.callId}\n${input.cseq}\n${input.fromTag}`;
-    const existing = this.incomingKeys.get(key);
-    if (existing !== undefined) return { inserted: false, message: this.messages.get(existing) as StoredMessage };
-    const row = this.row(input.accountId, input.peer, input.peerUri);
-    if (input.displayName !== undefined) row.displayName = input.displayName;
-    const message: StoredMessage = {
-      id: this.nextMessageId++,
-      conversationId: row.id,
-      accountId: input.accountId,
-      peer: input.peer,
-      peerUri: input.peerUri,
-      direction: 'in',
-      text: input.text,
+  recordIncoming(input: IncomingRecord): { readonly inserted: boolean; readonly message: MessageView } {
+    const result = this.store.messages.recordIncoming({
+      account: this.aorOf(input.accountId),
+      peer: input.peerUri,
+      body: input.text,
       contentType: input.contentType,
       security: input.security,
-      state: 'received',
-      attempts: 0,
-      createdAt: input.receivedAt,
-      receivedAt: input.receivedAt,
+      ...(input.signerFingerprint === undefined ? {} : { signerFingerprint: input.signerFingerprint }),
       callId: input.callId,
       cseq: input.cseq,
       fromTag: input.fromTag,
       ...(input.sentAt === undefined ? {} : { sentAt: input.sentAt }),
+      receivedAt: input.receivedAt,
       ...(input.late === true ? { late: true } : {}),
-    };
-    this.messages.set(message.id, message);
-    this.incomingKeys.set(key, message.id);
-    row.messageIds.push(message.id);
-    row.unread++;
-    row.lastActivity = Math.max(row.lastActivity, input.receivedAt);
-    return { inserted: true, message };
+    });
+    if (input.displayName !== undefined && input.displayName !== '') this.displayNames.set(result.message.conversationId, input.displayName);
+    return { inserted: result.inserted, message: this.view(result.message) };
   }
 
-  recordOutgoing(input: OutgoingRecord): StoredMessage {
-    const row = this.row(input.accountId, input.peer, input.peerUri);
-    row.target = input.peerUri;
-    const message: StoredMessage = {
-      id: this.nextMessageId++,
-      conversationId: row.id,
-      accountId: input.accountId,
-      peer: input.peer,
-      peerUri: input.peerUri,
-      direction: 'out',
-      text: input.text,
-      contentType: input.contentType,
-      security: input.security,
-      state: 'queued',
-      attempts: 0,
-      createdAt: input.createdAt,
-    };
-    this.messages.set(message.id, message);
-    row.messageIds.push(message.id);
-    row.lastActivity = Math.max(row.lastActivity, input.createdAt);
-    return message;
+  /** Stores an outgoing message as `queued`, due now, committed before any byte is sent. */
+  recordOutgoing(input: OutgoingRecord): MessageView {
+    return this.view(
+      this.store.messages.enqueueOutgoing({
+        account: this.aorOf(input.accountId),
+        peer: input.peerUri,
+        body: input.text,
+        contentType: input.contentType,
+        security: input.security,
+        ...(input.signerFingerprint === undefined ? {} : { signerFingerprint: input.signerFingerprint }),
+      }),
+    );
   }
 
-  update(id: number, changes: MessageChanges): StoredMessage {
-    const current = this.messages.get(id);
-    if (current === undefined) throw new RangeError(`no message ${id}`);
-    const next: Record<string, unknown> = { ...current, state: changes.state };
-    for (const field of ['status', 'reason'] as const) {
-      const value = changes[field];
-      if (value === null) delete next[field];
-      else if (value !== undefined) next[field] = value;
-    }
-    if (changes.attempts !== undefined) next.attempts = changes.attempts;
-    if (changes.sentAt !== undefined) next.sentAt = changes.sentAt;
-    if (changes.callId !== undefined) next.callId = changes.callId;
-    const updated = next as unknown as StoredMessage;
-    this.messages.set(id, updated);
-    return updated;
+  /** The stored row (with its SIP identity and retry time), or undefined. */
+  message(id: number): Message | undefined {
+    return this.store.messages.get(id);
   }
 
-  message(id: number): StoredMessage | undefined {
-    return this.messages.get(id);
+  conversation(id: number): ConversationView | undefined {
+    const summary = this.store.conversations.get(id);
+    return summary === undefined ? undefined : this.conversationView(summary);
   }
 
-  conversation(id: number): StoredConversation | undefined {
-    const row = this.rows.get(id);
-    return row === undefined ? undefined : this.summary(row);
+  /** The app's accounts' conversations (of one account when given), most recent activity first. */
+  conversations(accountId?: string): ConversationView[] {
+    const aor = accountId === undefined ? undefined : this.accounts.aorOf(accountId);
+    if (accountId !== undefined && aor === undefined) return [];
+    return this.store.conversations
+      .list(aor)
+      .filter((summary) => this.accounts.idOf(summary.account) !== undefined)
+      .map((summary) => this.conversationView(summary));
   }
 
-  conversations(accountId?: string): StoredConversation[] {
-    const rows = [...this.rows.values()].filter((row) => accountId === undefined || row.accountId === accountId);
-    rows.sort((a, b) => b.lastActivity - a.lastActivity || b.id - a.id);
-    return rows.map((row) => this.summary(row));
+  /** Messages at positions [from, from + limit) of a conversation, oldest first; undefined if there is no such conversation. */
+  history(conversationId: number, from: number, limit: number): HistoryPage | undefined {
+    if (this.store.conversations.get(conversationId) === undefined) return undefined;
+    const page = this.store.messages.conversationPage(conversationId, from, limit);
+    return { conversationId, from, total: page.total, messages: page.messages.map((message) => this.view(message)) };
   }
 
-  history(conversationId: number, from: number, limit: number): { total: number; messages: StoredMessage[] } {
-    const row = this.rows.get(conversationId);
-    if (row === undefined) throw new RangeError(`no conversation ${conversationId}`);
-    const ids = row.messageIds.slice(from, from + limit);
-    return { total: row.messageIds.length, messages: ids.map((id) => this.messages.get(id) as StoredMessage) };
+  /** How many messages a conversation has. */
+  total(conversationId: number): number {
+    return this.store.messages.countIn(conversationId);
   }
 
-  markRead(conversationId: number): StoredConversation {
-    const row = this.rows.get(conversationId);
-    if (row === undefined) throw new RangeError(`no conversation ${conversationId}`);
-    row.lastReadMessageId = row.messageIds.at(-1) ?? 0;
-    row.unread = 0;
-    return this.summary(row);
+  /** Everything up to now counts as read. */
+  markRead(conversationId: number): ConversationView | undefined {
+    if (this.store.conversations.get(conversationId) === undefined) return undefined;
+    this.store.conversations.markRead(conversationId);
+    return this.conversation(conversationId);
   }
 
-  search(query: string, options: { accountId?: string; limit: number }): TextHit[] {
-    const words = [...new Set(query.toLowerCase().split(/\s+/).filter((word) => word !== ''))];
-    if (words.length === 0) return [];
-    const hits: TextHit[] = [];
-    const ids = [...this.messages.keys()].sort((a, b) => b - a);
-    for (const id of ids) {
-      const message = this.messages.get(id) as StoredMessage;
-      if (options.accountId !== undefined && message.accountId !== options.accountId) continue;
-      const ranges = findAll(message.text.toLowerCase(), words);
-      if (ranges === undefined) continue;
-      hits.push({ message, ranges });
-      if (hits.length >= options.limit) break;
-    }
-    return hits;
+  /** Messages of the app's accounts with every word of `query` (full-text, accents folded), newest first. */
+  search(query: string, options: { readonly accountId?: string; readonly limit: number }): SearchHit[] {
+    const aor = options.accountId === undefined ? undefined : this.accounts.aorOf(options.accountId);
+    if (options.accountId !== undefined && aor === undefined) return [];
+    const words = query.split(/\s+/u).filter((word) => /[\p{L}\p{N}]/u.test(word));
+    return this.store.messages
+      .search(query, { ...(aor === undefined ? {} : { account: aor }), limit: options.limit })
+      .filter((message) => this.accounts.idOf(message.account) !== undefined)
+      .map((message) => ({ message: this.view(message), ranges: highlight(message.body, words) }));
   }
 
-  private row(accountId: string, peer: string, peerUri: string): ConversationRow {
-    const key = `${accountId}\n${peer}`;
-    let row = this.byKey.get(key);
-    if (row === undefined) {
-      row = {
-        id: this.nextConversationId++,
-        accountId,
-        peer,
-        target: peerUri,
-        displayName: undefined,
-        messageIds: [],
-        lastReadMessageId: 0,
-        unread: 0,
-        lastActivity: 0,
-      };
-      this.byKey.set(key, row);
-      this.rows.set(row.id, row);
-    }
-    return row;
-  }
-
-  private summary(row: ConversationRow): StoredConversation {
-    const lastId = row.messageIds.at(-1);
-    const lastMessage = lastId === undefined ? undefined : this.messages.get(lastId);
+  /** The API's view of a stored message. */
+  view(message: Message): MessageView {
     return {
-      id: row.id,
-      accountId: row.accountId,
-      peer: row.peer,
-      target: row.target,
-      unread: row.unread,
-      total: row.messageIds.length,
-      lastActivity: row.lastActivity,
-      ...(row.displayName === undefined ? {} : { displayName: row.displayName }),
-      ...(lastMessage === undefined ? {} : { lastMessage }),
+      id: message.id,
+      conversationId: message.conversationId,
+      accountId: this.accounts.idOf(message.account) ?? message.account,
+      peer: message.peer,
+      direction: message.direction,
+      text: message.body,
+      contentType: message.contentType,
+      security: message.security,
+      state: message.state,
+      ...(message.status === null ? {} : { status: message.status }),
+      ...(message.reason === null ? {} : { reason: message.reason }),
+      attempts: message.attempts,
+      createdAt: message.createdAt,
+      ...(message.sentAt === null ? {} : { sentAt: message.sentAt }),
+      ...(message.receivedAt === null ? {} : { receivedAt: message.receivedAt }),
+      ...(message.late ? { late: true } : {}),
+      ...(message.callId === null ? {} : { callId: message.callId }),
     };
+  }
+
+  private conversationView(summary: ConversationSummary): ConversationView {
+    const last = summary.lastMessage;
+    const displayName = summary.displayName ?? this.displayNames.get(summary.id);
+    return {
+      id: summary.id,
+      accountId: this.accounts.idOf(summary.account) ?? summary.account,
+      peer: summary.peer,
+      // Replies go where the last message came from or went to, with its port and parameters.
+      target: last?.peerUri ?? summary.peer,
+      ...(displayName === undefined || displayName === null ? {} : { displayName }),
+      unread: summary.unread,
+      total: this.store.messages.countIn(summary.id),
+      ...(last === null ? {} : { lastMessage: this.view(last) }),
+      lastActivity: last === null ? 0 : (last.receivedAt ?? last.createdAt),
+    };
+  }
+
+  private aorOf(accountId: string): string {
+    const aor = this.accounts.aorOf(accountId);
+    if (aor === undefined) throw new RangeError(`no account ${accountId}`);
+    return aor;
   }
 }
 
-/** Every occurrence of every word, sorted and merged; undefined unless all words occur. */
-function findAll(text: string, words: readonly string[]): Array<readonly [number, number]> | undefined {
+/**
+ * Where the words occur in `text`, for highlighting: case and accents folded (as the index
+ * folds them, migrations.ts version 2), ranges sorted and merged, in UTF-16 offsets of `text`.
+ */
+export function highlight(text: string, words: readonly string[]): TextRange[] {
+  const { folded, starts, ends } = fold(text);
   const ranges: Array<[number, number]> = [];
-  for (const word of words) {
-    let at = text.indexOf(word);
-    if (at < 0) return undefined;
-    while (at >= 0) {
-      ranges.push([at, at + word.length]);
-      at = text.indexOf(word, at + word.length);
+  for (const word of new Set(words.map((word) => fold(word).folded).filter((word) => word !== ''))) {
+    for (let at = folded.indexOf(word); at >= 0; at = folded.indexOf(word, at + word.length)) {
+      ranges.push([starts[at] as number, ends[at + word.length - 1] as number]);
     }
   }
   ranges.sort((a, b) => a[0] - b[0]);
@@ -299,4 +214,22 @@ function findAll(text: string, words: readonly string[]): Array<readonly [number
     else merged.push([range[0], range[1]]);
   }
   return merged;
+}
+
+/** `text` lower-cased without combining marks, with each folded unit's source range. */
+function fold(text: string): { folded: string; starts: number[]; ends: number[] } {
+  let folded = '';
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let offset = 0;
+  for (const char of text) {
+    const piece = char.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+    for (let i = 0; i < piece.length; i++) {
+      starts.push(offset);
+      ends.push(offset + char.length);
+    }
+    folded += piece;
+    offset += char.length;
+  }
+  return { folded, starts, ends };
 }

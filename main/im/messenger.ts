@@ -8,20 +8,30 @@
  * `subscribe`. `dispatch` is the single gate: it validates every argument with the schemas of
  * shared/api-schema.ts before any handler runs, and it never throws.
  *
+ * Everything it keeps is in the SQLite store of the data dir (main/store): history, the outbox,
+ * accounts and settings (config-store.ts). Passwords never are.
+ *
  * Outgoing messages (RFC 3428 §4, §7): stored `queued` before anything is sent (design.md
- * "Durability"), then `sending`, then from the user agent's SendResult: 200 → `delivered`,
- * 202 → `accepted` (a server stored it; not delivered yet), anything else → `failed` with
- * the status and reason; the user may retry or cancel a failed message.
+ * "Durability"); the outbox worker (outbox-worker.ts) sends them in order per peer, each
+ * attempt through `deliverOutgoing`: `sending`, then 200 → `delivered`, 202 → `accepted` (a
+ * server stored it; not delivered yet), anything else → `failed` with the status and reason.
+ * Timeouts, transport errors, 408 and 5xx are retried automatically with backoff (Retry-After
+ * honoured), and at once when the account registers again or the network changes
+ * (network-watch.ts); the user may retry or cancel a failed message. On open, attempts a crash
+ * interrupted are recovered (sent again with the same Call-ID, From tag and CSeq, or failed
+ * with a reason).
  *
- * Incoming messages: the body is opened (main/im/incoming-body.ts), stored, and only then
- * answered 200, so a crash cannot acknowledge a message that was not kept. Duplicates
- * (same Call-ID, CSeq, From tag) are answered again but stored and shown once.
+ * Incoming messages: the body is opened (`openIncoming`), stored and committed, and only then
+ * answered 200, so a crash cannot acknowledge a message that was not kept. Duplicates (same
+ * Call-ID, CSeq, From tag) are answered the same but stored and shown once.
  *
- * Not here yet, with their seams: S/MIME (issue #4) plugs into `openIncoming` and
- * `protectOutgoing`, which today pass plaintext through and label it so; the SQLite store
- * (issue #5) replaces the in-memory `MessageRepository` and the JSON `ConfigStore`; the
- * keychain replaces the session-only password; contacts and certificate trust answer
- * `not-available` until then.
+ * Security (issues #4 and #6, account-security.ts), with the `security` option: every account
+ * has an S/MIME identity (made at onboarding, key in the OS keychain); `protectOutgoing` labels
+ * a message when it is queued (signed and encrypted unless plaintext was asked for),
+ * `deliverOutgoing` protects it on the wire, `openIncoming` verifies and decrypts (a changed
+ * certificate is refused and reported); contacts and certificate trust come from the data
+ * dir's pins; passwords live in the keychain. Without the option the core is plaintext only,
+ * says so in its capabilities, and contacts answer `not-available`.
  */
 import { randomBytes } from 'node:crypto';
 import type {
@@ -37,14 +47,16 @@ import type {
   CommandArgs,
   CommandName,
   CommandResult,
+  Contact,
+  ContactPolicy,
   ConversationView,
   HistoryPage,
-  MessageState,
   MessageView,
   NewAccount,
   RegistrationState,
   SearchHit,
   SecurityLabel,
+  TrustAction,
 } from '../../shared/api.js';
 import { validateCommand } from '../../shared/api-schema.js';
 import { DigestClient } from '../sip/auth/digest-client.js';
@@ -54,22 +66,31 @@ import type { TimerConfig } from '../sip/transaction/timer-config.js';
 import type { ListenSpec } from '../sip/transport/transport-layer.js';
 import { DestinationError, MessageTooLargeError } from '../sip/ua/errors.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
+import { newCallId, newTag } from '../sip/ua/identifiers.js';
 import { UserAgent, type IncomingMessage, type MessageDecision, type SipTrace } from '../sip/ua/user-agent.js';
 import { aorOf, formatUri, isImUri, isSipUri, parseUri, type SipUri } from '../sip/uri.js';
-import { DEFAULT_SETTINGS, MemoryConfigStore, type ConfigStore, type StoredAccount } from './config-store.js';
+import { openStore, StoreError, type AttemptIdentity, type Message, type Store } from '../store/index.js';
+import { ConfigStore, DEFAULT_SETTINGS, type StoredAccount } from './config-store.js';
 import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody } from './incoming-body.js';
-import { InMemoryMessageRepository, type MessageRepository, type StoredConversation, type StoredMessage } from './message-repository.js';
+import { MessageRepository } from './message-repository.js';
+import { watchNetwork } from './network-watch.js';
+import { OutboxWorker, type DeliveryResult } from './outbox-worker.js';
+import type { RetryPolicyOptions } from './retry-policy.js';
 import { SipLog } from './sip-log.js';
+import { deliverProtected, MessengerSecurity, type AccountSecurity, type SecurityEvent, type SecurityOptions } from './account-security.js';
+import { ContactBookError } from './contact-book.js';
 
 export interface MessengerOptions {
-  /** Accounts and settings; in memory when absent. */
-  readonly config?: ConfigStore;
-  /** History; in memory when absent (TEMPORARY until main/store, see message-repository.ts). */
-  readonly repository?: MessageRepository;
-  /** SIP timers run on this clock (tests inject a manual one). */
+  /** The data dir: the store (DATA_DIR/sipnote.db) with history, outbox, accounts and settings. */
+  readonly dataDir: string;
+  /** Backoff of automatic retries (retry-policy.ts defaults: 30 s doubling to 1 h, 10 attempts). */
+  readonly retryPolicy?: RetryPolicyOptions;
+  /** How often to look for network changes (network-watch.ts); false: never (a shell calls `networkChanged`). */
+  readonly networkPollMs?: number | false;
+  /** SIP timers and the outbox's timers run on this clock (tests inject a manual one). */
   readonly clock?: Clock;
   readonly timers?: TimerConfig;
-  /** Wall-clock milliseconds for the times users see. */
+  /** Wall-clock milliseconds for the times users see and the outbox's retry times. */
   readonly now?: () => number;
   readonly sipLogCapacity?: number;
   /** How long `close` waits for each un-REGISTER (RFC 3261 §10.2.2) before giving up. */
@@ -77,6 +98,12 @@ export interface MessengerOptions {
   readonly version?: string;
   /** Problems with no other reporter (stray responses, unparseable input). */
   readonly onDiagnostic?: (text: string) => void;
+  /**
+   * S/MIME, contacts and keychain passwords (account-security.ts), with the data dir's
+   * identities and pins (shared with the CLI). Absent: a plaintext-only core (capabilities say
+   * so, every message is labelled `plaintext`); `sipnote ui` and the Electron app pass `{}`.
+   */
+  readonly security?: SecurityOptions;
 }
 
 /** A failure a handler reports on purpose: becomes `{ ok: false, error }`. */
@@ -94,26 +121,14 @@ const TEXT_PLAIN_UTF8 = 'text/plain;charset=utf-8';
 const DEFAULT_HISTORY_PAGE = 100;
 const DEFAULT_SEARCH_LIMIT = 100;
 
-/**
- * Which state may follow which (RFC 3428 §4, §7; RFC 5438 for displayed). Anything else is a
- * bug or a user acting on a stale view, answered `invalid-state`.
- */
-const NEXT_STATES: Readonly<Record<MessageState, readonly MessageState[]>> = {
-  queued: ['sending', 'failed', 'cancelled'],
-  sending: ['delivered', 'accepted', 'failed'],
-  accepted: ['delivered', 'displayed', 'failed'],
-  delivered: ['displayed'],
-  displayed: [],
-  failed: ['queued', 'cancelled'],
-  cancelled: ['queued'],
-  received: [],
-};
-
 /** One account while the app runs: its settings and the SIP machinery working for it. */
 interface AccountRuntime {
   settings: StoredAccount;
-  /** Session only until the keychain lands; never written anywhere. */
+  /** In memory while the app runs; kept in the OS keychain (`passwordStorage`), never in a file. */
   password: string | undefined;
+  passwordStorage: 'session' | 'keychain';
+  /** The account's S/MIME (identity, pins), while it runs with a security environment. */
+  security: AccountSecurity | undefined;
   ua: UserAgent | undefined;
   registration: Registration | undefined;
   registrationState: RegistrationState;
@@ -127,18 +142,35 @@ export class Messenger implements ApiEndpoint {
   private readonly listeners = new Set<(event: ApiEvent) => void>();
   private readonly repository: MessageRepository;
   private readonly config: ConfigStore;
+  private readonly worker: OutboxWorker;
   private readonly clock: Clock;
   private readonly now: () => number;
   private readonly sipLog: SipLog;
   private settings: AppSettings = DEFAULT_SETTINGS;
+  private stopNetworkWatch: (() => void) | undefined;
+  private security: MessengerSecurity | undefined;
   private closed = false;
   private readonly handlers: Handlers;
 
-  private constructor(private readonly options: MessengerOptions) {
-    this.repository = options.repository ?? new InMemoryMessageRepository();
-    this.config = options.config ?? new MemoryConfigStore();
+  private constructor(
+    private readonly options: MessengerOptions,
+    private readonly store: Store,
+  ) {
     this.clock = options.clock ?? systemClock;
     this.now = options.now ?? Date.now;
+    this.config = new ConfigStore(store);
+    this.repository = new MessageRepository(store, { idOf: (aor) => this.accountIdOf(aor), aorOf: (id) => this.aorOfAccount(id) });
+    this.worker = new OutboxWorker({
+      messages: store.messages,
+      clock: this.clock,
+      now: this.now,
+      handles: (aor) => this.accountIdOf(aor) !== undefined,
+      newIdentity: (message) => ({ callId: newCallId(hostOf(message.account)), fromTag: newTag() }),
+      deliver: (message, identity) => this.deliverOutgoing(message, identity),
+      onChange: (message) => this.messageChanged(message),
+      ...(options.retryPolicy === undefined ? {} : { retryPolicy: options.retryPolicy }),
+      ...(options.onDiagnostic === undefined ? {} : { onDiagnostic: options.onDiagnostic }),
+    });
     this.sipLog = new SipLog(options.sipLogCapacity ?? 1000);
     this.handlers = {
       'app.info': () => this.info(),
@@ -146,17 +178,17 @@ export class Messenger implements ApiEndpoint {
       'accounts.add': (args) => this.addAccount(args),
       'accounts.update': (args) => this.updateAccount(args.id, args.changes),
       'accounts.remove': (args) => this.removeAccount(args.id),
-      'messages.send': (args) => this.send(args.accountId, args.to, args.text),
+      'messages.send': (args) => this.send(args.accountId, args.to, args.text, args.plaintext === true),
       'messages.retry': (args) => this.retry(args.messageId),
       'messages.cancel': (args) => this.cancel(args.messageId),
-      'conversations.list': (args) => this.repository.conversations(args.accountId).filter((c) => this.accounts.has(c.accountId)).map(conversationView),
+      'conversations.list': (args) => this.repository.conversations(args.accountId),
       'conversations.history': (args) => this.history(args.conversationId, args.from, args.limit ?? DEFAULT_HISTORY_PAGE),
       'conversations.markRead': (args) => this.markRead(args.conversationId),
       'conversations.setComposing': () => notAvailable('Typing notifications (isComposing, RFC 3994) are not available in this build yet.'),
       'search': (args) => this.search(args.query, args.accountId, args.limit ?? DEFAULT_SEARCH_LIMIT),
-      'contacts.list': () => notAvailable('Contacts and certificate trust come with S/MIME, which this build does not have yet.'),
-      'contacts.trust': () => notAvailable('Certificate trust comes with S/MIME, which this build does not have yet.'),
-      'contacts.setPolicy': () => notAvailable('Per-contact security policies come with S/MIME, which this build does not have yet.'),
+      'contacts.list': (args) => this.contactList(args.accountId),
+      'contacts.trust': (args) => this.contactCommand(args.contactId, args.action),
+      'contacts.setPolicy': (args) => this.contactCommand(args.contactId, args.policy),
       'settings.get': () => this.settings,
       'settings.update': (args) => this.updateSettings(args),
       'sipLog.list': (args) => this.sipLog.list({ ...(args.accountId === undefined ? {} : { accountId: args.accountId }), ...(args.limit === undefined ? {} : { limit: args.limit }) }),
@@ -167,19 +199,44 @@ export class Messenger implements ApiEndpoint {
     };
   }
 
-  /** Loads the configuration and starts every account. An account that cannot start (a port in use) is kept, with its error. */
-  static async open(options: MessengerOptions = {}): Promise<Messenger> {
-    const messenger = new Messenger(options);
-    const saved = await messenger.config.load();
-    if (saved !== undefined) {
+  /**
+   * Opens the store of `dataDir` (creating it), loads the configuration, starts every account
+   * (one that cannot start, a port in use, is kept with its error), then the outbox: crash
+   * recovery first, then whatever is due.
+   */
+  static async open(options: MessengerOptions): Promise<Messenger> {
+    const store = openStore(options.dataDir, options.now === undefined ? {} : { now: options.now });
+    let messenger: Messenger;
+    try {
+      messenger = new Messenger(options, store);
+      messenger.config.importLegacyFile(options.dataDir);
+      const saved = messenger.config.load(options.onDiagnostic);
       messenger.settings = saved.settings;
-      for (const settings of saved.accounts) {
-        const runtime = newRuntime(settings);
-        messenger.accounts.set(settings.id, runtime);
-        await messenger.startAccount(runtime);
+      for (const settings of saved.accounts) messenger.accounts.set(settings.id, newRuntime(settings));
+      if (options.security !== undefined) {
+        messenger.security = await MessengerSecurity.open({ dataDir: options.dataDir, ...options.security }, (event) => messenger.securityEvent(event));
       }
+    } catch (error) {
+      store.close();
+      throw error;
+    }
+    for (const runtime of messenger.accounts.values()) await messenger.startAccount(runtime);
+    messenger.worker.start();
+    if (options.networkPollMs !== false) {
+      messenger.stopNetworkWatch = watchNetwork(messenger.clock, () => messenger.networkChanged(), {
+        ...(options.networkPollMs === undefined ? {} : { intervalMs: options.networkPollMs }),
+      });
     }
     return messenger;
+  }
+
+  /**
+   * The network changed (an interface came up, the machine woke): messages waiting for a
+   * retry are sent now rather than when their backoff ends. Polled by the core
+   * (network-watch.ts); a shell with a better signal (Electron's powerMonitor) calls it too.
+   */
+  networkChanged(): void {
+    if (!this.closed) this.worker.flush();
   }
 
   // ---- The API gate ------------------------------------------------------------------------
@@ -215,8 +272,12 @@ export class Messenger implements ApiEndpoint {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.stopNetworkWatch?.();
+    // Attempts still in flight stay `sending` in the store: the next open recovers them.
+    this.worker.stop();
     await Promise.all([...this.accounts.values()].map((runtime) => this.stopAccount(runtime)));
     this.listeners.clear();
+    this.store.close();
   }
 
   private emit(event: ApiEvent): void {
@@ -234,7 +295,7 @@ export class Messenger implements ApiEndpoint {
     return {
       name: 'sipnote',
       version: this.options.version ?? '0.1.0',
-      capabilities: { smime: false, keychain: false, history: 'memory', contacts: false, composing: false },
+      capabilities: { smime: this.security !== undefined, keychain: this.security !== undefined, history: 'sqlite', contacts: this.security !== undefined, composing: false },
     };
   }
 
@@ -250,8 +311,9 @@ export class Messenger implements ApiEndpoint {
     this.checkUniqueAddress(settings.sipAddress, undefined);
     const runtime = newRuntime({ id: randomBytes(6).toString('base64url'), ...settings });
     runtime.password = password === undefined || password === '' ? undefined : password;
+    this.config.saveAccount(runtime.settings);
     this.accounts.set(runtime.settings.id, runtime);
-    await this.saveConfig();
+    await this.keepPassword(runtime, password);
     await this.startAccount(runtime);
     this.emitAccounts();
     return accountView(runtime);
@@ -264,9 +326,12 @@ export class Messenger implements ApiEndpoint {
     checkAccountSettings(settings);
     this.checkUniqueAddress(settings.sipAddress, id);
     await this.stopAccount(runtime);
+    // Another address is another account row in the store; the old one keeps its history.
+    if (canonicalAddress(settings.sipAddress) !== canonicalAddress(runtime.settings.sipAddress)) this.config.removeAccount(runtime.settings);
+    this.config.saveAccount(settings);
     runtime.settings = settings;
     if (password !== undefined) runtime.password = password === '' ? undefined : password;
-    await this.saveConfig();
+    if (password !== undefined) await this.keepPassword(runtime, password);
     await this.startAccount(runtime);
     this.emitAccounts();
     return accountView(runtime);
@@ -276,7 +341,8 @@ export class Messenger implements ApiEndpoint {
     const runtime = this.account(id);
     this.accounts.delete(id);
     await this.stopAccount(runtime);
-    await this.saveConfig();
+    this.config.removeAccount(runtime.settings);
+    await this.security?.forgetAccount(id);
     this.emitAccounts();
     return null;
   }
@@ -300,8 +366,15 @@ export class Messenger implements ApiEndpoint {
     this.emit({ type: 'accounts-changed', accounts: this.accountViews() });
   }
 
-  private async saveConfig(): Promise<void> {
-    await this.config.save({ accounts: [...this.accounts.values()].map((runtime) => runtime.settings), settings: this.settings });
+  /** The id of the app's account with this canonical address of record (the store's key). */
+  private accountIdOf(aor: string): string | undefined {
+    for (const [id, runtime] of this.accounts) if (canonicalAddress(runtime.settings.sipAddress) === aor) return id;
+    return undefined;
+  }
+
+  private aorOfAccount(id: string): string | undefined {
+    const runtime = this.accounts.get(id);
+    return runtime === undefined ? undefined : canonicalAddress(runtime.settings.sipAddress);
   }
 
   /**
@@ -317,12 +390,14 @@ export class Messenger implements ApiEndpoint {
     ];
     const user = (parseUri(settings.sipAddress) as SipUri).user;
     const username = settings.authUser !== '' ? settings.authUser : user;
+    const security = await this.startSecurity(runtime);
     try {
       runtime.ua = await UserAgent.start({
         aor: settings.sipAddress,
         ...(settings.displayName === '' ? {} : { displayName: settings.displayName }),
         listen,
-        policy: PAGER_REQUEST_POLICY,
+        policy: security?.requestPolicy(PAGER_REQUEST_POLICY) ?? PAGER_REQUEST_POLICY,
+        ...(security === undefined ? {} : { onOptions: (request) => security.answerOptions(request) }),
         clock: this.clock,
         ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
         ...(settings.outboundProxy === '' ? {} : { outboundProxy: [withLooseRouting(settings.outboundProxy)] }),
@@ -342,6 +417,8 @@ export class Messenger implements ApiEndpoint {
       this.emit({ type: 'error', code: 'account-start', message: runtime.error, accountId: settings.id });
       return;
     }
+    // Its queued messages may go now.
+    this.worker.kick();
     if (!settings.register) {
       this.setRegistration(runtime, { state: 'disabled' });
       return;
@@ -351,7 +428,12 @@ export class Messenger implements ApiEndpoint {
       this.clock,
       { ...(settings.registrar === '' ? {} : { registrar: settings.registrar }), transport: settings.transport },
       (event) => {
-        if (runtime.registration === registration) this.setRegistration(runtime, registrationState(event));
+        if (runtime.registration !== registration) return;
+        const wasRegistered = runtime.registrationState.state === 'registered';
+        this.setRegistration(runtime, registrationState(event));
+        // Registered again (after a failure, or the first time): the registrar, and most likely
+        // the proxy beside it, answers again, so retries waiting for their backoff go now.
+        if (event.state === 'registered' && !wasRegistered) this.worker.flush(canonicalAddress(settings.sipAddress));
       },
     );
     runtime.registration = registration;
@@ -364,14 +446,16 @@ export class Messenger implements ApiEndpoint {
   }
 
   private async stopAccount(runtime: AccountRuntime): Promise<void> {
-    const { registration, ua } = runtime;
+    const { registration, ua, security } = runtime;
     runtime.registration = undefined;
     runtime.ua = undefined;
+    runtime.security = undefined;
     if (registration !== undefined) {
       // §10.2.2: remove the binding, but never hang a quit on a registrar that does not answer.
       await withTimeout(registration.stop(), this.options.unregisterTimeoutMs ?? 3000).catch(() => undefined);
     }
     await ua?.close();
+    security?.close();
     runtime.registrationState = runtime.settings.register ? { state: 'unregistered', registrar: registrarOf(runtime.settings.sipAddress) } : { state: 'disabled' };
   }
 
@@ -385,109 +469,203 @@ export class Messenger implements ApiEndpoint {
     this.emit({ type: 'sip-log', entry });
   }
 
+  // ---- Security: identities, passwords, contacts (account-security.ts) -------------------------
+
+  /** Loads (or, for a new account, creates) the identity, and the password from the keychain. */
+  private async startSecurity(runtime: AccountRuntime): Promise<AccountSecurity | undefined> {
+    if (this.security === undefined) return undefined;
+    const { id } = runtime.settings;
+    const security = await this.security.account(runtime.settings);
+    runtime.security = security;
+    if (security.problem !== undefined) this.emit({ type: 'error', code: 'smime-identity', message: security.problem, accountId: id });
+    if (runtime.password === undefined) {
+      const loaded = await this.security.loadPassword(id);
+      if (loaded.password !== undefined) {
+        runtime.password = loaded.password;
+        runtime.passwordStorage = 'keychain';
+      }
+      if (loaded.problem !== undefined) this.emit({ type: 'error', code: 'keychain', message: loaded.problem, accountId: id });
+    }
+    return security;
+  }
+
+  /** The password goes to the keychain (or stays for this session when there is none). */
+  private async keepPassword(runtime: AccountRuntime, password: string | undefined): Promise<void> {
+    if (this.security === undefined) return;
+    const kept = await this.security.savePassword(runtime.settings.id, password);
+    runtime.passwordStorage = kept.storage === 'keychain' ? 'keychain' : 'session';
+    if (kept.problem !== undefined) this.emit({ type: 'error', code: 'keychain', message: kept.problem, accountId: runtime.settings.id });
+  }
+
+  private securityEvent(event: SecurityEvent): void {
+    if (this.closed) return;
+    if (event.kind === 'contact-updated') this.emit({ type: 'contact-updated', contact: event.contact });
+    else this.emit({ type: 'certificate-changed', contact: event.contact, presentedFingerprint: event.presentedFingerprint, ...(event.pinnedFingerprint === undefined ? {} : { pinnedFingerprint: event.pinnedFingerprint }) });
+  }
+
+  private async contactList(accountId: string | undefined): Promise<Contact[]> {
+    const security = this.security ?? notAvailable('Contacts and certificate trust need S/MIME, which this core runs without.');
+    const runtimes = accountId === undefined ? [...this.accounts.values()] : [this.account(accountId)];
+    const lists = await Promise.all(runtimes.map((runtime) => security.contacts.list(runtime.settings.id, runtime.settings.sipAddress)));
+    return lists.flat();
+  }
+
+  /** `contacts.trust` and `contacts.setPolicy`: the user's decisions about one contact. */
+  private async contactCommand(contactId: number, action: TrustAction | ContactPolicy): Promise<Contact> {
+    const security = this.security ?? notAvailable('Contacts and certificate trust need S/MIME, which this core runs without.');
+    try {
+      const known = await security.contacts.get(contactId);
+      if (!this.accounts.has(known.accountId)) throw new ApiFailure('not-found', `no contact ${contactId}`);
+      const book = security.contacts;
+      const contact =
+        action === 'mark-verified'
+          ? await book.markVerified(contactId)
+          : action === 'accept-change'
+            ? await book.acceptChange(contactId)
+            : action === 'reject-change'
+              ? await book.rejectChange(contactId)
+              : await book.setPolicy(contactId, action);
+      this.emit({ type: 'contact-updated', contact });
+      return contact;
+    } catch (error) {
+      if (error instanceof ContactBookError) throw new ApiFailure(error.code, error.message);
+      throw error;
+    }
+  }
+
   // ---- Incoming ----------------------------------------------------------------------------
 
   /** Stores, then answers (the UA sends 200 when this returns nothing). */
-  private receive(runtime: AccountRuntime, incoming: IncomingMessage): MessageDecision | void {
-    const opened = openIncoming(incoming);
+  private async receive(runtime: AccountRuntime, incoming: IncomingMessage): Promise<MessageDecision | void> {
+    const opened = await openIncoming(runtime.security, incoming);
     if (opened.kind === 'rejected') return opened.decision;
     const receivedAt = incoming.receivedAt.getTime();
     const sentAt = opened.sentAt ?? incoming.date?.getTime();
-    const { inserted, message } = this.repository.recordIncoming({
-      accountId: runtime.settings.id,
-      peer: canonicalAddress(incoming.from),
-      peerUri: incoming.from,
-      ...(incoming.fromDisplayName === undefined ? {} : { displayName: incoming.fromDisplayName }),
-      text: opened.text,
-      contentType: incoming.contentType,
-      security: opened.security,
-      callId: incoming.callId,
-      cseq: incoming.cseq,
-      fromTag: incoming.fromTag,
-      ...(sentAt === undefined ? {} : { sentAt }),
-      receivedAt,
-    });
+    let recorded: ReturnType<MessageRepository['recordIncoming']>;
+    try {
+      recorded = this.repository.recordIncoming({
+        accountId: runtime.settings.id,
+        peerUri: incoming.from,
+        ...(incoming.fromDisplayName === undefined ? {} : { displayName: incoming.fromDisplayName }),
+        text: opened.text,
+        contentType: opened.contentType ?? incoming.contentType,
+        security: opened.security,
+        ...(opened.signerFingerprint === undefined ? {} : { signerFingerprint: opened.signerFingerprint }),
+        callId: incoming.callId,
+        cseq: incoming.cseq,
+        fromTag: incoming.fromTag,
+        ...(sentAt === undefined ? {} : { sentAt }),
+        receivedAt,
+        ...(opened.late === true ? { late: true } : {}),
+      });
+    } catch (error) {
+      // Not kept (the UA answers 500): a resend must not be taken for a replay.
+      opened.abandon?.();
+      throw error;
+    }
+    // Kept: from now on a replay of it is answered 200 and shown nowhere.
+    opened.commit?.();
+    const { inserted, message } = recorded;
+    // A duplicate is answered the same (200) and shown once.
     if (!inserted) return undefined;
     const conversation = this.conversationView(message.conversationId);
-    this.emit({ type: 'message-received', message: messageView(message), conversation });
+    this.emit({ type: 'message-received', message, conversation });
     this.emit({ type: 'conversation-updated', conversation });
     return undefined;
   }
 
   // ---- Outgoing ----------------------------------------------------------------------------
 
-  private send(accountId: string, to: string, text: string): MessageView {
+  /** Stores the message `queued` (committed) and hands it to the outbox worker. */
+  private send(accountId: string, to: string, text: string, plaintext = false): MessageView {
     this.account(accountId);
     const target = sendTarget(to);
-    const protectedBody = protectOutgoing(text);
+    const protectedBody = protectOutgoing(this.security, accountId, target, plaintext);
     const stored = this.repository.recordOutgoing({
       accountId,
-      peer: canonicalAddress(target),
       peerUri: target,
       text,
       contentType: protectedBody.contentType,
       security: protectedBody.security,
-      createdAt: this.now(),
     });
-    this.emit({ type: 'message-state', message: messageView(stored) });
+    this.emit({ type: 'message-state', message: stored });
     this.emit({ type: 'conversation-updated', conversation: this.conversationView(stored.conversationId) });
-    void this.attempt(stored.id);
-    return messageView(stored);
+    this.worker.kick();
+    return stored;
   }
 
+  /** A failed or cancelled message goes back to the queue, due now, behind nothing newer. */
   private retry(messageId: number): MessageView {
-    const message = this.message(messageId);
+    const message = this.storedMessage(messageId);
     if (message.direction !== 'out') throw new ApiFailure('invalid-state', 'only a message we sent can be retried');
-    const queued = this.transition(message, { state: 'queued', status: null, reason: null });
-    void this.attempt(messageId);
-    return messageView(queued);
+    this.storeTransition(() => this.store.messages.retry(messageId));
+    const queued = this.messageChanged(this.storedMessage(messageId));
+    this.worker.kick();
+    return queued;
   }
 
+  /** A queued or failed message is given up; one in flight cannot be unsent. */
   private cancel(messageId: number): MessageView {
-    const message = this.message(messageId);
+    const message = this.storedMessage(messageId);
     if (message.direction !== 'out') throw new ApiFailure('invalid-state', 'only a message we sent can be cancelled');
-    return messageView(this.transition(message, { state: 'cancelled' }));
+    this.storeTransition(() => this.store.messages.cancel(messageId));
+    const cancelled = this.messageChanged(this.storedMessage(messageId));
+    // The next message to that peer may have been waiting behind this one.
+    this.worker.kick();
+    return cancelled;
   }
 
-  /** One attempt to send a queued message, to a final state. Never throws. */
-  private async attempt(messageId: number): Promise<void> {
-    const queued = this.repository.message(messageId);
-    if (queued === undefined || queued.state !== 'queued' || this.closed) return;
-    const runtime = this.accounts.get(queued.accountId);
+  /**
+   * The outgoing delivery step (the seam S/MIME protects, issue #4): one attempt to put a
+   * stored message on the wire with the identity the outbox chose (the first attempt's
+   * Call-ID, From tag and CSeq again on a retry), and what came of it. Never rejects.
+   */
+  private async deliverOutgoing(message: Message, identity: AttemptIdentity): Promise<DeliveryResult> {
+    const accountId = this.accountIdOf(message.account);
+    const runtime = accountId === undefined ? undefined : this.accounts.get(accountId);
     const ua = runtime?.ua;
     if (ua === undefined) {
-      const why = runtime?.error ?? 'the account is not running';
-      this.transition(queued, { state: 'failed', reason: `Not sent: ${why}` });
-      return;
+      return { kind: 'not-sent', reason: `Not sent: ${runtime?.error ?? 'the account is not running'}`, retryable: false };
     }
-    const sending = this.transition(queued, { state: 'sending', attempts: queued.attempts + 1, sentAt: this.now() });
     try {
-      const result = await ua.sendMessage({ to: sending.peerUri, body: Buffer.from(sending.text, 'utf8'), contentType: sending.contentType });
-      const current = this.repository.message(messageId);
-      if (current === undefined || current.state !== 'sending') return;
-      const state: MessageState = result.outcome === 'delivered' ? 'delivered' : result.outcome === 'accepted' ? 'accepted' : 'failed';
+      if (message.security !== 'plaintext') return await deliverProtected(runtime?.security, ua, message, identity);
+      const { result } = await ua.exchangeMessage({
+        to: message.peerUri,
+        body: Buffer.from(message.body, 'utf8'),
+        contentType: message.contentType,
+        identity: { callId: identity.callId, fromTag: identity.fromTag },
+      });
       const reason = result.authFailure === undefined ? result.reason : `${result.reason} (${result.authFailure})`;
-      this.transition(current, { state, status: result.status, reason, callId: result.callId });
+      return { kind: 'response', outcome: result.outcome, status: result.status, reason, ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }) };
     } catch (error) {
-      const current = this.repository.message(messageId);
-      if (current === undefined || current.state !== 'sending') return;
-      this.transition(current, { state: 'failed', reason: failureReason(error) });
+      return notSent(error);
     }
   }
 
-  private transition(message: StoredMessage, changes: Parameters<MessageRepository['update']>[1]): StoredMessage {
-    if (!NEXT_STATES[message.state].includes(changes.state)) {
-      throw new ApiFailure('invalid-state', `a ${message.state} message cannot become ${changes.state}`);
-    }
-    const updated = this.repository.update(message.id, changes);
-    this.emit({ type: 'message-state', message: messageView(updated) });
-    this.emit({ type: 'conversation-updated', conversation: this.conversationView(updated.conversationId) });
-    return updated;
+  /** Tells the front ends about a message's new state. */
+  private messageChanged(message: Message): MessageView {
+    const view = this.repository.view(message);
+    if (this.closed) return view;
+    this.emit({ type: 'message-state', message: view });
+    const conversation = this.repository.conversation(message.conversationId);
+    if (conversation !== undefined) this.emit({ type: 'conversation-updated', conversation });
+    return view;
   }
 
-  private message(id: number): StoredMessage {
+  /** Runs a store transition; a refused one (a stale view: cancelling a delivered message) is `invalid-state`. */
+  private storeTransition(run: () => unknown): void {
+    try {
+      run();
+    } catch (error) {
+      if (error instanceof StoreError && error.code === 'invalid-transition') throw new ApiFailure('invalid-state', error.message);
+      if (error instanceof StoreError && error.code === 'not-found') throw new ApiFailure('not-found', error.message);
+      throw error;
+    }
+  }
+
+  private storedMessage(id: number): Message {
     const message = this.repository.message(id);
-    if (message === undefined) throw new ApiFailure('not-found', `no message ${id}`);
+    if (message === undefined || this.accountIdOf(message.account) === undefined) throw new ApiFailure('not-found', `no message ${id}`);
     return message;
   }
 
@@ -496,36 +674,33 @@ export class Messenger implements ApiEndpoint {
   private conversationView(id: number): ConversationView {
     const conversation = this.repository.conversation(id);
     if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${id}`);
-    return conversationView(conversation);
+    return conversation;
   }
 
   private history(conversationId: number, from: number | undefined, limit: number): HistoryPage {
-    const conversation = this.repository.conversation(conversationId);
-    if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
-    const start = from ?? Math.max(0, conversation.total - limit);
+    const start = from ?? Math.max(0, this.conversationView(conversationId).total - limit);
     const page = this.repository.history(conversationId, start, limit);
-    return { conversationId, from: start, total: page.total, messages: page.messages.map(messageView) };
+    if (page === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
+    return page;
   }
 
   private markRead(conversationId: number): ConversationView {
-    if (this.repository.conversation(conversationId) === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
-    const conversation = conversationView(this.repository.markRead(conversationId));
+    const conversation = this.repository.markRead(conversationId);
+    if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
     this.emit({ type: 'conversation-updated', conversation });
     return conversation;
   }
 
   private search(query: string, accountId: string | undefined, limit: number): SearchHit[] {
-    return this.repository
-      .search(query, { ...(accountId === undefined ? {} : { accountId }), limit })
-      .map((hit) => ({ message: messageView(hit.message), ranges: hit.ranges }));
+    return this.repository.search(query, { ...(accountId === undefined ? {} : { accountId }), limit });
   }
 
   // ---- Settings ----------------------------------------------------------------------------
 
-  private async updateSettings(changes: Partial<AppSettings>): Promise<AppSettings> {
+  private updateSettings(changes: Partial<AppSettings>): AppSettings {
     const defined = Object.fromEntries(Object.entries(changes).filter(([, value]) => value !== undefined));
     this.settings = { ...this.settings, ...defined };
-    await this.saveConfig();
+    this.config.saveSettings(this.settings);
     this.emit({ type: 'settings-changed', settings: this.settings });
     return this.settings;
   }
@@ -534,11 +709,30 @@ export class Messenger implements ApiEndpoint {
 // ---- Seams for S/MIME (issue #4) ---------------------------------------------------------------
 
 type Opened =
-  | { readonly kind: 'text'; readonly text: string; readonly security: SecurityLabel; readonly sentAt?: number }
-  | { readonly kind: 'rejected'; readonly decision: MessageDecision };
+  | {
+      readonly kind: 'text';
+      readonly text: string;
+      readonly security: SecurityLabel;
+      readonly sentAt?: number;
+      readonly contentType?: string;
+      readonly signerFingerprint?: string;
+      readonly late?: boolean;
+      commit?(): void;
+      abandon?(): void;
+    }
+  /** Answer with `decision` (undefined: 200, for a replay) and keep nothing. */
+  | { readonly kind: 'rejected'; readonly decision: MessageDecision | undefined };
 
-/** What an incoming body says and how it was protected. Today: plaintext bodies only, labelled so. */
-function openIncoming(incoming: IncomingMessage): Opened {
+/**
+ * What an incoming body says and how it was protected: with the account's security, S/MIME
+ * opened and verified (account-security.ts, the CLI listener's rules); without, plaintext
+ * bodies only, labelled so.
+ */
+async function openIncoming(security: AccountSecurity | undefined, incoming: IncomingMessage): Promise<Opened> {
+  if (security !== undefined) {
+    const opened = await security.open(incoming);
+    return opened.kind === 'text' ? opened : { kind: 'rejected', decision: opened.decision };
+  }
   const reading = readMessageBody(incoming.contentType, incoming.body);
   if (reading.kind === 'rejected') {
     return { kind: 'rejected', decision: { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] } };
@@ -547,9 +741,17 @@ function openIncoming(incoming: IncomingMessage): Opened {
   return { kind: 'text', text: reading.text, security: 'plaintext', ...(sentAt === undefined ? {} : { sentAt }) };
 }
 
-/** The body to send and its label. Today: text/plain, labelled plaintext. */
-function protectOutgoing(_text: string): { readonly contentType: string; readonly security: SecurityLabel } {
-  return { contentType: TEXT_PLAIN_UTF8, security: 'plaintext' };
+/**
+ * The type of the text to send and its label, decided when it is queued: signed and encrypted
+ * unless the send or the contact's policy asks for plaintext; plaintext in a core without security.
+ */
+function protectOutgoing(
+  security: MessengerSecurity | undefined,
+  accountId: string,
+  target: string,
+  plaintext: boolean,
+): { readonly contentType: string; readonly security: SecurityLabel } {
+  return security === undefined ? { contentType: TEXT_PLAIN_UTF8, security: 'plaintext' } : security.outgoing(accountId, target, plaintext);
 }
 
 // ---- Helpers -------------------------------------------------------------------------------------
@@ -558,6 +760,8 @@ function newRuntime(settings: StoredAccount): AccountRuntime {
   return {
     settings,
     password: undefined,
+    passwordStorage: 'session',
+    security: undefined,
     ua: undefined,
     registration: undefined,
     registrationState: settings.register ? { state: 'unregistered', registrar: settings.registrar || registrarOf(settings.sipAddress) } : { state: 'disabled' },
@@ -577,21 +781,12 @@ function accountView(runtime: AccountRuntime): Account {
     authUser: runtime.settings.authUser,
     localAddress: runtime.settings.localAddress,
     localPort: runtime.settings.localPort,
-    password: runtime.password === undefined ? 'none' : 'session',
+    password: runtime.password === undefined ? 'none' : runtime.passwordStorage,
+    ...(runtime.security?.fingerprint === undefined ? {} : { certificateFingerprint: runtime.security.fingerprint }),
     registration: runtime.registrationState,
     listening: runtime.ua?.listening.map((spec) => `${spec.transport}:${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`) ?? [],
     ...(runtime.error === undefined ? {} : { error: runtime.error }),
   };
-}
-
-function messageView(message: StoredMessage): MessageView {
-  const { peerUri: _peerUri, cseq: _cseq, fromTag: _fromTag, ...view } = message;
-  return view;
-}
-
-function conversationView(conversation: StoredConversation): ConversationView {
-  const { lastMessage, ...rest } = conversation;
-  return lastMessage === undefined ? rest : { ...rest, lastMessage: messageView(lastMessage) };
 }
 
 function registrationState(event: RegistrationEvent): RegistrationState {
@@ -679,10 +874,29 @@ function withLooseRouting(proxy: string): string {
   return formatUri(uri);
 }
 
-function failureReason(error: unknown): string {
-  if (error instanceof MessageTooLargeError) return `Too large: ${error.size} bytes (RFC 3428 §8 allows ${error.limit} on this path)`;
-  if (error instanceof DestinationError) return error.unreachable ? `Unreachable: ${error.message}` : `Bad address: ${error.message}`;
-  return `Not sent: ${describe(error)}`;
+/**
+ * An attempt that could not even be tried. An address that does not resolve now (DNS down with
+ * the network) may resolve later; a bad address or a message too large never will.
+ */
+function notSent(error: unknown): DeliveryResult {
+  if (error instanceof MessageTooLargeError) return { kind: 'not-sent', reason: `Too large: ${error.size} bytes (RFC 3428 §8 allows ${error.limit} on this path)`, retryable: false };
+  if (error instanceof DestinationError) {
+    return error.unreachable
+      ? { kind: 'not-sent', reason: `Unreachable: ${error.message}`, retryable: true }
+      : { kind: 'not-sent', reason: `Bad address: ${error.message}`, retryable: false };
+  }
+  return { kind: 'not-sent', reason: `Not sent: ${describe(error)}`, retryable: false };
+}
+
+/** The host of an address of record, for the readable part of a Call-ID. */
+function hostOf(aor: string): string {
+  try {
+    const uri = parseUri(aor);
+    if (isSipUri(uri)) return uri.host;
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+  }
+  return 'sipnote';
 }
 
 function notAvailable(message: string): never {

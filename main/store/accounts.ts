@@ -86,7 +86,7 @@ export class AccountRepository {
   }
 }
 
-function refuseSecrets(value: unknown, path: string): void {
+export function refuseSecrets(value: unknown, path: string): void {
   if (Array.isArray(value)) {
     value.forEach((item, index) => refuseSecrets(item, `${path}[${index}]`));
   } else if (value !== null && typeof value === 'object') {

@@ -43,6 +43,7 @@ export class ConversationRepository {
   private readonly selectMessage: Statement;
   private readonly selectSummaries: Statement;
   private readonly selectSummariesOfAccount: Statement;
+  private readonly selectSummaryById: Statement;
   private readonly selectIdsOfPeer: Statement;
 
   constructor(
@@ -74,6 +75,7 @@ export class ConversationRepository {
     const order = 'ORDER BY last_message_id DESC NULLS LAST, c.id DESC';
     this.selectSummaries = db.prepare(`${summary} ${order}`);
     this.selectSummariesOfAccount = db.prepare(`${summary} WHERE a.aor = ? ${order}`);
+    this.selectSummaryById = db.prepare(`${summary} WHERE c.id = ?`);
     this.selectIdsOfPeer = db.prepare(
       'SELECT c.id FROM conversations c JOIN accounts a ON a.id = c.account_id WHERE c.peer = @peer AND (@account IS NULL OR a.aor = @account)',
     );
@@ -111,18 +113,26 @@ export class ConversationRepository {
         ? this.selectSummaries.all()
         : this.selectSummariesOfAccount.all(this.aors.canonical(account))
     ) as SummaryRow[];
-    return rows.map((row) => {
-      const last = row.last_message_id === null ? undefined : (this.selectMessage.get(row.last_message_id) as MessageRow);
-      return {
-        id: row.id,
-        account: row.account,
-        peer: row.peer,
-        displayName: row.display_name,
-        unread: row.unread_count,
-        lastReadMessageId: row.last_read_message_id,
-        lastMessage: last ? toMessage(last) : null,
-      };
-    });
+    return rows.map((row) => this.toSummary(row));
+  }
+
+  /** One conversation's summary, or undefined. */
+  get(conversationId: number): ConversationSummary | undefined {
+    const row = this.selectSummaryById.get(conversationId) as SummaryRow | undefined;
+    return row && this.toSummary(row);
+  }
+
+  private toSummary(row: SummaryRow): ConversationSummary {
+    const last = row.last_message_id === null ? undefined : (this.selectMessage.get(row.last_message_id) as MessageRow);
+    return {
+      id: row.id,
+      account: row.account,
+      peer: row.peer,
+      displayName: row.display_name,
+      unread: row.unread_count,
+      lastReadMessageId: row.last_read_message_id,
+      lastMessage: last ? toMessage(last) : null,
+    };
   }
 
   /**

@@ -10,6 +10,7 @@ export { toFtsQuery } from './fts-query.js';
 export type { AccountRepository, AccountInput } from './accounts.js';
 export type { ContactRepository, ContactInput } from './contacts.js';
 export type { ConversationRepository } from './conversations.js';
+export type { PreferenceRepository } from './preferences.js';
 export {
   DEFAULT_HISTORY_LIMIT,
   DEFAULT_MAX_INTERRUPTED_ATTEMPTS,

@@ -362,6 +362,39 @@ export class MessageRepository {
     });
   }
 
+  /**
+   * Waiting rows of `account` (every account when absent) whose next attempt is later than
+   * now become due now: the registrar or the network is back, so the backoff no longer says
+   * anything about the chances of the next attempt. Returns how many rows changed. Rows that
+   * wait for the user (failed without a retry time) are left alone.
+   */
+  makeDueNow(account?: string): number {
+    const now = this.now();
+    const sql = `UPDATE messages SET next_attempt_at = @now, updated_at = @now
+      WHERE direction = 'out' AND (state = 'queued' OR state = 'failed') AND next_attempt_at > @now
+        ${account === undefined ? '' : 'AND conversation_id IN (SELECT c.id FROM conversations c JOIN accounts a ON a.id = c.account_id WHERE a.aor = @account)'}`;
+    const params = account === undefined ? { now } : { now, account: this.aors.canonical(account) };
+    return this.statements.get(sql).run(params).changes;
+  }
+
+  /**
+   * Positions `[from, from + limit)` of one conversation, oldest first (position 0 is its
+   * first message), and how many messages it has: paging by position, as a virtualised
+   * thread view asks for it. Walks the conversation index; the cost grows with `from`.
+   */
+  conversationPage(conversationId: number, from: number, limit: number): { total: number; messages: Message[] } {
+    const total = this.countIn(conversationId);
+    const rows = this.statements
+      .get(`${MESSAGE_SELECT} WHERE m.conversation_id = ? ORDER BY m.id LIMIT ? OFFSET ?`)
+      .all(conversationId, Math.max(0, Math.trunc(limit)), Math.max(0, Math.trunc(from))) as MessageRow[];
+    return { total, messages: rows.map(toMessage) };
+  }
+
+  /** How many messages a conversation has. */
+  countIn(conversationId: number): number {
+    return this.statements.get('SELECT count(*) FROM messages WHERE conversation_id = ?').pluck().get(conversationId) as number;
+  }
+
   /** The outgoing message an IMDN refers to (RFC 5438 §7.1.1: by Message-ID, from that peer). */
   findOutgoingByImdnId(account: string, peer: string, imdnMessageId: string): Message | undefined {
     const [conversationId] = this.conversations.idsWith(peer, account);

@@ -179,8 +179,26 @@ const v2Search: Migration = {
   },
 };
 
+/**
+ * Version 3: application preferences (the desktop app's theme, notifications, shortcuts),
+ * one JSON value per name. Like account settings they are never secrets (preferences.ts
+ * refuses secret-looking keys).
+ */
+const v3Preferences: Migration = {
+  description: 'application preferences',
+  up(db) {
+    db.exec(`
+      CREATE TABLE preferences (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL CHECK (json_valid(value)),
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+    `);
+  },
+};
+
 /** Every migration, in order. Append only. */
-export const MIGRATIONS: readonly Migration[] = [v1Tables, v2Search];
+export const MIGRATIONS: readonly Migration[] = [v1Tables, v2Search, v3Preferences];
 
 export interface MigrationReport {
   readonly from: number;

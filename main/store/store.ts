@@ -27,6 +27,7 @@ import { ContactRepository } from './contacts.js';
 import { ConversationRepository } from './conversations.js';
 import { MessageRepository } from './messages.js';
 import { MIGRATIONS, migrate, schemaVersion, type MigrationReport } from './migrations.js';
+import { PreferenceRepository } from './preferences.js';
 import { atomically, type Db } from './sql.js';
 
 /**
@@ -62,6 +63,7 @@ export class Store {
   readonly contacts: ContactRepository;
   readonly conversations: ConversationRepository;
   readonly messages: MessageRepository;
+  readonly preferences: PreferenceRepository;
 
   constructor(
     private readonly db: Db,
@@ -76,6 +78,7 @@ export class Store {
     this.conversations = new ConversationRepository(db, aors, this.accounts, now);
     this.contacts = new ContactRepository(db, aors, this.accounts, now);
     this.messages = new MessageRepository(db, aors, this.conversations, now);
+    this.preferences = new PreferenceRepository(db, now);
   }
 
   get schemaVersion(): number {

@@ -1,16 +1,18 @@
 /**
  * The thread view is virtualised: a conversation of 100,000 messages opens fast and keeps
  * only a few dozen rows in the DOM, at the newest end, at the oldest end (Home) and in the
- * middle. Real Chromium, real core (a Messenger whose in-memory history is seeded), real
+ * middle. Real Chromium, real core (a Messenger on a store seeded in a temp data dir), real
  * browser host.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBrowserHost, type BrowserHost } from '../../main/host/browser-host.js';
-import { MemoryConfigStore, DEFAULT_SETTINGS } from '../../main/im/config-store.js';
-import { InMemoryMessageRepository } from '../../main/im/message-repository.js';
+import { ConfigStore, type StoredAccount } from '../../main/im/config-store.js';
 import { Messenger } from '../../main/im/messenger.js';
+import { openStore, type Store } from '../../main/store/index.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
 import { ensureRendererBuilt, RENDERER_BUILD, REPO_ROOT } from './renderer-build.js';
 
@@ -21,32 +23,36 @@ let chromium: RunningChromium;
 let messenger: Messenger;
 let host: BrowserHost;
 let page: Page;
+let dataDir: string;
 
-function seed(repository: InMemoryMessageRepository, accountId: string): void {
+function seed(store: Store, account: StoredAccount): void {
   const start = Date.now() - COUNT * 60_000;
-  for (let i = 0; i < COUNT; i++) {
-    // Some long, wrapped and multi-line messages, so rows differ in height.
-    const text = i % 17 === 0 ? `Message ${i + 1}\n${'a longer line that wraps around the bubble '.repeat(4)}` : `Message ${i + 1}`;
-    if (i % 3 === 0) {
-      const sent = repository.recordOutgoing({ accountId, peer: PEER, peerUri: PEER, text, contentType: 'text/plain', security: 'plaintext', createdAt: start + i * 60_000 });
-      repository.update(sent.id, { state: 'sending', attempts: 1 });
-      repository.update(sent.id, { state: 'delivered', status: 200, reason: 'OK' });
-    } else {
-      repository.recordIncoming({
-        accountId,
-        peer: PEER,
-        peerUri: PEER,
-        text,
-        contentType: 'text/plain',
-        security: 'plaintext',
-        callId: `call-${i}`,
-        cseq: 1,
-        fromTag: `tag-${i}`,
-        receivedAt: start + i * 60_000,
-      });
+  new ConfigStore(store).saveAccount(account);
+  store.batch(() => {
+    for (let i = 0; i < COUNT; i++) {
+      // Some long, wrapped and multi-line messages, so rows differ in height.
+      const text = i % 17 === 0 ? `Message ${i + 1}\n${'a longer line that wraps around the bubble '.repeat(4)}` : `Message ${i + 1}`;
+      if (i % 3 === 0) {
+        const sent = store.messages.enqueueOutgoing({ account: account.sipAddress, peer: PEER, body: text, contentType: 'text/plain', security: 'plaintext' });
+        store.messages.markSending(sent.id, { callId: `out-${i}`, cseq: 1, fromTag: `out-tag-${i}` });
+        store.messages.markResult(sent.id, { state: 'delivered', status: 200, reason: 'OK' });
+      } else {
+        store.messages.recordIncoming({
+          account: account.sipAddress,
+          peer: PEER,
+          body: text,
+          contentType: 'text/plain',
+          security: 'plaintext',
+          callId: `call-${i}`,
+          cseq: 1,
+          fromTag: `tag-${i}`,
+          receivedAt: start + i * 60_000,
+        });
+      }
     }
-  }
-  repository.markRead(1);
+  });
+  const [conversation] = store.conversations.list();
+  store.conversations.markRead(conversation!.id);
 }
 
 async function rowsInDom(target: Page): Promise<number> {
@@ -55,8 +61,8 @@ async function rowsInDom(target: Page): Promise<number> {
 
 beforeAll(async () => {
   await ensureRendererBuilt();
-  const repository = new InMemoryMessageRepository();
-  const account = {
+  dataDir = mkdtempSync(join(tmpdir(), 'sipnote-long-thread-'));
+  const account: StoredAccount = {
     id: 'acc1',
     sipAddress: 'sip:dave@127.0.0.1',
     displayName: 'Dave',
@@ -68,8 +74,13 @@ beforeAll(async () => {
     localAddress: '127.0.0.1',
     localPort: 0,
   };
-  seed(repository, account.id);
-  messenger = await Messenger.open({ repository, config: new MemoryConfigStore({ accounts: [account], settings: DEFAULT_SETTINGS }) });
+  const store = openStore(dataDir, { synchronous: 'normal' });
+  try {
+    seed(store, account);
+  } finally {
+    store.close();
+  }
+  messenger = await Messenger.open({ dataDir, networkPollMs: false });
   [host, chromium] = await Promise.all([startBrowserHost({ endpoint: messenger, rendererDir: RENDERER_BUILD }), launchChromium()]);
   const context = await chromium.browser.newContext({ viewport: { width: 1200, height: 760 } });
   page = await context.newPage();
@@ -79,6 +90,7 @@ afterAll(async () => {
   await chromium?.close();
   await host?.close();
   await messenger?.close();
+  if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
 });
 
 describe('a conversation of 100,000 messages', () => {

@@ -1,9 +1,10 @@
 /**
  * End to end in a real browser: Debian's Chromium (playwright-core) against two `sipnote ui`
  * hosts, alice and bob, each with its own core and its own SIP user agent on loopback, peer to
- * peer. Everything goes through the UI a user sees: onboarding, To/Message/Enter, the
- * conversation list, the thread, retry, the quick-send window, search. Screenshots of each
- * view go to build/screenshots (looked at by a person; the assertions do not depend on them).
+ * peer, S/MIME by default (keys in the OS keychain: run under scripts/with-secret-service.sh).
+ * Everything goes through the UI a user sees: onboarding, To/Message/Enter, the conversation
+ * list, the thread, retry, the quick-send window, search, the contacts' fingerprints. Screenshots
+ * of each view go to build/screenshots (looked at by a person; the assertions do not depend on them).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,13 +36,17 @@ function watch(page: Page, who: string): void {
   });
 }
 
+/** The hex digits of a fingerprint as shown (grouped, with colons and line breaks). */
+function hexOf(text: string): string {
+  return text.replace(/[^0-9A-Fa-f]/g, '').toUpperCase();
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
 }
 
-/** Onboarding, peer to peer, listening on 127.0.0.1:port. */
-async function createAccount(page: Page, user: string, port: number, screenshot?: string): Promise<string> {
-  const address = `sip:${user}@127.0.0.1:${port}`;
+/** Onboarding, peer to peer, listening on 127.0.0.1:port (with the address `sip:user@127.0.0.1:port` unless given). */
+async function createAccount(page: Page, user: string, port: number, screenshot?: string, address = `sip:${user}@127.0.0.1:${port}`): Promise<string> {
   await page.getByRole('heading', { name: 'Welcome to sipnote' }).waitFor();
   await page.getByRole('radio', { name: /Peer to peer/ }).check();
   await page.getByLabel('SIP address').fill(address);
@@ -78,7 +83,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     expect(bare?.status()).toBe(401);
   });
 
-  it('onboards both, alice sends with To/Message/Enter, bob reads it as plaintext, alice sees delivered', async () => {
+  it('onboards both (keys and certificates made), alice sends with To/Message/Enter, bob reads it encrypted, alice sees delivered', async () => {
     await Promise.all([alice.goto(aliceUi.url), bob.goto(bobUi.url)]);
     // The token went into a cookie and out of the address bar.
     expect(alice.url()).toBe(`${aliceUi.origin}/`);
@@ -96,7 +101,9 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     const sent = alice.locator('article', { hasText: 'Hello Bob!' });
     await sent.locator('.message-state.delivered').waitFor({ timeout: 10_000 });
     expect(await sent.locator('.message-text').innerText()).toBe('Hello Bob!\nSecond line.');
-    expect(await sent.locator('.badge.security').innerText()).toContain('Plaintext');
+    // S/MIME by default: signed and encrypted, and the badge says so.
+    expect(await sent.locator('.badge.security').innerText()).toBe('Encrypted');
+    expect(await sent.locator('.badge.security').getAttribute('class')).toContain('encrypted-signed');
 
     const fromAlice = bob.getByRole('button', { name: /^alice@127\.0\.0\.1.*1 unread/ });
     await fromAlice.waitFor({ timeout: 10_000 });
@@ -104,7 +111,8 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await fromAlice.click();
     const received = bob.locator('article', { hasText: 'Hello Bob!' });
     await received.waitFor();
-    expect(await received.locator('.badge.security').innerText()).toBe('Plaintext');
+    expect(await received.locator('.badge.security').innerText()).toBe('Encrypted');
+    expect(await received.locator('.badge.security').getAttribute('aria-label')).toBe('Security: Encrypted and signed; the signature was verified');
     expect(await received.getAttribute('aria-posinset')).toBe('1');
     // Reading it cleared the unread count.
     await bob.getByRole('button', { name: /^alice@127\.0\.0\.1:\d+$/ }).waitFor();
@@ -162,15 +170,29 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await alice.getByRole('heading', { name: 'Accounts' }).waitFor();
     await shot(alice, 'settings-light');
 
+    // Bob's fingerprint as alice pinned it (first use) is the one bob's own view shows: what
+    // they would compare out of band. Alice marks it verified.
+    await bob.getByRole('button', { name: 'Contacts' }).click();
+    const bobOwn = bob.getByLabel(/^Your SHA-256 fingerprint: /);
+    await bobOwn.waitFor();
+    const bobFingerprint = hexOf(await bobOwn.innerText());
+    expect(bobFingerprint).toMatch(/^[0-9A-F]{64}$/);
     await alice.getByRole('button', { name: 'Contacts' }).click();
-    await alice.getByText('Certificate verification is not available in this build.').waitFor();
+    const bobContact = alice.getByRole('listitem', { name: /^bob@127\.0\.0\.1:\d+: Pinned on first use/ });
+    await bobContact.waitFor();
+    expect(hexOf(await bobContact.getByLabel(/^SHA-256 fingerprint: /).innerText())).toBe(bobFingerprint);
     await shot(alice, 'contacts-light');
+    await bobContact.getByRole('button', { name: /^Mark bob@127\.0\.0\.1:\d+ verified$/ }).click();
+    await alice.getByRole('listitem', { name: /^bob@127\.0\.0\.1:\d+: Verified by fingerprint/ }).waitFor();
 
     await alice.getByRole('button', { name: 'SIP log' }).click();
     const entry = alice.locator('.sip-log-entry', { hasText: 'MESSAGE sip:bob@127.0.0.1' }).first();
     await entry.waitFor();
     await entry.locator('summary').click();
-    expect(await entry.locator('pre').innerText()).toContain('Content-Type: text/plain;charset=utf-8');
+    // On the wire: S/MIME, and none of the text.
+    const wire = await entry.locator('pre').innerText();
+    expect(wire).toMatch(/Content-Type: application\/pkcs7-mime; smime-type=authEnveloped-data/i);
+    expect(wire).not.toContain('Hello Bob');
     await shot(alice, 'sip-log-light');
 
     await bob.getByRole('button', { name: 'SIP log' }).click();
@@ -179,6 +201,56 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await bob.getByRole('button', { name: 'Settings' }).click();
     await bob.getByRole('heading', { name: 'Accounts' }).waitFor();
     await shot(bob, 'settings-dark');
+  });
+
+  it('refuses alice on a new install (a new certificate) until bob compares both fingerprints and accepts it', async () => {
+    // The same address as alice, with a new key pair: a reinstall, or someone pretending.
+    const newUi = await startUi();
+    const newContext = await chromium.browser.newContext({ viewport: VIEWPORT, colorScheme: 'light' });
+    try {
+      const newAlice = await newContext.newPage();
+      watch(newAlice, 'new alice');
+      await newAlice.goto(newUi.url);
+      await createAccount(newAlice, 'alice', await freePort(), undefined, `sip:alice@127.0.0.1:${alicePort}`);
+      await newAlice.getByRole('textbox', { name: /^To/ }).fill(`sip:bob@127.0.0.1:${bobPort}`);
+      await newAlice.getByRole('textbox', { name: /Message/ }).fill('It is me, new laptop');
+      await newAlice.getByRole('textbox', { name: /Message/ }).press('Enter');
+      const refused = newAlice.locator('article', { hasText: 'It is me, new laptop' });
+      await refused.locator('.message-state.failed').waitFor({ timeout: 10_000 });
+      expect(await refused.locator('.failure-reason').innerText()).toMatch(/^403 /);
+
+      // Bob sees the change, with the pinned and the presented fingerprint side by side.
+      await bob.getByRole('button', { name: 'Contacts' }).click();
+      const changed = bob.getByRole('listitem', { name: /^alice@127\.0\.0\.1:\d+: Certificate CHANGED/ });
+      await changed.waitFor({ timeout: 10_000 });
+      const pinned = hexOf(await changed.getByLabel(/^Pinned SHA-256 fingerprint: /).innerText());
+      const presented = hexOf(await changed.getByLabel(/^New SHA-256 fingerprint: /).innerText());
+      expect(pinned).not.toBe(presented);
+      await newAlice.getByRole('button', { name: 'Contacts' }).click();
+      expect(hexOf(await newAlice.getByLabel(/^Your SHA-256 fingerprint: /).innerText())).toBe(presented);
+      await alice.getByRole('button', { name: 'Contacts' }).click();
+      expect(hexOf(await alice.getByLabel(/^Your SHA-256 fingerprint: /).innerText())).toBe(pinned);
+      expect(await bob.locator('article', { hasText: 'It is me, new laptop' }).count()).toBe(0);
+      await shot(bob, 'certificate-changed-dark');
+
+      await changed.getByRole('button', { name: /^Accept the new certificate of alice@127\.0\.0\.1:\d+$/ }).click();
+      const accepted = bob.getByRole('listitem', { name: /^alice@127\.0\.0\.1:\d+: Pinned on first use/ });
+      await accepted.waitFor();
+      expect(hexOf(await accepted.getByLabel(/^SHA-256 fingerprint: /).innerText())).toBe(presented);
+
+      await newAlice.keyboard.press('Control+n');
+      await newAlice.getByRole('textbox', { name: /^To/ }).fill(`sip:bob@127.0.0.1:${bobPort}`);
+      await newAlice.getByRole('textbox', { name: /Message/ }).fill('Accepted now?');
+      await newAlice.getByRole('textbox', { name: /Message/ }).press('Enter');
+      await newAlice.locator('article', { hasText: 'Accepted now?' }).locator('.message-state.delivered').waitFor({ timeout: 10_000 });
+      await bob.getByRole('button', { name: /^alice@127\.0\.0\.1.*1 unread/ }).click();
+      const arrived = bob.locator('article', { hasText: 'Accepted now?' });
+      await arrived.waitFor({ timeout: 10_000 });
+      expect(await arrived.locator('.badge.security').innerText()).toBe('Encrypted');
+    } finally {
+      await newContext.close();
+      await newUi.stop();
+    }
   });
 
   it('raised no page errors, console errors or CSP violations', () => {

@@ -11,6 +11,8 @@
  * Readiness is an event: an OPTIONS sent over UDP (retransmitted until answered, bounded)
  * gets a 200. Kamailio binds every listener before it forks its workers, so an answer over
  * UDP means TCP and TLS accept too. `stop()` ends it by PID; its children exit with it.
+ * `kill()` and `startAgain()` stop it and start it again on the same ports and the same
+ * database (a server restart in the middle of a conversation).
  */
 import { execFile } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -53,6 +55,7 @@ export interface RunningKamailio {
   /** Work dir: kamailio.cfg, kam.sqlite, cert/key, kamailio_ctl socket. */
   readonly dir: string;
   readonly dbPath: string;
+  /** The PID of the current Kamailio main process. */
   readonly pid: number;
   /** The self-signed server certificate (PEM) to trust, when `tls: true`. */
   readonly caCertPem: string | undefined;
@@ -60,6 +63,10 @@ export interface RunningKamailio {
   log(): string;
   /** Stops Kamailio (SIGTERM, SIGKILL after 2 s) and removes the work dir. Idempotent. */
   stop(): Promise<void>;
+  /** Stops the process by PID (`signal` first; SIGKILL to the group after 2 s), keeping the work dir and database. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again after `kill`: same config, ports and database; resolves when it answers. */
+  startAgain(): Promise<void>;
 }
 
 const STARTUP_MS = 10_000;
@@ -112,8 +119,9 @@ export async function startKamailio(options: KamailioOptions): Promise<RunningKa
       const kamailio = start('kamailio', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       const ready = await answersOptions(kamailio, sipPort, domain);
       if (ready === 'ready') {
-        const pid = kamailio.child.pid;
-        if (pid === undefined) throw new Error('kamailio has no pid');
+        if (kamailio.child.pid === undefined) throw new Error('kamailio has no pid');
+        let current = kamailio;
+        let earlierLogs = '';
         return {
           udpPort: sipPort,
           tcpPort: sipPort,
@@ -121,12 +129,22 @@ export async function startKamailio(options: KamailioOptions): Promise<RunningKa
           domain,
           dir,
           dbPath,
-          pid,
+          get pid() {
+            return current.child.pid as number;
+          },
           caCertPem,
-          log: () => kamailio.stderr(),
+          log: () => earlierLogs + current.stderr(),
           stop: async () => {
-            await stopProcess(kamailio);
+            await stopProcess(current);
             rmSync(dir, { recursive: true, force: true });
+          },
+          kill: (signal = 'SIGTERM') => stopProcess(current, signal),
+          startAgain: async () => {
+            if (current.child.exitCode === null && current.child.signalCode === null) throw new Error('kamailio is still running');
+            earlierLogs += current.stderr();
+            current = start('kamailio', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+            const again = await answersOptions(current, sipPort, domain);
+            if (again !== 'ready') throw new Error(`kamailio did not start again (${again}):\n${current.stderr().slice(-4000)}`);
           },
         };
       }
@@ -190,13 +208,13 @@ function answersOptions(kamailio: Tracked, port: number, domain: string): Promis
   });
 }
 
-/** SIGTERM to the main process (it stops its workers), SIGKILL to the group after 2 s. */
-async function stopProcess(proc: Tracked): Promise<void> {
+/** SIGTERM (or `signal`) to the main process (it stops its workers), SIGKILL to the group after 2 s. */
+async function stopProcess(proc: Tracked, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   const { child } = proc;
   const pid = child.pid;
   if (child.exitCode === null && child.signalCode === null) {
     const timer = setTimeout(() => killGroup(pid, 'SIGKILL'), 2000);
-    child.kill('SIGTERM');
+    child.kill(signal);
     await proc.exited;
     clearTimeout(timer);
   }

@@ -2,12 +2,14 @@
  * The API gate: every command's arguments are validated (shared/api-schema.ts) and a
  * malformed call is answered `invalid-arguments` before anything reaches the core.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_NAMES, type CommandName } from '../../shared/api.js';
 import { COMMAND_SCHEMAS, LIMITS, validateCommand } from '../../shared/api-schema.js';
-import { MemoryConfigStore } from '../../main/im/config-store.js';
-import { InMemoryMessageRepository, type MessageRepository } from '../../main/im/message-repository.js';
 import { Messenger } from '../../main/im/messenger.js';
+import { openStore } from '../../main/store/index.js';
 
 const ACCOUNT = {
   sipAddress: 'sip:alice@example.com',
@@ -120,50 +122,16 @@ describe('validateCommand', () => {
   });
 });
 
-/** A repository that records every call, to prove malformed calls never reach the core. */
-class SpyRepository implements MessageRepository {
-  readonly calls: string[] = [];
-  private readonly inner = new InMemoryMessageRepository();
-
-  private track<T>(name: string, result: () => T): T {
-    this.calls.push(name);
-    return result();
-  }
-
-  recordIncoming(...args: Parameters<MessageRepository['recordIncoming']>) {
-    return this.track('recordIncoming', () => this.inner.recordIncoming(...args));
-  }
-  recordOutgoing(...args: Parameters<MessageRepository['recordOutgoing']>) {
-    return this.track('recordOutgoing', () => this.inner.recordOutgoing(...args));
-  }
-  update(...args: Parameters<MessageRepository['update']>) {
-    return this.track('update', () => this.inner.update(...args));
-  }
-  message(...args: Parameters<MessageRepository['message']>) {
-    return this.track('message', () => this.inner.message(...args));
-  }
-  conversation(...args: Parameters<MessageRepository['conversation']>) {
-    return this.track('conversation', () => this.inner.conversation(...args));
-  }
-  conversations(...args: Parameters<MessageRepository['conversations']>) {
-    return this.track('conversations', () => this.inner.conversations(...args));
-  }
-  history(...args: Parameters<MessageRepository['history']>) {
-    return this.track('history', () => this.inner.history(...args));
-  }
-  markRead(...args: Parameters<MessageRepository['markRead']>) {
-    return this.track('markRead', () => this.inner.markRead(...args));
-  }
-  search(...args: Parameters<MessageRepository['search']>) {
-    return this.track('search', () => this.inner.search(...args));
-  }
+/** A fresh data dir for one Messenger; `done` removes it. */
+function tempDataDir(): { dir: string; done: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'sipnote-api-'));
+  return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 describe('Messenger.dispatch', () => {
   it('answers malformed calls invalid-arguments without touching the history, the config or the network', async () => {
-    const repository = new SpyRepository();
-    const config = new MemoryConfigStore();
-    const messenger = await Messenger.open({ repository, config });
+    const { dir, done } = tempDataDir();
+    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
     try {
       const events: unknown[] = [];
       messenger.subscribe((event) => events.push(event));
@@ -172,17 +140,27 @@ describe('Messenger.dispatch', () => {
         expect(response.ok, `${command} ${JSON.stringify(args).slice(0, 80)}`).toBe(false);
         if (!response.ok) expect(response.error.code).toBe('invalid-arguments');
       }
-      expect(repository.calls).toEqual([]);
       expect(events).toEqual([]);
-      expect(await config.load()).toBeUndefined();
       expect(await messenger.call('accounts.list', {})).toEqual([]);
     } finally {
       await messenger.close();
     }
+    // Nothing reached the store: no account, no conversation, no message, no settings.
+    const store = openStore(dir);
+    try {
+      expect(store.accounts.list()).toEqual([]);
+      expect(store.conversations.list()).toEqual([]);
+      expect(store.messages.history()).toEqual([]);
+      expect(store.preferences.get('app')).toBeUndefined();
+    } finally {
+      store.close();
+      done();
+    }
   });
 
   it('never throws: an unknown command, a missing account, an unavailable feature are answers', async () => {
-    const messenger = await Messenger.open();
+    const { dir, done } = tempDataDir();
+    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
     try {
       expect(await messenger.dispatch('rm -rf', {})).toMatchObject({ ok: false, error: { code: 'unknown-command' } });
       expect(await messenger.dispatch('messages.send', { accountId: 'nope', to: 'sip:bob@example.com', text: 'hi' })).toMatchObject({
@@ -190,9 +168,10 @@ describe('Messenger.dispatch', () => {
         error: { code: 'not-found' },
       });
       expect(await messenger.dispatch('contacts.list', {})).toMatchObject({ ok: false, error: { code: 'not-available' } });
-      expect(await messenger.dispatch('app.info', {})).toMatchObject({ ok: true, value: { capabilities: { smime: false, history: 'memory' } } });
+      expect(await messenger.dispatch('app.info', {})).toMatchObject({ ok: true, value: { capabilities: { smime: false, history: 'sqlite' } } });
     } finally {
       await messenger.close();
+      done();
     }
     expect(await messenger.dispatch('app.info', {})).toMatchObject({ ok: false, error: { code: 'invalid-state' } });
   });

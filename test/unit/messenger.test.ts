@@ -1,14 +1,14 @@
 /**
- * The Messenger over two real user agents on loopback (peer to peer): accounts, sending with
- * its states, receiving (stored before the 200), failure, retry and cancel, history paging,
- * search, read marks, the SIP log, settings, and the configuration file.
+ * The Messenger over two real user agents on loopback (peer to peer), each on its own store in
+ * a temp dir: accounts, sending with its states, receiving (stored before the 200), failure,
+ * retry and cancel, history paging, search, read marks, the SIP log, settings, and what
+ * survives a restart (accounts, settings, history; never the password).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Account, ApiEvent, MessageState, MessageView, NewAccount } from '../../shared/api.js';
-import { JsonFileConfigStore, MemoryConfigStore } from '../../main/im/config-store.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { describeSipBytes, SipLog } from '../../main/im/sip-log.js';
 import { ManualClock } from '../support/manual-clock.js';
@@ -19,6 +19,13 @@ const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
+
+/** A fresh data dir, removed after the test. */
+function dataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sipnote-messenger-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 
 function p2p(user: string, port: number): NewAccount {
   return {
@@ -43,7 +50,7 @@ interface Peer {
 }
 
 async function peer(user: string, clock?: ManualClock): Promise<Peer> {
-  const messenger = await Messenger.open({ config: new MemoryConfigStore(), timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
+  const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
   cleanups.push(() => messenger.close());
   const events: ApiEvent[] = [];
   const waiters: Array<() => void> = [];
@@ -107,7 +114,8 @@ describe('Messenger peer to peer over loopback', () => {
     expect(read.unread).toBe(0);
 
     const log = await alice.messenger.call('sipLog.list', {});
-    expect(log.map((entry) => `${entry.direction} ${entry.summary}`)).toEqual([
+    // With T1 = 50 ms a busy machine (bob commits to disk before answering) may see a retransmission: listed once here.
+    expect([...new Set(log.map((entry) => `${entry.direction} ${entry.summary}`))]).toEqual([
       `out MESSAGE ${bob.account.sipAddress} SIP/2.0`,
       'in SIP/2.0 200 OK',
     ]);
@@ -179,12 +187,12 @@ describe('Messenger peer to peer over loopback', () => {
     const sent = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: `sip:nobody@127.0.0.1:${closed};transport=tcp`, text: 'hello?' });
     const failed = (await alice.next(stateOf(sent.id, 'failed'))).message;
     expect(failed).toMatchObject({ status: 503, attempts: 1 });
-    expect(failed.reason).toMatch(/transport error/);
+    // A transport error may pass later: the outbox will retry it by itself (after 30 s).
+    expect(failed.reason).toMatch(/transport error.*; will retry$/);
 
     alice.events.length = 0;
     const retried = await alice.messenger.call('messages.retry', { messageId: sent.id });
     expect(retried).toMatchObject({ state: 'queued', attempts: 1 });
-    expect(retried.status).toBeUndefined();
     const again = (await alice.next(stateOf(sent.id, 'failed'))).message;
     expect(again.attempts).toBe(2);
 
@@ -258,7 +266,7 @@ describe('Messenger peer to peer over loopback', () => {
   it('registers with a registrar, reports the state, and unregisters on close', async () => {
     const registrar = await RawUdpPeer.open();
     cleanups.push(() => registrar.close());
-    const messenger = await Messenger.open({ timers: { t1: 50, t2: 400, t4: 500 } });
+    const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
     const events: ApiEvent[] = [];
     messenger.subscribe((event) => events.push(event));
     const port = await freePort();
@@ -310,21 +318,110 @@ describe('Messenger peer to peer over loopback', () => {
     await closing;
   });
 
-  it('keeps accounts and settings in DIR/config.json, never the password', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-config-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const first = await Messenger.open({ config: new JsonFileConfigStore(dir) });
+  it('sends a message waiting for its retry as soon as its account registers (again), not when the backoff ends', async () => {
+    const clock = new ManualClock();
+    const registrar = await RawUdpPeer.open();
+    cleanups.push(() => registrar.close());
+    const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, clock, timers: { t1: 50, t2: 400, t4: 500 }, unregisterTimeoutMs: 100 });
+    cleanups.push(() => messenger.close());
+    const events: ApiEvent[] = [];
+    const waiters: Array<() => void> = [];
+    messenger.subscribe((event) => {
+      events.push(event);
+      for (const wake of waiters.splice(0)) wake();
+    });
+    const until = async (match: (event: ApiEvent) => boolean, what: string): Promise<void> => {
+      const deadline = Date.now() + 5000;
+      while (!events.some(match)) {
+        if (Date.now() > deadline) throw new Error(`no ${what}; saw ${events.map((event) => event.type).join(', ')}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 100);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    };
+    const port = await freePort();
+    const account = await messenger.call('accounts.add', { ...p2p('carol', port), sipAddress: 'sip:carol@example.test', register: true, registrar: `sip:127.0.0.1:${registrar.port}` });
+    const [register] = await registrar.waitFor(1);
+
+    // Nobody at bob's address yet: a transport error, retried by the backoff in 30 s (manual clock: never).
+    const bobPort = await freePort();
+    const sent = await messenger.call('messages.send', { accountId: account.id, to: `sip:bob@127.0.0.1:${bobPort};transport=tcp`, text: 'once carol is registered' });
+    await until((event) => event.type === 'message-state' && event.message.id === sent.id && event.message.state === 'failed', 'failure');
+    const bob = await Messenger.open({ dataDir: dataDir(), networkPollMs: false });
+    cleanups.push(() => bob.close());
+    await bob.call('accounts.add', p2p('bob', bobPort));
+
+    // The registrar answers: registered, and the outbox flushes carol's retries at once.
+    if (register?.kind !== 'request') throw new Error('expected a REGISTER');
+    const contact = register.headers.get('contact') ?? '';
+    await registrar.send(
+      [
+        'SIP/2.0 200 OK',
+        `Via: ${register.headers.get('via') ?? ''}`,
+        `From: ${register.headers.get('from') ?? ''}`,
+        `To: ${register.headers.get('to') ?? ''};tag=reg`,
+        `Call-ID: ${register.callId}`,
+        `CSeq: ${register.cseq.seq} REGISTER`,
+        `Contact: ${contact.replace(/;expires=\d+/, '')};expires=600`,
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n'),
+      port,
+    );
+    await until((event) => event.type === 'message-state' && event.message.id === sent.id && event.message.state === 'delivered', 'delivery after the registration');
+    expect(clock.now()).toBe(0);
+    const states = events.flatMap((event) => (event.type === 'message-state' && event.message.id === sent.id ? [event.message.state] : []));
+    expect(states).toEqual(['queued', 'sending', 'failed', 'sending', 'delivered']);
+  });
+
+  it('keeps accounts, settings and history in the store of the data dir, never the password', async () => {
+    const dir = dataDir();
+    const bob = await peer('bob');
+    const first = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
     const account = await first.call('accounts.add', { ...p2p('alice', await freePort()), register: false, password: 'hunter2-secret' });
     expect(account.password).toBe('session');
     await first.call('settings.update', { theme: 'dark' });
+    const delivered = new Promise<void>((resolve) =>
+      first.subscribe((event) => {
+        if (event.type === 'message-state' && event.message.state === 'delivered') resolve();
+      }),
+    );
+    const sent = await first.call('messages.send', { accountId: account.id, to: bob.account.sipAddress, text: 'kept across restarts' });
+    await bob.next(received('kept across restarts'));
+    await delivered;
     await first.close();
-    const file = readFileSync(join(dir, 'config.json'), 'utf8');
-    expect(file).not.toContain('hunter2');
-    const second = await Messenger.open({ config: new JsonFileConfigStore(dir) });
+    for (const file of readdirSync(dir)) expect(readFileSync(join(dir, file)).includes('hunter2'), file).toBe(false);
+
+    const second = await Messenger.open({ dataDir: dir, networkPollMs: false });
     cleanups.push(() => second.close());
     const [reloaded] = await second.call('accounts.list', {});
     expect(reloaded).toMatchObject({ id: account.id, sipAddress: account.sipAddress, password: 'none' });
     expect(await second.call('settings.get', {})).toMatchObject({ theme: 'dark', notifications: true });
+    const [conversation] = await second.call('conversations.list', {});
+    expect(conversation).toMatchObject({ accountId: account.id, peer: bob.account.sipAddress, total: 1 });
+    expect(conversation?.lastMessage).toMatchObject({ id: sent.id, text: 'kept across restarts', state: 'delivered', status: 200 });
+    expect((await second.call('search', { query: 'restarts' })).map((hit) => hit.message.id)).toEqual([sent.id]);
+
+    // Removing the account keeps its history in the store; adding it again shows it again.
+    await second.call('accounts.remove', { id: account.id });
+    expect(await second.call('conversations.list', {})).toEqual([]);
+    const again = await second.call('accounts.add', p2p('alice', account.localPort));
+    expect((await second.call('conversations.list', {}))[0]).toMatchObject({ accountId: again.id, total: 1 });
+  });
+
+  it('imports the config.json of an earlier build once', async () => {
+    const dir = dataDir();
+    const account = { id: 'old1', ...p2p('dora', await freePort()) };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ version: 1, accounts: [account], settings: { theme: 'light' } }));
+    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
+    cleanups.push(() => messenger.close());
+    expect(await messenger.call('accounts.list', {})).toMatchObject([{ id: 'old1', sipAddress: account.sipAddress }]);
+    expect(await messenger.call('settings.get', {})).toMatchObject({ theme: 'light' });
   });
 });
 

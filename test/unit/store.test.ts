@@ -121,7 +121,7 @@ describe('opening', () => {
     const store = open();
     const db = rawConnection();
     const tables = db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'messages_fts%'`).pluck().all() as string[];
-    expect(tables.sort()).toEqual(['accounts', 'contacts', 'conversations', 'messages']);
+    expect(tables.sort()).toEqual(['accounts', 'contacts', 'conversations', 'messages', 'preferences']);
     for (const table of tables) {
       for (const { name } of db.pragma(`table_info(${table})`) as { name: string }[]) {
         expect(name).not.toMatch(/pass|secret|private|key|token|credential/i);
@@ -135,6 +135,12 @@ describe('opening', () => {
     expectStoreError(() => store.accounts.upsert({ aor: ME, settings: { sipPassword: 'hunter2' } }), 'invalid-input');
     expectStoreError(() => store.accounts.upsert({ aor: ME, settings: { tls: [{ privateKey: 'x' }] } }), 'invalid-input');
     expect(store.accounts.get(ME)?.settings).toEqual({ theme: 'dark', registrar: 'sip:example.com' });
+    // Preferences: JSON per key, no secrets either.
+    expect(store.preferences.get('app')).toBeUndefined();
+    store.preferences.set('app', { theme: 'dark', notifications: true });
+    expect(store.preferences.get('app')).toEqual({ theme: 'dark', notifications: true });
+    expectStoreError(() => store.preferences.set('app', { apiKey: 'x' }), 'invalid-input');
+    expect(store.preferences.get('app')).toEqual({ theme: 'dark', notifications: true });
   });
 });
 
@@ -163,7 +169,7 @@ describe('migrations', () => {
     db.close();
 
     const store = open();
-    expect(store.migration).toEqual({ from: 1, to: 2 });
+    expect(store.migration).toEqual({ from: 1, to: MIGRATIONS.length });
     expect(store.messages.search('penguins').map((m) => m.body)).toEqual(['an old message about penguins']);
     store.messages.recordIncoming(incoming({ body: 'a new message about penguins' }));
     expect(store.messages.search('penguins')).toHaveLength(2);
@@ -318,6 +324,25 @@ describe('outbox', () => {
     const db = rawConnection();
     expect(db.prepare('SELECT state FROM messages WHERE id = ?').pluck().get(queued.id)).toBe('delivered');
     db.close();
+  });
+
+  it('makes an account’s waiting retries due now (makeDueNow), leaving final failures and other accounts alone', () => {
+    const store = open();
+    const waiting = outgoing(store, BOB, 'waiting');
+    const final = outgoing(store, CAROL, 'final');
+    const other = store.messages.enqueueOutgoing({ account: 'sip:dave@example.com', peer: BOB, body: 'other', contentType: 'text/plain', security: 'plaintext' });
+    for (const message of [waiting, final, other]) store.messages.markSending(message.id);
+    store.messages.markResult(waiting.id, { state: 'failed', status: 503, retryAt: T0 + 30_000 });
+    store.messages.markResult(final.id, { state: 'failed', status: 404 });
+    store.messages.markResult(other.id, { state: 'failed', status: 503, retryAt: T0 + 30_000 });
+    clock += 5;
+    expect(store.messages.makeDueNow(ME)).toBe(1);
+    expect(store.messages.get(waiting.id)).toMatchObject({ state: 'failed', nextAttemptAt: T0 + 5 });
+    expect(store.messages.get(final.id)?.nextAttemptAt).toBeNull();
+    expect(store.messages.get(other.id)?.nextAttemptAt).toBe(T0 + 30_000);
+    expect(store.messages.dueOutbox().map((m) => m.id)).toEqual([waiting.id]);
+    expect(store.messages.makeDueNow()).toBe(1);
+    expect(store.messages.get(other.id)?.nextAttemptAt).toBe(T0 + 5);
   });
 
   it('retries a retryable failure at its time, and leaves a final one to the user', () => {
@@ -690,6 +715,20 @@ describe('conversations and unread counts', () => {
     expect(list.find((c) => c.peer === CAROL)?.lastMessage?.id).toBe(toCarol.id);
     expect(store.conversations.list('sip:someone-else@example.com')).toEqual([]);
     expectStoreError(() => store.conversations.markRead(999), 'not-found');
+  });
+
+  it('pages a conversation by position, oldest first, and reads one summary by id', () => {
+    const store = open();
+    const ids = [1, 2, 3, 4, 5].map((i) => store.messages.recordIncoming(incoming({ body: `m${i}` })).message.id);
+    store.messages.recordIncoming(incoming({ peer: CAROL, body: 'elsewhere' }));
+    const [conversationId] = store.conversations.idsWith(BOB);
+    expect(store.messages.countIn(conversationId!)).toBe(5);
+    const page = store.messages.conversationPage(conversationId!, 1, 2);
+    expect(page).toMatchObject({ total: 5 });
+    expect(page.messages.map((m) => m.id)).toEqual(ids.slice(1, 3));
+    expect(store.messages.conversationPage(conversationId!, 10, 2).messages).toEqual([]);
+    expect(store.conversations.get(conversationId!)).toMatchObject({ id: conversationId, peer: BOB, unread: 5, lastMessage: { body: 'm5' } });
+    expect(store.conversations.get(999)).toBeUndefined();
   });
 
   it('shows the contact name of a peer', () => {

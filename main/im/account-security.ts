@@ -1,0 +1,404 @@
+/**
+ * S/MIME, contacts and passwords for the desktop core (issues #4 and #6): what the Messenger
+ * (messenger.ts) plugs in at its two seams, the outgoing delivery step and the incoming opening
+ * step, with the same rules as the CLI (secure-messaging.ts does the protocol work):
+ *
+ * - Every account has an identity: a key pair and a self-signed certificate for its AoR, made
+ *   when the account is created (onboarding) and loaded whenever it starts, the private key in
+ *   the OS keychain (identity-store.ts). One made earlier by `sipnote keys init` in the same
+ *   data dir is used as it is.
+ * - Sending is signed and encrypted (RFC 8591), the peer's certificate learned by OPTIONS and
+ *   pinned on first use. Plaintext goes out only when asked for explicitly: by the send itself
+ *   (the CLI's `send --plaintext`), or by the contact's `legacy-plaintext` policy. Never as a
+ *   fallback: a peer without S/MIME makes the message fail, with the reason.
+ * - Receiving verifies and decrypts; the label says what was checked (`encrypted-signed`,
+ *   `signed`), never more. Plaintext is refused with 415 unless the account accepts it (the
+ *   CLI's `listen --plaintext`, the account setting `acceptPlaintext`) or the sender's policy
+ *   is `legacy-plaintext`; then it is labelled `plaintext` (or `encrypted`, unsigned). A message
+ *   signed with a certificate other than the pinned one is refused (403) and the user is told,
+ *   with both fingerprints (a `certificate-changed` event); nothing changes until the user
+ *   accepts the new certificate (contact-book.ts).
+ * - Account passwords live in the keychain (account-passwords.ts), never in a file.
+ */
+import type { Contact, PasswordStorage, SecurityLabel } from '../../shared/api.js';
+import { AccountPasswords } from '../security/account-passwords.js';
+import { canonicalAor } from '../security/aor.js';
+import { ContactCertificateError, ContactCertificates } from '../security/contact-certificates.js';
+import { IdentityError, initIdentity, loadIdentity, readIdentityRecord } from '../security/identity-store.js';
+import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
+import { CmsError } from '../security/cms/der.js';
+import type { SipRequest } from '../sip/message/sip-message.js';
+import { ParseError } from '../sip/message/parse-error.js';
+import { DestinationError, MessageTooLargeError } from '../sip/ua/errors.js';
+import type { SendResult } from '../sip/ua/outcome.js';
+import type { RequestPolicy } from '../sip/ua/request-policy.js';
+import type { IncomingMessage, MessageDecision, OptionsAnswer, SendMessageInput, UserAgent } from '../sip/ua/user-agent.js';
+import { ContactBook } from './contact-book.js';
+import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody } from './incoming-body.js';
+import type { DeliveryResult } from './outbox-worker.js';
+import { SecureMessaging, SecureSendError, securePagerPolicy, type SecurityNotice } from './secure-messaging.js';
+import { SMIME_ACCEPT } from './smime/media-types.js';
+
+/** Where the Messenger keeps its secrets and certificates. Without it the Messenger is a plaintext-only build. */
+export interface SecurityEnvironment {
+  /** The data dir: identities, pinned certificates, replay cache, contact book (shared with the CLI). */
+  readonly dataDir: string;
+  /** Where private keys go (default: the OS keychain, service `org.sipnote.keys`). */
+  readonly keychain?: Keychain;
+  /** Where account passwords go (default: the OS keychain, service `org.sipnote.passwords`). */
+  readonly passwordKeychain?: Keychain;
+  readonly now?: () => Date;
+}
+
+/** The Messenger's option: the environment without the data dir, which the Messenger has. */
+export type SecurityOptions = Omit<SecurityEnvironment, 'dataDir'>;
+
+/** What the Messenger is told as it happens, to pass on as API events. */
+export type SecurityEvent =
+  /** A contact was added, pinned, verified, or its policy changed. */
+  | { readonly kind: 'contact-updated'; readonly contact: Contact }
+  /** A contact presented a certificate other than the pinned one; nothing from or to it passes until the user decides. */
+  | { readonly kind: 'certificate-changed'; readonly contact: Contact; readonly pinnedFingerprint?: string; readonly presentedFingerprint: string };
+
+/** The account settings security depends on. */
+export interface AccountSecuritySettings {
+  readonly id: string;
+  readonly sipAddress: string;
+  /** Take plaintext (and unsigned) incoming messages, labelled so, instead of answering 415. */
+  readonly acceptPlaintext?: boolean;
+}
+
+/** The content type of the text inside an S/MIME message, and of a plaintext one. */
+const TEXT_PLAIN_UTF8 = 'text/plain;charset=utf-8';
+
+/** The security of the whole Messenger: one per data dir. */
+export class MessengerSecurity {
+  readonly passwords: AccountPasswords;
+  readonly keychain: Keychain;
+
+  private constructor(
+    readonly environment: SecurityEnvironment,
+    readonly contacts: ContactBook,
+    private readonly onEvent: (event: SecurityEvent) => void,
+  ) {
+    this.keychain = environment.keychain ?? new OsKeychain();
+    this.passwords = new AccountPasswords(environment.dataDir, environment.passwordKeychain);
+  }
+
+  static async open(environment: SecurityEnvironment, onEvent: (event: SecurityEvent) => void): Promise<MessengerSecurity> {
+    const contacts = await ContactBook.open(environment.dataDir, new ContactCertificates(environment.dataDir));
+    return new MessengerSecurity(environment, contacts, onEvent);
+  }
+
+  /**
+   * The security of one account: its identity loaded, or created when it has none (at
+   * onboarding; or an account from a build without S/MIME). A failure (no keychain, a key
+   * deleted from it) does not throw: the account gets an AccountSecurity whose `problem` says
+   * why, which refuses to send S/MIME and answers S/MIME messages 480 until it is fixed.
+   */
+  async account(settings: AccountSecuritySettings): Promise<AccountSecurity> {
+    const { dataDir } = this.environment;
+    try {
+      const aor = canonicalAor(settings.sipAddress);
+      const stored =
+        (await readIdentityRecord(dataDir, aor)) === undefined
+          ? await initIdentity(dataDir, aor, { keychain: this.keychain, ...(this.environment.now === undefined ? {} : { now: this.environment.now() }) })
+          : await loadIdentity(dataDir, aor, { keychain: this.keychain });
+      const secure = new SecureMessaging({
+        dataDir,
+        identity: { aor: stored.aor, certificateDer: stored.certificateDer, privateKeyPkcs8: stored.privateKeyPkcs8 },
+        acceptPlaintext: settings.acceptPlaintext === true,
+        contacts: this.contacts.pins,
+        ...(this.environment.now === undefined ? {} : { now: this.environment.now }),
+        onNotice: (notice) => void this.notice(settings.id, notice),
+      });
+      return new AccountSecurity(this, settings, secure, undefined);
+    } catch (error) {
+      if (error instanceof ParseError || error instanceof IdentityError || error instanceof CmsError || error instanceof KeychainUnavailableError || isPassphraseError(error) || error instanceof ContactCertificateError) {
+        return new AccountSecurity(this, settings, undefined, `no S/MIME identity for ${settings.sipAddress}: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * How a message from `accountId` to `peer` goes out, decided when it is queued: signed and
+   * encrypted, plaintext only when the send asks for it or the contact's policy is
+   * `legacy-plaintext`. The text inside is text/plain either way.
+   */
+  outgoing(accountId: string, peer: string, plaintextRequested: boolean): { readonly contentType: string; readonly security: SecurityLabel } {
+    const plaintext = plaintextRequested || this.contacts.policyOf(accountId, peer) === 'legacy-plaintext';
+    return { contentType: TEXT_PLAIN_UTF8, security: plaintext ? 'plaintext' : 'encrypted-signed' };
+  }
+
+  /**
+   * Keeps the account's password in the keychain (undefined or '' removes it). When the
+   * keychain cannot be used the password stays in memory for this session only, and
+   * `problem` says why: the account still works, and the user sees where the password is.
+   */
+  async savePassword(accountId: string, password: string | undefined): Promise<{ readonly storage: PasswordStorage; readonly problem?: string }> {
+    try {
+      if (password === undefined || password === '') {
+        await this.passwords.delete(accountId);
+        return { storage: 'none' };
+      }
+      await this.passwords.set(accountId, password);
+      return { storage: 'keychain' };
+    } catch (error) {
+      if (!(error instanceof KeychainUnavailableError)) throw error;
+      return { storage: password === undefined || password === '' ? 'none' : 'session', problem: `the password is kept for this session only: ${error.message}` };
+    }
+  }
+
+  /** The account's password from the keychain (undefined: none, or the keychain failed, with `problem`). */
+  async loadPassword(accountId: string): Promise<{ readonly password?: string; readonly problem?: string }> {
+    try {
+      const password = await this.passwords.get(accountId);
+      return password === undefined ? {} : { password };
+    } catch (error) {
+      if (!(error instanceof KeychainUnavailableError)) throw error;
+      return { problem: `the password could not be read from the keychain: ${error.message}` };
+    }
+  }
+
+  /**
+   * A removed account: its password leaves the keychain and its contact entries the book.
+   * Its identity (key and certificate) stays: contacts have it pinned, and the same account
+   * added again, or the CLI, uses it (`sipnote keys forget` deletes it).
+   */
+  async forgetAccount(accountId: string): Promise<void> {
+    await this.passwords.delete(accountId).catch(() => false);
+    await this.contacts.removeAccount(accountId);
+  }
+
+  /** Tells the Messenger about a contact whose certificate was pinned or changed. */
+  private async notice(accountId: string, notice: SecurityNotice): Promise<void> {
+    try {
+      if (notice.kind === 'pinned') {
+        this.onEvent({ kind: 'contact-updated', contact: await this.contacts.ensure(accountId, notice.peer) });
+      } else if (notice.kind === 'certificate-changed') {
+        const contact = await this.contacts.ensure(accountId, notice.peer);
+        const pinnedFingerprint = notice.pinnedFingerprints[0];
+        this.onEvent({ kind: 'certificate-changed', contact, presentedFingerprint: notice.presentedFingerprint, ...(pinnedFingerprint === undefined ? {} : { pinnedFingerprint }) });
+      }
+    } catch {
+      // The contact book could not be written: the refusal itself stands, only the event is lost.
+    }
+  }
+
+  /** @internal for AccountSecurity: a contact we exchanged messages with; announced when new. */
+  async touch(accountId: string, peer: string, displayName?: string): Promise<void> {
+    const known = this.contacts.has(accountId, peer);
+    const contact = await this.contacts.ensure(accountId, peer, displayName);
+    if (!known) this.onEvent({ kind: 'contact-updated', contact });
+  }
+}
+
+/** What the opening step made of an incoming MESSAGE. */
+export type Opened =
+  | {
+      readonly kind: 'text';
+      readonly text: string;
+      readonly security: SecurityLabel;
+      /** The type of the text as sent (inside the S/MIME body, for a protected one). */
+      readonly contentType: string;
+      /** SHA-256 of the signer's certificate, for a signed message. */
+      readonly signerFingerprint?: string;
+      /** The protected (or CPIM) time it was sent. */
+      readonly sentAt?: number;
+      /** Old but within the replay window: show it as late (RFC 3428 §11.4). */
+      readonly late?: boolean;
+      /** Call once the message is stored: a replay of it is then answered 200 and shown nowhere. */
+      commit(): void;
+      /** Call when it could not be stored: a resend is then not taken for a replay. */
+      abandon(): void;
+    }
+  /** Answer with `decision` (undefined: 200, for a replay) and keep nothing. */
+  | { readonly kind: 'answered'; readonly decision: MessageDecision | undefined; readonly why: string };
+
+/** An outgoing message as the delivery step needs it (the store's `Message` is one). */
+export interface OutgoingText {
+  readonly peerUri: string;
+  /** The text (the store keeps it as `body`). */
+  readonly body: string;
+  readonly contentType: string;
+  readonly security: SecurityLabel;
+}
+
+/** One account's S/MIME: its SecureMessaging, or the problem that keeps it from having one. */
+export class AccountSecurity {
+  constructor(
+    private readonly owner: MessengerSecurity,
+    private readonly settings: AccountSecuritySettings,
+    private readonly secure: SecureMessaging | undefined,
+    /** Why this account has no working identity; undefined when it has one. */
+    readonly problem: string | undefined,
+  ) {}
+
+  /** SHA-256 of our certificate, for the user to read to contacts. */
+  get fingerprint(): string | undefined {
+    return this.secure?.fingerprint;
+  }
+
+  /** The user agent's request policy: S/MIME bodies reach `open`, which refuses plaintext itself. */
+  requestPolicy(base: RequestPolicy = PAGER_REQUEST_POLICY): RequestPolicy {
+    return securePagerPolicy(base);
+  }
+
+  /** Our 200 to an OPTIONS: our certificate (discovery, RFC 3261 §23.2); undefined leaves the default answer. */
+  async answerOptions(request: SipRequest): Promise<OptionsAnswer | undefined> {
+    return this.secure?.answerOptions(request);
+  }
+
+  /** How a message to `peer` goes out (MessengerSecurity.outgoing). */
+  outgoing(peer: string, plaintextRequested: boolean): { readonly contentType: string; readonly security: SecurityLabel } {
+    return this.owner.outgoing(this.settings.id, peer, plaintextRequested);
+  }
+
+  /**
+   * The delivery step: sends `message` as its label says, one attempt, with the identity the
+   * outbox chose (Call-ID and From tag of the first MESSAGE). Never rejects: what stopped it
+   * is in the result, with the status of the answer that did when there was one (a discovery
+   * that timed out is a 408 the outbox may retry; a certificate that changed is final).
+   */
+  async deliver(agent: UserAgent, message: OutgoingText, identity?: { readonly callId: string; readonly fromTag: string }): Promise<DeliveryResult> {
+    void this.owner.touch(this.settings.id, message.peerUri).catch(() => undefined);
+    try {
+      if (message.security === 'plaintext') return responseOf(await agent.sendMessage(plainRequest(message, identity)));
+      if (this.secure === undefined) return { kind: 'not-sent', reason: `Not sent: ${this.problem ?? 'no S/MIME identity'}`, retryable: false };
+      const sent = await this.secure.send(agent, { to: message.peerUri, text: message.body, ...(identity === undefined ? {} : { identity: { callId: identity.callId, fromTag: identity.fromTag } }) });
+      return responseOf(sent.result);
+    } catch (error) {
+      return notSentBySecurity(error);
+    }
+  }
+
+  /** Opens an incoming MESSAGE (see the file comment). Never throws for hostile input. */
+  async open(incoming: IncomingMessage): Promise<Opened> {
+    const sender = canonicalOrUndefined(incoming.from);
+    const legacyPeer = sender !== undefined && this.owner.contacts.policyOf(this.settings.id, sender) === 'legacy-plaintext';
+    if (this.secure === undefined) {
+      if (isSmime(incoming.contentType)) {
+        return answered({ status: 480, reason: 'Temporarily Unavailable (S/MIME key not available)' }, this.problem ?? 'no identity');
+      }
+      if (this.settings.acceptPlaintext === true || legacyPeer) return readPlaintext(incoming.contentType, incoming.body, 'plaintext');
+      return answered({ status: 415, reason: 'Unsupported Media Type (S/MIME required)', headers: [['Accept', SMIME_ACCEPT]] }, 'plaintext refused');
+    }
+    const received = await this.secure.receive(incoming);
+    switch (received.kind) {
+      case 'accepted': {
+        const opened = received.message;
+        if (opened.text === undefined) {
+          received.abandon();
+          return answered({ status: 415, reason: `Unsupported Media Type (${opened.contentType} inside S/MIME)`, headers: [['Accept', SMIME_ACCEPT]] }, `signed content ${opened.contentType}`);
+        }
+        if (sender !== undefined) void this.owner.touch(this.settings.id, sender, incoming.fromDisplayName).catch(() => undefined);
+        return {
+          kind: 'text',
+          text: opened.text,
+          security: received.security,
+          contentType: opened.contentType,
+          signerFingerprint: opened.signerFingerprint,
+          sentAt: (opened.cpim?.dateTime ?? opened.protectedTime).getTime(),
+          ...(opened.late ? { late: true } : {}),
+          commit: () => received.commit(),
+          abandon: () => received.abandon(),
+        };
+      }
+      case 'replay':
+        return { kind: 'answered', decision: undefined, why: 'a replay of a message already shown' };
+      case 'plaintext':
+        return readPlaintext(received.contentType, received.body, received.security);
+      case 'certificate-changed':
+        return answered(received.decision, `the certificate of ${received.peer} changed`);
+      case 'rejected':
+        if (received.problem === 'plaintext-refused' && legacyPeer) return readPlaintext(incoming.contentType, incoming.body, 'plaintext');
+        return answered(received.decision, received.detail);
+    }
+  }
+
+  close(): void {
+    this.secure?.close();
+  }
+}
+
+/**
+ * The delivery step of a protected message for an account that may have no security (a
+ * Messenger without a security environment): such a message is not sent, never downgraded.
+ */
+export async function deliverProtected(
+  security: AccountSecurity | undefined,
+  agent: UserAgent,
+  message: OutgoingText,
+  identity?: { readonly callId: string; readonly fromTag: string },
+): Promise<DeliveryResult> {
+  if (security === undefined) return { kind: 'not-sent', reason: `Not sent: it was queued ${message.security}, and S/MIME is not available now`, retryable: false };
+  return security.deliver(agent, message, identity);
+}
+
+function plainRequest(message: OutgoingText, identity?: { readonly callId: string; readonly fromTag: string }): SendMessageInput {
+  return {
+    to: message.peerUri,
+    body: Buffer.from(message.body, 'utf8'),
+    contentType: message.contentType,
+    ...(identity === undefined ? {} : { identity: { callId: identity.callId, fromTag: identity.fromTag } }),
+  };
+}
+
+function responseOf(result: SendResult): DeliveryResult {
+  const reason = result.authFailure === undefined ? result.reason : `${result.reason} (${result.authFailure})`;
+  return { kind: 'response', outcome: result.outcome, status: result.status, reason, ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }) };
+}
+
+/**
+ * What a refusal of ours (SecureSendError) or of the user agent comes to. A final answer that
+ * stopped it keeps its status (and so the outbox's retry rules: a discovery OPTIONS that timed
+ * out is retried like a MESSAGE that did), with our explanation as the reason; one that
+ * "succeeded" (a 200 to OPTIONS without a certificate) is not a delivery.
+ */
+function notSentBySecurity(error: unknown): DeliveryResult {
+  if (error instanceof SecureSendError) {
+    const result = error.result;
+    if (result !== undefined && result.status >= 300) {
+      return { kind: 'response', outcome: result.outcome, status: result.status, reason: error.message, ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }) };
+    }
+    return { kind: 'not-sent', reason: error.message, retryable: false };
+  }
+  if (error instanceof MessageTooLargeError) {
+    return { kind: 'not-sent', reason: `Too large: ${error.size} bytes (RFC 3428 §8 allows ${error.limit} on this path; an S/MIME message is about 1.5 KB)`, retryable: false };
+  }
+  if (error instanceof DestinationError) {
+    return error.unreachable ? { kind: 'not-sent', reason: `Unreachable: ${error.message}`, retryable: true } : { kind: 'not-sent', reason: `Bad address: ${error.message}`, retryable: false };
+  }
+  return { kind: 'not-sent', reason: `Not sent: ${error instanceof Error ? error.message : String(error)}`, retryable: false };
+}
+
+function readPlaintext(contentType: string, body: Buffer, security: SecurityLabel): Opened {
+  const reading = readMessageBody(contentType, body);
+  if (reading.kind === 'rejected') {
+    return answered({ status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] }, reading.reason);
+  }
+  const sentAt = reading.cpim?.dateTime?.getTime();
+  return { kind: 'text', text: reading.text, security, contentType, ...(sentAt === undefined ? {} : { sentAt }), commit: () => undefined, abandon: () => undefined };
+}
+
+function answered(decision: MessageDecision, why: string): Opened {
+  return { kind: 'answered', decision, why };
+}
+
+function isSmime(contentType: string): boolean {
+  return /^\s*application\/(?:x-)?pkcs7-mime\b/i.test(contentType);
+}
+
+function isPassphraseError(error: unknown): error is Error {
+  return error instanceof Error && error.name === 'PassphraseKeyError';
+}
+
+function canonicalOrUndefined(uri: string): string | undefined {
+  try {
+    return canonicalAor(uri);
+  } catch (error) {
+    if (error instanceof ParseError) return undefined;
+    throw error;
+  }
+}
