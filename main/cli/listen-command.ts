@@ -1,6 +1,7 @@
 /**
  * `sipnote listen --aor URI --listen SPEC[,SPEC…] [--register [--registrar URI] [--user NAME]]
- *                [--proxy URI] [--tls-cert F --tls-key F] [--trust-cert F] [--data-dir DIR] [--plaintext] [--json]`
+ *                [--proxy URI] [--tls-cert F --tls-key F] [--trust-cert F] [--data-dir DIR] [--plaintext] [--json]
+ *                [--rate-limit N[/B]] [--tcp-idle-timeout MS] [--tcp-message-timeout MS]`
  *
  * S/MIME by default (main/im/secure-messaging.ts), with the identity of --aor in the data dir:
  * MESSAGEs are decrypted and verified, their signers pinned on first use, replays answered 200
@@ -20,17 +21,26 @@
  *
  * With --data-dir, every accepted MESSAGE is stored in that data dir's history (main/store)
  * before it is answered (design.md "Durability", write before acknowledge): the handler returns
- * its decision, and the UA sends the 2xx, only after the commit. Writes of one event-loop turn
- * share a transaction (GroupCommit), so a burst costs one fsync. A duplicate (same Call-ID,
+ * its decision, and the UA sends the 2xx, only after the commit has been synced to disk. Writes
+ * of one event-loop turn share a transaction (GroupCommit), and the WAL is synced on libuv's
+ * thread pool rather than inside the commit, so the listener goes on receiving while the disk
+ * works and one fsync covers every batch committed meanwhile (see HistoryWriter). A duplicate (same Call-ID,
  * CSeq and From tag, or same CPIM/IMDN Message-ID: a retransmission after our restart) gets the
  * same 200 and is neither stored nor printed again. A store failure throws, which the UA answers
  * with 500: the sender keeps the message and may try again. An S/MIME message's replay key is
  * committed right after its row (the replay cache is its own database; if we die in between,
  * the store's duplicate keys still absorb the resend).
+ *
+ * Notifications (RFC 5438), with --data-dir: a stored S/MIME IM that asks for positive delivery
+ * gets it back after our 200, protected like the IM and paced (message-notifications.ts); a
+ * notification for a message sent from this data dir moves it to delivered or displayed
+ * (`sipnote history`/`outbox` show it) and is not stored as a message.
  */
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseContentType } from '../sip/header-values.js';
 import { ParseError } from '../sip/message/parse-error.js';
-import type { ListenSpec } from '../sip/transport/transport-layer.js';
+import type { ListenSpec, TransportLimits } from '../sip/transport/transport-layer.js';
 import { TEXT_CHARSETS } from '../sip/ua/request-policy.js';
 import { UserAgent, type IncomingMessage, type MessageDecision } from '../sip/ua/user-agent.js';
 import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody, type BodyReading } from '../im/incoming-body.js';
@@ -42,10 +52,12 @@ import { systemClock } from '../sip/transaction/clock.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { resolveDataDir } from './data-dir.js';
-import { GroupCommit, openStore, type IncomingInput, type Store } from '../store/index.js';
+import { DATABASE_FILE, GroupCommit, openStore, type IncomingInput, type Store } from '../store/index.js';
 import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 import { loadCommandIdentity, noticePrinter, type SecurityDependencies } from './send-command.js';
+import { applyImdnNotifications, deliveryImdnPayload, NotificationPacer, protectedImdn } from '../im/message-notifications.js';
+import type { ProtectedPayload } from '../im/smime/protect.js';
 
 export interface ListenArgs {
   aor: string;
@@ -56,6 +68,8 @@ export interface ListenArgs {
   expires?: number;
   /** Per-source request rate above which new requests get 503 with Retry-After. */
   rateLimit?: { perSecond: number; burst: number };
+  /** TCP/TLS timeouts (--tcp-idle-timeout, --tcp-message-timeout); the transport's defaults otherwise. */
+  transportLimits?: TransportLimits;
   listen: ListenSpec[];
   json: boolean;
   plaintext: boolean;
@@ -67,20 +81,21 @@ export interface ListenArgs {
 }
 
 export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promise<void>, dependencies: SecurityDependencies = {}): Promise<number> {
-  const print = (value: ListenEvent, human: string): void => {
-    io.stdout.write(args.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
-  };
+  const output = new LinePrinter(io.stdout);
+  /** Resolves once the line is handed to stdout (see LinePrinter). */
+  const print = (value: ListenEvent, human: string): Promise<void> => output.print(args.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
   const dataDir = resolveDataDir(args.dataDir, dependencies.env);
   const secure = await openSecureMessaging(args, io, dataDir, dependencies);
   if (secure === 'failed') return 1;
   let store: Store | undefined;
   try {
-    store = args.dataDir === undefined ? undefined : openStore(dataDir);
+    // synchronous=NORMAL: commits do not sync; HistoryWriter syncs the WAL before any answer.
+    store = args.dataDir === undefined ? undefined : openStore(dataDir, { synchronous: 'normal' });
   } catch (error) {
     secure?.close();
     throw error;
   }
-  const history = store === undefined ? undefined : new HistoryWriter(store, args.aor);
+  const history = store === undefined ? undefined : new HistoryWriter(store, args.aor, join(dataDir, `${DATABASE_FILE}-wal`));
   /** A plaintext body, taken only with --plaintext. */
   const takePlaintext = async (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): Promise<MessageDecision | void> => {
     const reading = readMessageBody(contentType, body);
@@ -98,14 +113,30 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       });
       if (!stored) return; // a duplicate: the same 200, shown once
     }
-    print(event, `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
+    // Without --data-dir, showing a message is delivering it: the 200 waits until it is shown.
+    await print(event, `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
   };
+  let agent: UserAgent | undefined;
+  const imdnPacer = new NotificationPacer<ProtectedPayload>(systemClock, (peer, payload) => {
+    if (agent === undefined || secure === undefined) return;
+    secure.send(agent, { to: peer, text: '', payload }).catch((error: unknown) => {
+      if (args.verbose) io.stderr.write(`sipnote: IMDN to ${peer}: ${error instanceof Error ? error.message : String(error)}\n`);
+    });
+  });
   const onMessage = async (message: IncomingMessage): Promise<MessageDecision | void> => {
     if (secure === undefined) return takePlaintext(message, message.contentType, message.body, 'plaintext');
     const received = await secure.receive(message);
     if (args.verbose) io.stderr.write(`sipnote: ${describeReceived(message, received)}\n`);
     switch (received.kind) {
       case 'accepted': {
+        // A notification for a message sent from this data dir (RFC 5438 §7.1.2): its state moves on; not a message.
+        const notifications = history === undefined ? undefined : protectedImdn(received.message.contentType, received.message.content);
+        if (notifications !== undefined) {
+          const { changed } = await history!.apply((messages) => applyImdnNotifications(messages, args.aor, message.from, notifications));
+          received.commit();
+          if (args.verbose) for (const update of changed) io.stderr.write(`sipnote: message #${update.id} to ${update.peer}: ${update.state} (IMDN)\n`);
+          return;
+        }
         let stored = true;
         try {
           const event = secureMessageEvent(message, received.security, received.message);
@@ -121,7 +152,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
               late: opened.late,
             });
           }
-          if (stored) print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
+          if (stored) await print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
         } catch (error) {
           // Not kept (the store failed: the UA answers 500): a resend must not be taken for a replay.
           received.abandon();
@@ -130,6 +161,10 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
         // Stored (or already stored) and shown, so remembered: a replay of it is answered 200
         // and never shown again.
         received.commit();
+        // The positive-delivery notification it asked for (RFC 5438 §7.2.1), protected like it,
+        // paced, after our 200 (queued behind this answer).
+        const delivery = history === undefined || !stored ? undefined : deliveryImdnPayload(received.message.cpim, secure.aor);
+        if (delivery !== undefined) imdnPacer.enqueue(message.from, `${message.from}\n${delivery.key}`, delivery.payload);
         return;
       }
       case 'replay':
@@ -141,7 +176,6 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
         return received.decision;
     }
   };
-  let agent: UserAgent;
   try {
     agent = await UserAgent.start({
       aor: args.aor,
@@ -151,6 +185,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       policy: secure === undefined ? PAGER_REQUEST_POLICY : securePagerPolicy(PAGER_REQUEST_POLICY),
       onMessage,
       ...(args.rateLimit === undefined ? {} : { rateLimit: args.rateLimit }),
+      ...(args.transportLimits === undefined ? {} : { transportLimits: args.transportLimits }),
       ...(secure === undefined ? {} : { onOptions: (request) => secure.answerOptions(request) }),
       ...(args.verbose ? { onDiagnostic: (text: string) => io.stderr.write(`sipnote: ${text}\n`) } : {}),
       ...(args.trace ? { onTrace: traceTo(io) } : {}),
@@ -169,21 +204,58 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       agent,
       systemClock,
       { ...(args.registrar === undefined ? {} : { registrar: args.registrar }), ...(args.expires === undefined ? {} : { expires: args.expires }) },
-      (event) => print(registrationEvent(event), describeRegistration(event)),
+      (event) => void print(registrationEvent(event), describeRegistration(event)),
     );
     void registration.start().catch((error: unknown) => {
       io.stderr.write(`sipnote: registration: ${error instanceof Error ? error.message : String(error)}\n`);
     });
   }
   await stop;
+  imdnPacer.stop();
   // §10.2.2: remove our binding on a clean exit, so nothing is sent to a dead contact.
   await registration?.stop().catch((error: unknown) => {
     io.stderr.write(`sipnote: un-REGISTER failed: ${error instanceof Error ? error.message : String(error)}\n`);
   });
   await agent.close();
   secure?.close();
+  await history?.close();
   store?.close();
+  output.flush();
   return 0;
+}
+
+/**
+ * The listener's stdout: lines are collected and written together, once per turn of the event
+ * loop. stdout is synchronous for files, pipes and terminals, so one write per message would be
+ * a system call per message, which under load costs more than the rest of the message's
+ * handling. `print` resolves once its line has been handed to stdout, so that whoever answers
+ * a message can wait until it has been shown.
+ */
+class LinePrinter {
+  #lines: string[] = [];
+  #written: Promise<void> | undefined;
+
+  constructor(private readonly out: NodeJS.WritableStream) {}
+
+  print(line: string): Promise<void> {
+    this.#lines.push(line);
+    // After the I/O callbacks of this turn (all datagrams read in it), like GroupCommit.
+    this.#written ??= new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.flush();
+        resolve();
+      }),
+    );
+    return this.#written;
+  }
+
+  /** Writes every line collected so far. */
+  flush(): void {
+    const text = this.#lines.join('');
+    this.#lines = [];
+    this.#written = undefined;
+    if (text.length > 0) this.out.write(text);
+  }
 }
 
 /** What a received message adds to the SIP identity to be stored (see `HistoryWriter.record`). */
@@ -192,18 +264,47 @@ type StoredContent = Pick<IncomingInput, 'body' | 'contentType' | 'security'> &
 
 /**
  * The listener's side of write before acknowledge: one incoming message into the store,
- * resolved only once its transaction is committed (and synced: the store runs with
- * synchronous=FULL). Resolves true when the message is new, false for a duplicate; rejects
- * when it could not be stored.
+ * resolved only once its transaction is committed and on disk. Resolves true when the message
+ * is new, false for a duplicate; rejects when it could not be stored.
+ *
+ * The store is opened with synchronous=NORMAL, so a commit only writes the WAL (into the OS),
+ * and this writer makes it durable with an fsync of the WAL file on libuv's thread pool before
+ * anyone is answered: the guarantee of synchronous=FULL (store.ts), without blocking the event
+ * loop for the length of an fsync per batch. The WAL file stays the same file while the store
+ * is open (SQLite only truncates it, and removes it on close); a checkpoint syncs the WAL and
+ * the database itself.
  */
 class HistoryWriter {
   private readonly group: GroupCommit;
+  /** The WAL file, opened at the first sync and kept open (one fsync per sync, nothing more). */
+  private wal: Promise<FileHandle> | undefined;
 
   constructor(
     private readonly store: Store,
     private readonly account: string,
+    private readonly walPath: string,
   ) {
-    this.group = new GroupCommit(store);
+    this.group = new GroupCommit(store, undefined, () => this.syncWal());
+  }
+
+  /** fsync(2) of the WAL on libuv's thread pool. Opened for writing: Windows syncs only such handles. */
+  private async syncWal(): Promise<void> {
+    this.wal ??= open(this.walPath, 'r+');
+    let handle: FileHandle;
+    try {
+      handle = await this.wal;
+    } catch (error) {
+      this.wal = undefined; // try opening again next time
+      throw error;
+    }
+    await handle.sync();
+  }
+
+  /** Closes the WAL file (call before closing the store). */
+  async close(): Promise<void> {
+    const handle = await this.wal?.catch(() => undefined);
+    this.wal = undefined;
+    await handle?.close();
   }
 
   async record(message: IncomingMessage, content: StoredContent): Promise<boolean> {
@@ -219,6 +320,11 @@ class HistoryWriter {
     };
     const result = await this.group.run(() => this.store.messages.recordIncoming(input));
     return result.inserted;
+  }
+
+  /** A change to the store's messages, committed and synced with the others of this turn. */
+  apply<T>(change: (messages: Store['messages']) => T): Promise<T> {
+    return this.group.run(() => change(this.store.messages));
   }
 }
 
@@ -297,7 +403,9 @@ export function messageEvent(
   /** What was read, when it is not the SIP body itself (the content of an unsigned encrypted body). */
   opened: { readonly contentType: string; readonly body: Buffer } = message,
 ): MessageEvent {
-  const body = bodyText(opened.contentType, opened.body);
+  // A text/plain body was decoded by readMessageBody already, in its charset by the same rules
+  // as bodyText's: no need to parse its type and decode it twice.
+  const body = TEXT_PLAIN.test(opened.contentType) && reading.textType === 'text/plain' ? { text: reading.text, encoding: 'text' as const } : bodyText(opened.contentType, opened.body);
   return {
     event: 'message',
     security,
@@ -362,11 +470,36 @@ function sipFields(
     contentType: message.contentType,
     transport: message.transport,
     remote: `${message.remote.address}:${message.remote.port}`,
-    ...(message.date === undefined ? {} : { date: message.date.toISOString() }),
+    ...(message.date === undefined ? {} : { date: dateTimes.iso(message.date) }),
     ...(message.expiresAt === undefined ? {} : { expiresAt: message.expiresAt.toISOString() }),
-    receivedAt: message.receivedAt.toISOString(),
+    receivedAt: receiveTimes.iso(message.receivedAt),
   };
 }
+
+/**
+ * `toISOString` remembering its last answer. It costs about as much as building the rest of
+ * an event, and under load consecutive messages share the millisecond they were received in,
+ * and the second of their Date header.
+ */
+class IsoTimes {
+  #ms = Number.NaN;
+  #text = '';
+
+  iso(date: Date): string {
+    const ms = date.getTime();
+    if (ms !== this.#ms) {
+      this.#text = date.toISOString();
+      this.#ms = ms;
+    }
+    return this.#text;
+  }
+}
+
+const receiveTimes = new IsoTimes();
+const dateTimes = new IsoTimes();
+
+/** A Content-Type value of type text/plain (whatever its parameters). */
+const TEXT_PLAIN = /^[ \t]*text[ \t]*\/[ \t]*plain[ \t]*(?:;|$)/i;
 
 /** Text for textual bodies in their charset (decoded only now, after framing), else base64. */
 function bodyText(contentType: string, content: Buffer): { text: string; encoding: 'text' | 'base64' } {

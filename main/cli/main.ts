@@ -44,6 +44,9 @@ options for listen and send:
   --trust-cert F       a server certificate (PEM) to trust besides the system CAs; repeatable
   --dns HOST:PORT      DNS server for RFC 3263 lookups instead of the system's; repeatable
   --rate-limit N[/B]   listen: at most N requests/s per source address (burst B), else 503 with Retry-After
+  --tcp-idle-timeout MS     listen: close a TCP/TLS connection after MS without traffic (default 32000)
+  --tcp-message-timeout MS  listen: close a TCP/TLS connection whose message (head and body) or TLS
+                            handshake is not complete MS after it began (default 10000)
   --t1 MS              RFC 3261 timer T1 (default 500)
   --verbose            diagnostics on stderr
   --trace              every SIP message sent and received, on stderr`;
@@ -114,12 +117,17 @@ function parseListenArgs(args: string[]) {
       registrar: { type: 'string' },
       expires: { type: 'string' },
       'rate-limit': { type: 'string' },
+      'tcp-idle-timeout': { type: 'string' },
+      'tcp-message-timeout': { type: 'string' },
     },
     allowPositionals: true,
   });
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
   const aor = requireSipUri(values.aor, '--aor');
   const rateLimit = parseRateLimit(values['rate-limit']);
+  const idleTimeoutMs = parseMilliseconds(values['tcp-idle-timeout'], '--tcp-idle-timeout');
+  const headerTimeoutMs = parseMilliseconds(values['tcp-message-timeout'], '--tcp-message-timeout');
+  const transportLimits = { ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }), ...(headerTimeoutMs === undefined ? {} : { headerTimeoutMs }) };
   const t1 = parseT1(values.t1);
   if (values.registrar !== undefined) requireSipUri(values.registrar, '--registrar');
   if ((values.registrar !== undefined || values.expires !== undefined) && !values.register) {
@@ -134,6 +142,7 @@ function parseListenArgs(args: string[]) {
     ...(values.registrar === undefined ? {} : { registrar: values.registrar }),
     ...(expires === undefined ? {} : { expires }),
     ...(rateLimit === undefined ? {} : { rateLimit }),
+    ...(Object.keys(transportLimits).length === 0 ? {} : { transportLimits }),
     listen: values.listen === undefined ? [{ transport: 'udp', host: '127.0.0.1', port: 5060 }, { transport: 'tcp', host: '127.0.0.1', port: 5060 }] satisfies ListenSpec[] : listenSpecs(values.listen),
     json: values.json,
     plaintext: values.plaintext,
@@ -276,6 +285,13 @@ function parseRateLimit(value: string | undefined): { perSecond: number; burst: 
   const perSecond = Number(match?.[1]);
   if (match === null || perSecond < 1) throw new UsageError('--rate-limit takes requests per second, optionally /BURST (e.g. 50/100)');
   return { perSecond, burst: match[2] === undefined ? perSecond * 2 : Math.max(1, Number(match[2])) };
+}
+
+/** A timeout flag: whole milliseconds, at least 1 and at most a day. */
+function parseMilliseconds(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d{1,8}$/.test(value) || Number(value) < 1 || Number(value) > 86_400_000) throw new UsageError(`${flag} takes a number of milliseconds`);
+  return Number(value);
 }
 
 function parseT1(value: string | undefined): number | undefined {

@@ -9,6 +9,17 @@
  * If the shared transaction fails (one bad input among many), it is rolled back and each write
  * is retried alone, so one failure cannot cost the others theirs. `work` must therefore only
  * touch the store: it may run twice.
+ *
+ * Durability comes in one of two ways:
+ * - from the store itself (SQLite `synchronous = FULL`: the commit returns once the WAL is
+ *   synced). The sync then blocks the event loop, once per batch;
+ * - from a `sync` function given here, for a store that commits without syncing
+ *   (`synchronous = NORMAL`): e.g. an fsync of the WAL on libuv's thread pool. The event loop
+ *   goes on receiving (and committing the next batches) while the disk works; a write
+ *   resolves only once a sync that began after its commit has finished. One sync runs at a
+ *   time and covers every commit before it, so under load one fsync serves many batches.
+ *   If the sync fails, the writes it was to cover reject (the UA answers 500, the sender
+ *   keeps the message).
  */
 export interface Batcher {
   batch<T>(fn: () => T): T;
@@ -20,14 +31,25 @@ interface Pending {
   readonly reject: (error: unknown) => void;
 }
 
+/** A committed write whose caller waits for the next sync. */
+interface Committed {
+  readonly result: unknown;
+  readonly pending: Pending;
+}
+
 export class GroupCommit {
   private pending: Pending[] = [];
   private scheduled = false;
+  /** Committed, not yet covered by a sync (only with `sync`). */
+  private unsynced: Committed[] = [];
+  private syncing = false;
 
   constructor(
     private readonly store: Batcher,
     /** When to flush; by default after the I/O callbacks of this loop turn. */
     private readonly schedule: (flush: () => void) => void = (flush) => setImmediate(flush),
+    /** Makes every commit so far durable; without it, a commit is taken as durable. */
+    private readonly sync?: () => Promise<void>,
   ) {}
 
   run<T>(work: () => T): Promise<T> {
@@ -40,7 +62,7 @@ export class GroupCommit {
     });
   }
 
-  /** Commits everything pending now. */
+  /** Commits everything pending now (and, with `sync`, starts a sync unless one runs). */
   flush(): void {
     this.scheduled = false;
     const items = this.pending;
@@ -52,13 +74,45 @@ export class GroupCommit {
     } catch {
       for (const item of items) {
         try {
-          item.resolve(this.store.batch(item.work));
+          this.committed(item, this.store.batch(item.work));
         } catch (error) {
           item.reject(error);
         }
       }
+      this.startSync();
       return;
     }
-    items.forEach((item, index) => item.resolve(results[index]));
+    items.forEach((item, index) => this.committed(item, results[index]));
+    this.startSync();
+  }
+
+  private committed(item: Pending, result: unknown): void {
+    if (this.sync === undefined) item.resolve(result);
+    else this.unsynced.push({ result, pending: item });
+  }
+
+  private startSync(): void {
+    if (this.sync === undefined || this.syncing || this.unsynced.length === 0) return;
+    const covered = this.unsynced;
+    this.unsynced = [];
+    this.syncing = true;
+    let synced: Promise<void>;
+    try {
+      synced = this.sync();
+    } catch (error) {
+      synced = Promise.reject(error);
+    }
+    synced.then(
+      () => {
+        this.syncing = false;
+        for (const { result, pending } of covered) pending.resolve(result);
+        this.startSync(); // the commits made while this sync ran
+      },
+      (error: unknown) => {
+        this.syncing = false;
+        for (const { pending } of covered) pending.reject(error);
+        this.startSync();
+      },
+    );
   }
 }

@@ -12,6 +12,10 @@
  *   fsync per transaction (about 0.2 ms on the project's VM, about 4 500 commits/s measured
  *   against 90 000 with NORMAL), so a busy listener should group the messages that arrive
  *   together into one transaction (group-commit.ts) rather than weaken the guarantee.
+ * - The same guarantee without blocking the event loop: `synchronous = NORMAL` plus an fsync
+ *   of the WAL file on libuv's thread pool before anyone is told (GroupCommit's `sync`). The
+ *   busy `sipnote listen --data-dir` does this (listen-command.ts HistoryWriter); it relies on
+ *   SQLite keeping the same WAL file while a connection is open (it truncates, never replaces).
  *
  * Other settings: foreign keys on (cascades from accounts and conversations); a busy timeout,
  * because the CLI (`sipnote history`) may read or write while `sipnote listen` runs; a 64 MiB

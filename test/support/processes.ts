@@ -64,9 +64,10 @@ export async function stopAll(): Promise<void> {
   );
 }
 
-/** Waits for a line on stdout that satisfies `match`, failing after `ms` or on exit. */
-export function waitForLine(proc: Tracked, match: (line: string) => boolean, ms = 10_000): Promise<string> {
+/** Waits for a line on stdout (or `stream`) that satisfies `match`, failing after `ms` or on exit. */
+export function waitForLine(proc: Tracked, match: (line: string) => boolean, ms = 10_000, stream: 'stdout' | 'stderr' = 'stdout'): Promise<string> {
   return new Promise((resolve, reject) => {
+    const output = proc.child[stream];
     let buffered = '';
     const onData = (chunk: string): void => {
       buffered += chunk;
@@ -90,18 +91,18 @@ export function waitForLine(proc: Tracked, match: (line: string) => boolean, ms 
     }, ms);
     const cleanup = (): void => {
       clearTimeout(timer);
-      proc.child.stdout?.off('data', onData);
+      output?.off('data', onData);
       proc.child.off('exit', onExit);
     };
     // Lines printed before we started listening count too.
-    for (const line of proc.stdout().split('\n')) {
+    for (const line of proc[stream]().split('\n')) {
       if (match(line)) {
         clearTimeout(timer);
         resolve(line);
         return;
       }
     }
-    proc.child.stdout?.on('data', onData);
+    output?.on('data', onData);
     proc.child.once('exit', onExit);
   });
 }

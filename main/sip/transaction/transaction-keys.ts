@@ -6,6 +6,12 @@
  * branch carries the RFC 3261 magic cookie; requests from RFC 2543 peers (no cookie) fall back
  * to comparing Request-URI, tags, Call-ID, CSeq and the top Via (§17.2.3, last paragraphs).
  * Keys are strings so the transaction tables are plain Maps.
+ *
+ * A key outlives its message (a completed UDP server transaction is kept 32 s, §17.2.2), and
+ * the pieces it is made of are slices of the parsed message's text. Joined with
+ * `Array.prototype.join`, it is a flat copy of its own; built with `+` or a template literal,
+ * V8 may keep it as a rope of those slices, and every key would keep its whole header section
+ * alive.
  */
 import type { SipRequest, SipResponse } from '../message/sip-message.js';
 
@@ -24,9 +30,8 @@ export function serverTransactionKey(request: SipRequest): string {
   const method = request.method === 'ACK' ? 'INVITE' : request.method;
   const branch = via.params.get('branch') ?? '';
   const sentBy = `${via.host.toLowerCase()}:${via.port ?? ''}`;
-  if (branch.startsWith(MAGIC_COOKIE)) return `3261\n${branch}\n${sentBy}\n${method}`;
+  if (branch.startsWith(MAGIC_COOKIE)) return ['3261', branch, sentBy, method].join('\n');
   const fromTag = request.from.params.get('tag') ?? '';
   const toTag = request.to.params.get('tag') ?? '';
   return ['2543', request.uri, fromTag, toTag, request.callId, request.cseq.seq, method, sentBy, branch].join('\n');
 }
-

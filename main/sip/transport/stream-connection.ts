@@ -7,8 +7,10 @@
  * - a framing error closes the connection: after one, the stream cannot be resynchronised;
  * - a connection with no traffic for `idleTimeoutMs` is closed (§18.1.1 asks to keep it at
  *   least 64*T1 after last use, hence the 32 s default in TransportLayer);
- * - a message head that does not complete within `headerTimeoutMs` of its first byte closes
- *   the connection, so a slow sender cannot hold a slot forever.
+ * - a message that does not complete within `headerTimeoutMs` of its first byte closes the
+ *   connection, so a slow sender cannot hold a slot forever. The deadline covers the body as
+ *   well as the head: a body trickled a byte at a time resets the idle timer with every byte,
+ *   so without it a sender could hold a connection for hours (64 KiB at one byte a second).
  *
  * TLS changes none of this: the socket is then a TLSSocket whose handshake has completed, and
  * the framer sees the decrypted bytes.
@@ -58,7 +60,9 @@ export type ConnectionCloseReason =
   /** An RFC 5626 keep-alive ping got no pong in time: the flow failed. */
   | 'keepalive-timeout'
   /** Closed on request (closeConnection, or the whole layer closing). */
-  | 'local';
+  | 'local'
+  /** Inbound, and the quietest when a new connection needed its slot (the connection cap). */
+  | 'evicted';
 
 export interface StreamConnectionLimits {
   idleTimeoutMs: number;
@@ -89,6 +93,8 @@ export class StreamConnection {
   /** Writes whose callback has not run yet, oldest first, failed when the socket closes. */
   private readonly pendingWrites: { bytes: number; fail: (error: TransportError) => void }[] = [];
   private readonly whenClosed: Promise<void>;
+  /** performance.now() when the connection opened or last received bytes of a message. */
+  private lastReceived = performance.now();
 
   constructor(
     private readonly socket: Socket,
@@ -111,6 +117,15 @@ export class StreamConnection {
         resolve();
       });
     });
+  }
+
+  /**
+   * Milliseconds since the peer last sent part of a message (or since the connection opened).
+   * Keep-alive pings do not count: a peer pinging every second could otherwise keep a
+   * connection that carries nothing from ever looking quiet (see evictQuietestInbound).
+   */
+  quietFor(now = performance.now()): number {
+    return now - this.lastReceived;
   }
 
   get isOpen(): boolean {
@@ -226,21 +241,24 @@ export class StreamConnection {
           return;
       }
     }
+    if (completedMessage || this.framer.phase === 'head' || this.framer.phase === 'body') this.lastReceived = performance.now();
     this.trackHeaderTimeout(completedMessage);
   }
 
-  /** The head timer runs from the first byte of a head until the head is complete. */
+  /** The message timer runs from the first byte of a message until its last (head and body). */
   private trackHeaderTimeout(completedMessage: boolean): void {
-    if (this.framer.phase !== 'head') {
+    const phase = this.framer.phase;
+    if (phase !== 'head' && phase !== 'body') {
       this.clearHeaderTimer();
       return;
     }
-    // A message completed in this chunk means the head in progress is a new one.
+    // A message completed in this chunk means the message in progress is a new one.
     if (this.headerTimer !== undefined && !completedMessage) return;
     this.clearHeaderTimer();
     this.headerTimer = setTimeout(() => {
       this.headerTimer = undefined;
-      void this.close('header-timeout', `message head not complete within ${this.limits.headerTimeoutMs} ms`);
+      const part = this.framer.phase === 'body' ? 'body' : 'head';
+      void this.close('header-timeout', `message ${part} not complete within ${this.limits.headerTimeoutMs} ms`);
     }, this.limits.headerTimeoutMs);
     this.headerTimer.unref();
   }

@@ -41,10 +41,11 @@
  * the connection), or when the connection closes under the flow. Time comes from an injectable
  * Clock. CRLF pings from peers are answered on every stream connection.
  *
- * Limits, so a peer cannot make us hold unbounded resources: total connections, connections
- * per source address, datagram size (at least the 65,535 bytes of §18.1.1 by default), message
- * head and message size on streams, time to complete a head (and an inbound TLS handshake),
- * and unsent bytes per connection.
+ * Limits, so a peer cannot make us hold unbounded resources: total connections (at the cap,
+ * the quietest inbound connection makes room for a new one, so idle ones cannot lock new
+ * clients out), connections per source address, datagram size (at least the 65,535 bytes of
+ * §18.1.1 by default), message head and message size on streams, time to complete a message
+ * (and an inbound TLS handshake), and unsent bytes per connection.
  *
  * Nothing here throws from a socket callback: problems become 'transport-error' diagnostics
  * (and, for a connection, a close with a reason); the listener keeps serving everyone else.
@@ -98,12 +99,16 @@ export interface TransportLayerOptions {
   /** Give up an outbound connect (TCP, and the TLS handshake) after this long. Default 10 s. */
   connectTimeoutMs?: number;
   /**
-   * Close a connection whose message head is not complete this long after its first byte, or
-   * an inbound TLS connection whose handshake is not done this long after it was accepted.
-   * Default 10 s.
+   * Close a connection whose message (head and body) is not complete this long after its first
+   * byte, or an inbound TLS connection whose handshake is not done this long after it was
+   * accepted. Default 10 s.
    */
   headerTimeoutMs?: number;
-  /** All TCP/TLS connections, inbound and outbound (including connects and handshakes in progress). Default 256. */
+  /**
+   * All TCP/TLS connections, inbound and outbound (including connects and handshakes in
+   * progress). Default 256. At the cap a new inbound connection closes the inbound one quiet
+   * longest (at least 1 s) in its place, and is refused only if there is none.
+   */
   maxConnections?: number;
   /** Inbound TCP/TLS connections from one remote IP address. Default 16. */
   maxConnectionsPerSource?: number;
@@ -127,10 +132,24 @@ export interface TransportLayerOptions {
   onError?: (reason: string, diagnostic: TransportDiagnostic) => void;
 }
 
-/** One received SIP message (TCP, TLS) or datagram (UDP), not yet parsed. */
+/** The limits and timeouts of TransportLayerOptions, for the layers that only pass them through. */
+export type TransportLimits = Pick<
+  TransportLayerOptions,
+  | 'idleTimeoutMs'
+  | 'connectTimeoutMs'
+  | 'headerTimeoutMs'
+  | 'maxConnections'
+  | 'maxConnectionsPerSource'
+  | 'maxDatagramBytes'
+  | 'maxHeadBytes'
+  | 'maxMessageBytes'
+  | 'maxPendingWriteBytes'
+>;
+
 /** Receive buffer asked for on every UDP socket (capped by the kernel's net.core.rmem_max). */
 export const UDP_RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 
+/** One received SIP message (TCP, TLS) or datagram (UDP), not yet parsed. */
 export interface InboundMessage {
   data: Buffer;
   /** The SIP transport it came over: what its Via should say and what a reply goes back on. */
@@ -199,12 +218,14 @@ export interface KeepaliveOptions {
 export type TransportDiagnosticKind =
   /** A TCP stream could not be framed; its connection is being closed. */
   | 'framing-error'
-  /** A message head took longer than headerTimeoutMs; its connection is being closed. */
+  /** A message (head or body) took longer than headerTimeoutMs; its connection is being closed. */
   | 'header-timeout'
   /** An inbound TLS handshake failed or took longer than headerTimeoutMs; the socket was closed. */
   | 'tls-handshake'
   /** An inbound connection was refused because of maxConnections / maxConnectionsPerSource. */
   | 'connection-refused'
+  /** At maxConnections, the quietest inbound connection was closed to admit a new one. */
+  | 'connection-evicted'
   /** A datagram over maxDatagramBytes was dropped. */
   | 'oversized-datagram'
   /** A socket or listening server reported an error. */
@@ -279,6 +300,12 @@ interface KeepaliveRun {
 
 type Limits = Required<Omit<TransportLayerOptions, 'onMessage' | 'onError' | 'tls' | 'clock' | 'random'>>;
 
+/**
+ * At the connection cap, an inbound connection whose peer has sent nothing for this long may be
+ * closed to admit a new one (see evictQuietestInbound).
+ */
+const EVICTABLE_AFTER_MS = 1000;
+
 /** How often to retry a shared ephemeral UDP+TCP port when TCP finds it taken. */
 const SHARED_PORT_ATTEMPTS = 10;
 const TLS_MIN_VERSION = 'TLSv1.2';
@@ -289,6 +316,8 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly udp: UdpListener[] = [];
+  /** udpSocketFor's choice per address family and loopback-ness; cleared when `udp` changes. */
+  private readonly udpChoice = new Map<string, UdpListener>();
   private readonly streamListeners: StreamListener[] = [];
   /** Listeners in the order of the specs they came from, for localAddresses(). */
   private readonly bound: LocalAddress[] = [];
@@ -528,6 +557,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
         const inUse = error instanceof TransportError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
         if (!inUse || attempt >= SHARED_PORT_ATTEMPTS) throw error;
         this.udp.splice(this.udp.indexOf(udp), 1);
+        this.udpChoice.clear();
         this.bound.splice(this.bound.findIndex((b) => b.transport === 'udp' && b.port === udp.local.port && b.host === host), 1);
         await new Promise<void>((resolve) => udp.socket.close(() => resolve()));
       }
@@ -543,6 +573,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       type: family === 'IPv6' ? 'udp6' : 'udp4',
       ipv6Only: family === 'IPv6',
       recvBufferSize: UDP_RECEIVE_BUFFER_BYTES,
+      lookup: literalLookup,
     });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -567,6 +598,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       this.diagnose({ kind: 'socket-error', reason: `UDP socket ${endpointKey(host, local.port)}: ${error.message}`, transport: 'udp', local, cause: error });
     });
     this.udp.push(listener);
+    this.udpChoice.clear();
     this.bound.push({ transport: 'udp', host, port: local.port, family });
     return listener;
   }
@@ -628,15 +660,19 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     this.emitSafely('message', { data, transport: 'udp', local: listener.local, remote });
   }
 
-  private async sendDatagram(data: Uint8Array, target: SendTarget): Promise<SendResult> {
+  /**
+   * Not `async`: one promise per datagram, settled by the send callback (every response comes
+   * here). Its throws still reach callers as rejections: only the `async` send() calls it.
+   */
+  private sendDatagram(data: Uint8Array, target: SendTarget): Promise<SendResult> {
     const address = this.checkTarget(target);
     if (data.length > this.limits.maxDatagramBytes) {
       throw new TransportError('too-large', `${data.length}-byte datagram exceeds ${this.limits.maxDatagramBytes} bytes`);
     }
     const listener = this.udpSocketFor(address, target.local);
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<SendResult>((resolve, reject) => {
       listener.socket.send(data, target.port, address, (error) => {
-        if (!error) return resolve();
+        if (!error) return resolve({ transport: 'udp', local: listener.local, remote: { address, port: target.port } });
         const code = (error as NodeJS.ErrnoException).code;
         reject(
           new TransportError(code === 'EMSGSIZE' ? 'too-large' : 'send-failed', `UDP send to ${endpointKey(address, target.port)} failed: ${error.message}`, {
@@ -645,7 +681,6 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
         );
       });
     });
-    return { transport: 'udp', local: listener.local, remote: { address, port: target.port } };
   }
 
   /**
@@ -661,14 +696,19 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       if (exact) return exact;
       throw new TransportError('no-socket', `no UDP socket bound at ${localIp ? endpointKey(localIp, local.port) : local.address}`);
     }
-    const candidates = this.udp.filter((l) => l.family === family);
     const toLoopback = isLoopback(address);
+    // Every response goes through here: the choice depends only on these two, so it is kept.
+    const choiceKey = toLoopback ? `${family} loopback` : family;
+    const known = this.udpChoice.get(choiceKey);
+    if (known !== undefined) return known;
+    const candidates = this.udp.filter((l) => l.family === family);
     const usable = candidates.filter((l) => toLoopback || !isLoopback(l.local.address));
     const chosen =
       usable.find((l) => !isUnspecified(l.local.address) && isLoopback(l.local.address) === toLoopback) ??
       usable.find((l) => isUnspecified(l.local.address)) ??
       usable[0];
     if (!chosen) throw new TransportError('no-socket', `no UDP socket can send to ${address} (${family})`);
+    this.udpChoice.set(choiceKey, chosen);
     return chosen;
   }
 
@@ -818,12 +858,12 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     };
     if (this.closing) return refuse('transport layer is closing');
     if (remoteIp === undefined) return refuse('inbound connection closed before it could be accepted');
-    if (this.connectionSlotsInUse() >= this.limits.maxConnections) {
-      return refuse(`refused connection from ${remoteIp}: ${this.limits.maxConnections} connections open`);
-    }
     const fromSource = this.inboundPerSource.get(remoteIp) ?? 0;
     if (fromSource >= this.limits.maxConnectionsPerSource) {
       return refuse(`refused connection from ${remoteIp}: ${fromSource} connections from that address already`);
+    }
+    if (this.connectionSlotsInUse() >= this.limits.maxConnections && !this.evictQuietestInbound(remoteIp)) {
+      return refuse(`refused connection from ${remoteIp}: ${this.limits.maxConnections} connections open`);
     }
     this.inboundPerSource.set(remoteIp, fromSource + 1);
     if (listener.transport === 'tcp') {
@@ -875,6 +915,34 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     secure.on('error', onError);
     secure.on('close', onClose);
     secure.on('secure', onSecure);
+  }
+
+  /**
+   * At the connection cap, makes room for a new inbound connection by closing the inbound one
+   * whose peer has been quiet longest, if that is at least EVICTABLE_AFTER_MS. Without this,
+   * connections that are merely held open (cheap for a peer: 16 per address, from a handful of
+   * addresses) would lock every new TCP client out until the idle timeout, and for good if
+   * they send a CRLF now and then. The floor keeps a burst of new connections from pushing
+   * out the ones in use. False, and nothing closed, when no connection qualifies.
+   */
+  private evictQuietestInbound(newcomer: string): boolean {
+    const now = performance.now();
+    let quietest: StreamConnection | undefined;
+    let longest = EVICTABLE_AFTER_MS;
+    for (const connection of this.connectionsById.values()) {
+      if (connection.info.direction !== 'inbound' || !connection.isOpen) continue;
+      const quiet = connection.quietFor(now);
+      if (quiet >= longest) {
+        quietest = connection;
+        longest = quiet;
+      }
+    }
+    if (quietest === undefined) return false;
+    const { transport, local, remote, connectionId } = quietest.info;
+    const reason = `closed the connection from ${endpointKey(remote.address, remote.port)}, quiet for ${Math.round(longest)} ms, to admit one from ${newcomer}: ${this.limits.maxConnections} connections open`;
+    this.diagnose({ kind: 'connection-evicted', reason, transport, connectionId, local, remote });
+    void quietest.close('evicted', reason);
+    return true;
   }
 
   private releaseInboundSlot(remoteIp: string): void {
@@ -1014,6 +1082,15 @@ function reuseKeyOf(info: ConnectionInfo): string | undefined {
   if (info.transport === 'tcp') return reuseKey('tcp', info.remote.address, info.remote.port, undefined);
   const serverName = info.tls?.serverName;
   return info.direction === 'outbound' && serverName !== undefined ? reuseKey('tls', info.remote.address, info.remote.port, serverName) : undefined;
+}
+
+/**
+ * dgram's name lookup, for sends whose target is an IP literal already (`checkTarget` makes
+ * sure of that). The default, dns.lookup, answers a literal on the next tick; answering at once
+ * lets the datagram go out within `send`, with no extra tick per datagram.
+ */
+function literalLookup(address: string, _options: unknown, callback: (error: NodeJS.ErrnoException | null, address: string, family: number) => void): void {
+  callback(null, address, address.includes(':') ? 6 : 4);
 }
 
 function errorText(error: unknown): string {

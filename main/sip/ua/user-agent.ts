@@ -30,7 +30,7 @@ import { DEFAULT_TIMERS, type TimerConfig } from '../transaction/timer-config.js
 import { clientTransactionKey, serverTransactionKey } from '../transaction/transaction-keys.js';
 import { chooseTransport, MTU_HEADROOM } from '../transport/choose-transport.js';
 import { knownPathMtu } from '../transport/path-mtu.js';
-import { TransportLayer, type InboundMessage, type ListenSpec, type TlsOptions } from '../transport/transport-layer.js';
+import { TransportLayer, type InboundMessage, type ListenSpec, type TlsOptions, type TransportLimits } from '../transport/transport-layer.js';
 import { aorOf, formatUri, parseUri, type Uri } from '../uri.js';
 import { Failover, TargetHealth, type AttemptOutcome } from '../dns/failover.js';
 import type { DnsResolver } from '../dns/dns-resolver.js';
@@ -44,6 +44,7 @@ import { outcomeOfStatus, type SendResult } from './outcome.js';
 import { DEFAULT_REQUEST_POLICY, judgeRequest, judgeResponse, type RequestPolicy } from './request-policy.js';
 import { SourceRateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { createResponse } from './responses.js';
+import { ResponseStore } from './response-store.js';
 
 /** RFC 3428 §8: the largest MESSAGE request allowed over a path not known to be congestion-controlled. */
 export const MESSAGE_SIZE_LIMIT = 1300;
@@ -135,6 +136,8 @@ export interface UserAgentOptions {
    * answered 503 with Retry-After, statelessly, never dropped (rate-limit.ts).
    */
   readonly rateLimit?: RateLimitConfig;
+  /** Connection limits and timeouts of the transport layer; its defaults where not given. */
+  readonly transportLimits?: TransportLimits;
 }
 
 export interface SendMessageInput {
@@ -153,9 +156,11 @@ export interface SendMessageInput {
   readonly date?: Date;
   /**
    * The Call-ID and From tag to use instead of fresh ones, so a caller can file the request
-   * under them before it is sent (a stored outbox row). Never reuse them for another request.
+   * under them before it is sent (a stored outbox row). Never reuse them for another request
+   * with the same CSeq: a retry of a stored message is a new request with a higher `cseq`
+   * (RFC 3261 §8.1.1.5, §8.2.2.2); the UA numbers auth retries from there.
    */
-  readonly identity?: { readonly callId: string; readonly fromTag: string };
+  readonly identity?: { readonly callId: string; readonly fromTag: string; readonly cseq?: number };
 }
 
 /** An out-of-dialog OPTIONS (RFC 3261 §11.1): the same headers as a MESSAGE, without Expires. */
@@ -194,7 +199,13 @@ export interface RequestOutcome {
 }
 
 type ClientDriver = TransactionDriver<NonInviteClientTransaction<SipRequest, SipResponse>>;
-type ServerDriver = TransactionDriver<NonInviteServerTransaction<SipRequest, SipResponse>>;
+/**
+ * A server transaction as the UA runs it: filed under its key (the `Req` it keeps is that key)
+ * and holding its response as the bytes sent. Over UDP a completed transaction lives 64*T1 =
+ * 32 s (Timer J, §17.2.2) to absorb retransmissions, so at thousands of requests a second what
+ * it keeps is what the heap holds: the wire bytes to resend, not the parsed request and response.
+ */
+type ServerDriver = TransactionDriver<NonInviteServerTransaction<string, Buffer>>;
 
 export class UserAgent {
   readonly aor: Uri;
@@ -211,6 +222,8 @@ export class UserAgent {
   private messageHandler: MessageHandler | undefined;
   private optionsHandler: OptionsHandler | undefined;
   private readonly rateLimiter: SourceRateLimiter | undefined;
+  /** The bytes of the final responses server transactions keep for retransmissions. */
+  private readonly responseStore = new ResponseStore();
   private closed = false;
 
   private constructor(
@@ -231,6 +244,7 @@ export class UserAgent {
     if (aor.scheme !== 'sip' && aor.scheme !== 'sips') throw new TypeError(`the address of record must be a sip: URI, not ${options.aor}`);
     let agent: UserAgent | undefined;
     const transport = await TransportLayer.listen(options.listen, {
+      ...options.transportLimits,
       ...(options.tls === undefined ? {} : { tls: options.tls }),
       onMessage: (inbound) => agent?.receive(inbound),
       onError: (reason) => options.onDiagnostic?.(`transport: ${reason}`),
@@ -306,6 +320,7 @@ export class UserAgent {
       destinations,
       direct: route.length === 0,
       sizeLimited: method === 'MESSAGE',
+      ...(input.identity?.cseq === undefined ? {} : { firstCSeq: input.identity.cseq }),
       build: (attempt) => {
         const request = buildMessageRequest(
           { ...message, extraHeaders: [...(message.extraHeaders ?? []), ...attempt.authorization] },
@@ -576,14 +591,14 @@ export class UserAgent {
       }
     }
 
-    const driver = this.createServerTransaction(request, inbound, key);
+    // §8.2.2.2: the same request reaching us twice by different paths (a fork) gets 482.
+    const identity = mergeIdentity(request);
+    const driver = this.createServerTransaction(request, inbound, key, identity);
     const respond = (status: number, options: Parameters<typeof createResponse>[2] = {}): void => {
-      const response = createResponse(request, status, { toTag: newTag(), ...options });
+      const response = this.responseStore.keep(serializeMessage(createResponse(request, status, { toTag: newTag(), ...options })));
       driver.feed((tx, now) => tx.respond(status, response, now));
     };
 
-    // §8.2.2.2: the same request reaching us twice by different paths (a fork) gets 482.
-    const identity = mergeIdentity(request);
     const holder = this.serverIdentities.get(identity);
     if (holder !== undefined && holder !== key) {
       respond(482);
@@ -664,17 +679,18 @@ export class UserAgent {
     return handler(message);
   }
 
-  private createServerTransaction(request: SipRequest, inbound: InboundMessage, key: string): ServerDriver {
-    const transaction = new NonInviteServerTransaction<SipRequest, SipResponse>(request, {
+  /** `key` and `identity` as computed by the caller; nothing here keeps `request` or `inbound`. */
+  private createServerTransaction(request: SipRequest, inbound: InboundMessage, key: string, identity: string): ServerDriver {
+    const transaction = new NonInviteServerTransaction<string, Buffer>(key, {
       reliable: inbound.transport !== 'udp',
       timers: this.timers,
     });
     const target = responseTarget(request, inbound);
-    const identity = mergeIdentity(request);
-    const driver: ServerDriver = new TransactionDriver(transaction, this.clock, (event: ServerEvent<SipResponse>) => {
+    const connectionId = inbound.connectionId;
+    const driver: ServerDriver = new TransactionDriver(transaction, this.clock, (event: ServerEvent<Buffer>) => {
       switch (event.type) {
         case 'send':
-          this.sendBytes(serializeMessage(event.response), target, inbound.connectionId).catch((error: unknown) => {
+          this.sendBytes(event.response, target, connectionId).catch((error: unknown) => {
             this.options.onDiagnostic?.(`response to ${target.address}:${target.port} failed: ${describe(error)}`);
             driver.feed((tx, now) => tx.transportError(now));
           });
@@ -795,8 +811,9 @@ function responseTarget(request: SipRequest, inbound: InboundMessage): Destinati
   return { transport: inbound.transport, address, port, family: address.includes(':') ? 6 : 4, host: address, targetName: address, source: 'numeric' };
 }
 
+/** Kept as long as the server transaction, so joined into a flat string (see transaction-keys.ts). */
 function mergeIdentity(request: SipRequest): string {
-  return `${request.from.params.get('tag') ?? ''}\n${request.callId}\n${request.cseq.seq}\n${request.method}`;
+  return [request.from.params.get('tag') ?? '', request.callId, request.cseq.seq, request.method].join('\n');
 }
 
 /** How an attempt ended, in the terms of RFC 3263 §4.3. */
@@ -822,10 +839,13 @@ function parseRetryAfter(value: string | undefined): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
+/** The last Date header value parsed and its time: under load consecutive requests share it. */
+let lastDate: { readonly value: string; readonly time: number } = { value: '', time: Number.NaN };
+
 function parseDate(value: string | undefined): Date | undefined {
   if (value === undefined) return undefined;
-  const time = Date.parse(value);
-  return Number.isNaN(time) ? undefined : new Date(time);
+  if (value !== lastDate.value) lastDate = { value, time: Date.parse(value) };
+  return Number.isNaN(lastDate.time) ? undefined : new Date(lastDate.time);
 }
 
 function describe(error: unknown): string {
