@@ -117,6 +117,8 @@ describe('a conversation of 100,000 messages', () => {
     await page.screenshot({ path: join(REPO_ROOT, 'build', 'screenshots', 'long-thread-top-light.png') });
 
     await feed.evaluate((element) => (element.scrollTop = element.scrollHeight / 2));
+    // The rows follow at the next frame's scroll event: until then the top's rows are still there.
+    await expect.poll(async () => Number(await page.locator('[role=feed] .thread-row').first().getAttribute('data-index'))).toBeGreaterThan(40_000);
     await page.locator('[role=feed] article').first().waitFor();
     // A locator, not a string predicate: the page's CSP forbids eval, which a string predicate needs.
     await page.locator('.message-placeholder').first().waitFor({ state: 'detached' });

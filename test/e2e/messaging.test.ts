@@ -99,7 +99,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await message.press('Enter');
 
     const sent = alice.locator('article', { hasText: 'Hello Bob!' });
-    await sent.locator('.message-state.delivered').waitFor({ timeout: 10_000 });
+    await sent.locator('.message-state:is(.delivered, .displayed)').waitFor({ timeout: 10_000 });
     expect(await sent.locator('.message-text').innerText()).toBe('Hello Bob!\nSecond line.');
     // S/MIME by default: signed and encrypted, and the badge says so.
     expect(await sent.locator('.badge.security').innerText()).toBe('Encrypted');
@@ -120,7 +120,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     // Bob answers from the conversation; Alice sees it arrive in her open thread.
     await bob.getByRole('textbox', { name: /Message/ }).fill('Hi Alice, got it.');
     await bob.getByRole('textbox', { name: /Message/ }).press('Enter');
-    await bob.locator('article', { hasText: 'Hi Alice, got it.' }).locator('.message-state.delivered').waitFor({ timeout: 10_000 });
+    await bob.locator('article', { hasText: 'Hi Alice, got it.' }).locator('.message-state:is(.delivered, .displayed)').waitFor({ timeout: 10_000 });
     await alice.locator('article', { hasText: 'Hi Alice, got it.' }).waitFor({ timeout: 10_000 });
     await shot(alice, 'conversation-light');
     await shot(bob, 'conversation-dark');
@@ -152,7 +152,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await quick.keyboard.press('Enter');
     await quick.keyboard.type('Sent from the quick window');
     await quick.keyboard.press('Enter');
-    await quick.locator('.quick-status .message-state.delivered').waitFor({ timeout: 10_000 });
+    await quick.locator('.quick-status .message-state:is(.delivered, .displayed)').waitFor({ timeout: 10_000 });
     await shot(quick, 'quick-send-light');
     await bob.locator('article', { hasText: 'Sent from the quick window' }).waitFor({ timeout: 10_000 });
     await quick.close();
@@ -242,7 +242,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
       await newAlice.getByRole('textbox', { name: /^To/ }).fill(`sip:bob@127.0.0.1:${bobPort}`);
       await newAlice.getByRole('textbox', { name: /Message/ }).fill('Accepted now?');
       await newAlice.getByRole('textbox', { name: /Message/ }).press('Enter');
-      await newAlice.locator('article', { hasText: 'Accepted now?' }).locator('.message-state.delivered').waitFor({ timeout: 10_000 });
+      await newAlice.locator('article', { hasText: 'Accepted now?' }).locator('.message-state:is(.delivered, .displayed)').waitFor({ timeout: 10_000 });
       await bob.getByRole('button', { name: /^alice@127\.0\.0\.1.*1 unread/ }).click();
       const arrived = bob.locator('article', { hasText: 'Accepted now?' });
       await arrived.waitFor({ timeout: 10_000 });
