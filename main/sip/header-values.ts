@@ -244,7 +244,8 @@ function addParam(params: Params, name: string, value: string | null, quoted: bo
  * what the caller hears about first, as it would be if the values were checked afterwards.
  */
 function readParams(text: string, pos: number, params: Params, header: string | undefined, rules: ParamRules): void {
-  if (readUsualParams(text, pos, params, rules)) return;
+  // Nothing after the value (a To without a tag, a bare media type): nothing to check either.
+  if (pos >= text.length || readUsualParams(text, pos, params, rules)) return;
   const n = text.length;
   let problem: string | undefined;
   for (;;) {
@@ -648,7 +649,8 @@ export function parseVia(value: string, header?: string): Via[] {
   if (usual !== undefined) return [usual];
   const parts = splitHeaderList(value, header);
   if (parts.length === 0) fail('empty Via', header);
-  return parts.map((part) => readUsualVia(part) ?? parseViaParm(part, header));
+  // A part that is the whole value was just refused by readUsualVia.
+  return parts.map((part) => (part === value ? parseViaParm(part, header) : (readUsualVia(part) ?? parseViaParm(part, header))));
 }
 
 /**

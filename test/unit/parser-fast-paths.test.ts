@@ -200,3 +200,71 @@ describe('the header section', () => {
     expect(() => parseMessage(Buffer.from(`${bad.join('\r\n')}\r\n\r\nbody`))).toThrow(/bare CR/);
   });
 });
+
+describe('the one-pass reading of CRLF messages agrees with the general reading', () => {
+  // The same message with CRLF line ends (which the one-pass reading takes) and with LF-only
+  // line ends (which it leaves to the general reading) must give the same message or error.
+  const headerName = fc.constantFrom(
+    'Via',
+    'v',
+    'VIA',
+    'From',
+    'f',
+    'to',
+    'Call-ID',
+    'i',
+    'CSeq',
+    'Max-Forwards',
+    'Content-Type',
+    'c',
+    'Content-Length',
+    'l',
+    'content-length',
+    'Subject',
+    'X-Extra',
+    'Accept-Contact',
+  );
+  const valueText = fc.oneof(
+    fc.stringMatching(/^[A-Za-z0-9;=<>@:."\/ -]{0,20}$/),
+    fc.constantFrom('"Иван Петров" <sip:ivan@example.net>;tag=a', 'déjà vu', 'SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1', '4', '0', '99', 'x'),
+  );
+  const row = fc.record({
+    name: headerName,
+    beforeColon: fc.constantFrom('', ' ', '\t'),
+    value: valueText,
+    continuation: fc.option(fc.tuple(fc.constantFrom(' ', '\t', '  '), valueText), { nil: undefined }),
+  });
+  const startLine = fc.constantFrom('MESSAGE sip:b@example.com SIP/2.0', 'SIP/2.0 200 OK', 'SIP/2.0 404 Not Found', 'BAD LINE', 'OPTIONS sip:b@example.com SIP/3.0');
+  const message = fc.record({ startLine, rows: fc.array(row, { maxLength: 8 }), body: fc.constantFrom('', 'body', 'Grüße') });
+
+  function lines(m: { startLine: string; rows: Array<{ name: string; beforeColon: string; value: string; continuation: [string, string] | undefined }> }): string[] {
+    const out = [m.startLine];
+    for (const r of m.rows) {
+      out.push(`${r.name}${r.beforeColon}: ${r.value}`);
+      if (r.continuation !== undefined) out.push(r.continuation.join(''));
+    }
+    return out;
+  }
+
+  const facts = (data: Buffer): unknown =>
+    outcome(
+      () => parseMessage(data),
+      (parsed) => ({
+        start: parsed.kind === 'request' ? [parsed.method, parsed.uri, parsed.version] : [parsed.status, parsed.reason, parsed.version],
+        rows: parsed.headers.entries().map((r) => [r.name, r.key, r.value]),
+        body: parsed.body.toString('latin1'),
+      }),
+    );
+
+  it('for generated heads with names in any case, SWS before the colon, folding and UTF-8', () => {
+    fc.assert(
+      fc.property(message, (m) => {
+        const head = lines(m);
+        const crlf = Buffer.from(`${head.join('\r\n')}\r\n\r\n${m.body}`);
+        const lf = Buffer.from(`${head.join('\n')}\n\n${m.body}`);
+        expect(facts(crlf)).toEqual(facts(lf));
+      }),
+      { numRuns: 3000, seed: 3261 },
+    );
+  });
+});

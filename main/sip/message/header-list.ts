@@ -51,6 +51,16 @@ export class HeaderList {
     return undefined;
   }
 
+  /**
+   * `get` for a name that is already a lookup key (lower-case long form, as `headerKey`
+   * gives it): what the message's own views use, since they know their keys.
+   */
+  getByKey(key: string): string | undefined {
+    const rows = this.rows;
+    for (let i = 0; i < rows.length; i++) if (rows[i]!.key === key) return rows[i]!.value;
+    return undefined;
+  }
+
   /** The values of every row with this name, unsplit. */
   getAll(name: string): string[] {
     const key = headerKey(name);

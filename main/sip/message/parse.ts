@@ -12,9 +12,15 @@
  * is decoded to text once (see HeaderSection), lines are found with `indexOf`, and rows are cut
  * out of that text by index, with no intermediate string per line. Usual header names are
  * recognised in place (`knownHeaderAt`), so they cost no new string either.
+ *
+ * Two readings share that work. The one-pass reading (`readUsualMessage`) takes the message
+ * every peer sends, CRLF line ends and nothing wrong, without searching the bytes for the empty
+ * line first; at anything else it gives up, and the general reading (`readHead`, `withBody`),
+ * which accepts LF-only line ends and reports every error, reads the message from the start.
+ * Both give the same message (test/unit/parser-fast-paths.test.ts).
  */
 import { HeaderList, type HeaderRow } from './header-list.js';
-import { headerKey, knownHeaderAt } from './header-names.js';
+import { headerKey, knownHeaderAt, type KnownHeaderName } from './header-names.js';
 import { ParseError } from './parse-error.js';
 import { SipRequest, SipResponse, type SipMessage } from './sip-message.js';
 
@@ -67,13 +73,17 @@ export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessa
   while (start < data.length && (data[start] === CR || data[start] === LF)) start++;
   if (start === data.length) throw new ParseError('empty', 'no message: only line breaks or nothing');
 
+  // Nearly every message takes the one-pass reading; it leaves anything unusual to the rest.
+  const usual = readUsualMessage(data, start, limits, options);
+  if (usual !== undefined) return usual;
+
   // The header section ends at the first empty line: CRLF CRLF, or LF LF from a peer that ends
   // its lines with LF alone. The usual CRLF CRLF is tried first. An LF LF before it would be an
   // empty line inside that candidate head: readHead stops there (returns undefined), and the
   // exact search below, which finds whichever comes first, decides.
   const crlfEnd = data.indexOf(CRLFCRLF, start);
   if (crlfEnd >= 0 && crlfEnd - start <= limits.maxHeadBytes) {
-    const message = readHead(new HeaderSection(data, start, crlfEnd), limits);
+    const message = readHead(HeaderSection.decode(data, start, crlfEnd), limits);
     if (message !== undefined) return withBody(message, data, crlfEnd + 4, options);
   }
 
@@ -89,14 +99,14 @@ export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessa
     // A datagram cut short before its empty line: still read what is there, so that a UAS
     // can answer 400 to a request it can address (RFC 4475 §3.1.2.15).
     const error = new ParseError('truncated', 'header section does not end with an empty line');
-    const partial = tryPartial(new HeaderSection(data, start, data.length), limits);
+    const partial = tryPartial(HeaderSection.decode(data, start, data.length), limits);
     if (partial !== undefined) error.partial = partial;
     throw error;
   }
   if (headEnd - start > limits.maxHeadBytes) {
     throw new ParseError('too-large', `header section of ${headEnd - start} bytes exceeds ${limits.maxHeadBytes}`);
   }
-  const message = readHead(new HeaderSection(data, start, headEnd), limits);
+  const message = readHead(HeaderSection.decode(data, start, headEnd), limits);
   // Cannot happen: the head ends at the first empty line, so it has none inside.
   if (message === undefined) throw new ParseError('bad-header', 'empty line inside the header section');
   return withBody(message, data, headEnd + separatorLength, options);
@@ -127,6 +137,177 @@ function withBody(message: SipMessage, data: Buffer, bodyStart: number, options:
   return message;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The one-pass reading of the usual message
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * How much of a datagram the one-pass reading decodes in search of the end of the header
+ * section: every usual head fits, and a large body is not decoded for nothing.
+ */
+const USUAL_WINDOW = 8192;
+
+/**
+ * What the first pass notes about each header row, ROW_FIELDS numbers a row: where its name
+ * starts and ends, where its value starts and where its last line stops (before CR LF), and
+ * whether continuation lines follow the first; `scratchNames` holds its name when the name is
+ * one `knownHeaderAt` knows (static entries, so none needs clearing). Parsing is synchronous,
+ * so these arrays serve every call.
+ */
+const ROW_FIELDS = 5;
+const NAME_START = 0;
+const NAME_END = 1;
+const VALUE_START = 2;
+const VALUE_STOP = 3;
+const FOLDED = 4;
+const SCRATCH_ROWS = 256;
+const scratch = new Int32Array(SCRATCH_ROWS * ROW_FIELDS);
+const scratchNames: Array<KnownHeaderName | undefined> = new Array<KnownHeaderName | undefined>(SCRATCH_ROWS).fill(undefined);
+
+/**
+ * Reads a message whose lines all end with CR LF (§7), in one pass over its text: the first
+ * finds the lines, the colons and the names, the second cuts out the start line and the rows.
+ * It reads exactly what the general reading (readHead, withBody) reads, but only messages that
+ * break no rule and take none of its detours: it returns undefined at an LF-only line end, a
+ * bare CR, a line or head over the limits, a line that is not `name SWS ":"`, too many rows, a
+ * start line that does not parse, or a body that Content-Length does not frame, and the
+ * general reading then reads the message again and finds what is wrong.
+ */
+function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, options: ParseOptions): SipMessage | undefined {
+  const text = data.toString('latin1', start, Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4)));
+  const maxLine = limits.maxLineLength;
+  const maxRows = Math.min(limits.maxHeaders, SCRATCH_ROWS);
+
+  // The start line. (A line's length in latin1 characters is at least its length in decoded
+  // characters: within the limit here, within it there.)
+  let lineEnd = text.indexOf('\n');
+  let stop = lineEnd - 1;
+  if (lineEnd < 1 || text.indexOf('\r') !== stop || stop > maxLine) return undefined;
+  const startLineStop = stop;
+
+  // First pass: every line ends with CR LF and has no other CR; the first empty line ends the head.
+  let rowCount = 0;
+  let pos = lineEnd + 1;
+  for (;;) {
+    lineEnd = text.indexOf('\n', pos);
+    if (lineEnd <= pos) return undefined;
+    stop = lineEnd - 1;
+    if (text.indexOf('\r', pos) !== stop) return undefined;
+    if (stop === pos) break;
+    if (stop - pos > maxLine) return undefined;
+    const first = text.charCodeAt(pos);
+    if (first === SP || first === HT) {
+      // A continuation line (§7.3.1) of the row before.
+      if (rowCount === 0) return undefined;
+      const row = (rowCount - 1) * ROW_FIELDS;
+      scratch[row + VALUE_STOP] = stop;
+      scratch[row + FOLDED] = 1;
+    } else {
+      // field-name SWS ":". A usual name written the usual way is recognised where it stands;
+      // any other is read as a token. The line ends with CR, which is no token character nor SWS.
+      if (rowCount === maxRows) return undefined;
+      const known = knownHeaderAt(text, pos);
+      let nameEnd: number;
+      if (known !== undefined) {
+        nameEnd = pos + known.spelling.length;
+      } else {
+        nameEnd = pos;
+        while (TOKEN_CHARS[text.charCodeAt(nameEnd)] === 1) nameEnd++;
+        if (nameEnd === pos) return undefined;
+      }
+      let colon = nameEnd;
+      while (isSws(text.charCodeAt(colon))) colon++;
+      if (text.charCodeAt(colon) !== COLON) return undefined;
+      scratchNames[rowCount] = known;
+      const row = rowCount++ * ROW_FIELDS;
+      scratch[row + NAME_START] = pos;
+      scratch[row + NAME_END] = nameEnd;
+      scratch[row + VALUE_START] = colon + 1;
+      scratch[row + VALUE_STOP] = stop;
+      scratch[row + FOLDED] = 0;
+    }
+    pos = lineEnd + 1;
+  }
+  // `pos` is the empty line; the header section ends with the CR LF before it.
+  const headEnd = pos - 2;
+  if (headEnd > limits.maxHeadBytes) return undefined;
+  const section = new HeaderSection(data, start, text, nonAsciiCount(text.slice(0, headEnd)));
+
+  // Second pass: the start line and the rows, as strings.
+  const startLine = section.slice(0, startLineStop);
+  const rows: HeaderRow[] = [];
+  let contentLength = -1;
+  for (let index = 0; index < rowCount; index++) {
+    const row = index * ROW_FIELDS;
+    const valueStart = scratch[row + VALUE_START]!;
+    const valueStop = scratch[row + VALUE_STOP]!;
+    const value = scratch[row + FOLDED] === 0 ? trimmedSlice(section, valueStart, valueStop) : unfoldedValue(section, valueStart, valueStop);
+    const known = scratchNames[index];
+    let name: string;
+    let key: string;
+    if (known !== undefined) {
+      name = known.spelling;
+      key = known.key;
+    } else {
+      // A token: ASCII, no decoding needed.
+      name = text.slice(scratch[row + NAME_START], scratch[row + NAME_END]);
+      key = headerKey(name);
+    }
+    if (key === 'content-length') {
+      // §20.14; several rows must agree (RFC 4475 §3.3.9): anything else is for the general reading to report.
+      const length = smallNumber(value);
+      if (length < 0 || (contentLength >= 0 && length !== contentLength)) return undefined;
+      contentLength = length;
+    }
+    rows.push({ name, key, value });
+  }
+
+  // The body (§18.3): Content-Length counts octets.
+  const bodyStart = start + pos + 2;
+  const available = data.length - bodyStart;
+  let body: Buffer;
+  if (contentLength < 0) {
+    if (options.framing === 'stream') return undefined;
+    body = available === 0 ? NO_BODY : data.subarray(bodyStart);
+  } else {
+    if (contentLength > available) return undefined;
+    body = contentLength === 0 ? NO_BODY : data.subarray(bodyStart, bodyStart + contentLength);
+  }
+
+  let message: SipMessage;
+  try {
+    message = parseStartLine(startLine, new HeaderList(rows));
+  } catch (error) {
+    if (error instanceof ParseError) return undefined;
+    throw error;
+  }
+  message.body = body;
+  return message;
+}
+
+/**
+ * The value of a folded row: its first line after the colon and each continuation line,
+ * trimmed, the non-empty ones joined with one SP (§7.3.1), as readHead joins them. `stop` is
+ * where the last line stops; each line ends with CR LF.
+ */
+function unfoldedValue(section: HeaderSection, valueStart: number, stop: number): string {
+  const text = section.text;
+  let lineStop = text.indexOf('\r', valueStart);
+  let value = trimmedSlice(section, valueStart, lineStop);
+  while (lineStop < stop) {
+    const lineStart = lineStop + 2;
+    lineStop = text.indexOf('\r', lineStart);
+    const more = trimmedSlice(section, lineStart, lineStop);
+    if (more.length > 0) value = value.length === 0 ? more : `${value} ${more}`;
+  }
+  return value;
+}
+
+/** How many characters of the latin1 `text` are bytes above 0x7F (each is two bytes in UTF-8: the excess counts them). */
+function nonAsciiCount(text: string): number {
+  return Buffer.byteLength(text, 'utf8') - text.length;
+}
+
 /** A byte above 0x7F, in latin1 text. */
 const NON_ASCII = /[\x80-\xff]/g;
 
@@ -148,15 +329,26 @@ class HeaderSection {
   private nextNonAscii: number;
   private searchedFrom = 0;
 
+  /**
+   * `text` is data[start, …) as latin1, at least the header section and possibly more (the
+   * one-pass reading decodes a window before it knows where the section ends);
+   * `nonAsciiCount` is how many bytes above 0x7F the header section has.
+   */
   constructor(
     private readonly data: Buffer,
     private readonly start: number,
-    end: number,
+    text: string,
+    nonAsciiCount: number,
   ) {
-    this.text = data.toString('latin1', start, end);
-    // A byte above 0x7F takes two bytes in UTF-8 as a latin1 character: the excess counts them.
-    this.nonAsciiLeft = Buffer.byteLength(this.text, 'utf8') - this.text.length;
-    this.nextNonAscii = this.nonAsciiLeft === 0 ? this.text.length : -1;
+    this.text = text;
+    this.nonAsciiLeft = nonAsciiCount;
+    this.nextNonAscii = nonAsciiCount === 0 ? text.length : -1;
+  }
+
+  /** The section data[start, end). */
+  static decode(data: Buffer, start: number, end: number): HeaderSection {
+    const text = data.toString('latin1', start, end);
+    return new HeaderSection(data, start, text, nonAsciiCount(text));
   }
 
   /**
@@ -452,7 +644,8 @@ function smallNumber(text: string): number {
 
 /** RFC 3261 §25.1 token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~". */
 const TOKEN_CHARS = (() => {
-  const table = new Uint8Array(128);
+  // 256 wide: latin1 text has codes up to 0xFF.
+  const table = new Uint8Array(256);
   for (const ch of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`\'~') table[ch.charCodeAt(0)] = 1;
   return table;
 })();

@@ -85,7 +85,7 @@ abstract class SipMessageBase {
   /** The parsed Content-Type, or undefined when the message has none. */
   get contentType(): ContentType | undefined {
     if (this.cachedContentType === undefined) {
-      const value = this.headers.get('content-type');
+      const value = this.headers.getByKey('content-type');
       this.cachedContentType = value === undefined ? null : parseContentType(value);
     }
     return this.cachedContentType ?? undefined;
@@ -101,7 +101,7 @@ abstract class SipMessageBase {
   }
 
   protected required(key: string, display: string): string {
-    const value = this.headers.get(key);
+    const value = this.headers.getByKey(key);
     if (value === undefined) throw new ParseError('missing-header', `${display} header missing`, display);
     return value;
   }
