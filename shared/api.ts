@@ -259,7 +259,12 @@ export interface ApiCommands {
   /** `from` omitted: the newest `limit` messages. */
   'conversations.history': Command<{ readonly conversationId: number; readonly from?: number; readonly limit?: number }, HistoryPage>;
   'conversations.markRead': Command<{ readonly conversationId: number }, ConversationView>;
-  /** isComposing (RFC 3994); not available yet. */
+  /**
+   * isComposing (RFC 3994): the user types in the conversation (`active: true`, on every
+   * keystroke: only changes are sent, refreshed every 60 s) or cleared the draft (`false`: idle
+   * now). Idle goes by itself 15 s after the last keystroke, and when a message is sent. The
+   * peer's state comes as the `composing` event.
+   */
   'conversations.setComposing': Command<{ readonly conversationId: number; readonly active: boolean }, null>;
 
   'search': Command<{ readonly query: string; readonly accountId?: string; readonly limit?: number }, readonly SearchHit[]>;
@@ -346,6 +351,7 @@ export type ApiEvent =
   | { readonly type: 'conversation-updated'; readonly conversation: ConversationView }
   | { readonly type: 'registration-changed'; readonly accountId: string; readonly registration: RegistrationState }
   | { readonly type: 'accounts-changed'; readonly accounts: readonly Account[] }
+  /** The conversation's peer started (`active`) or stopped composing (RFC 3994; its refresh ran out, it went idle, or its message arrived). */
   | { readonly type: 'composing'; readonly conversationId: number; readonly active: boolean }
   | { readonly type: 'settings-changed'; readonly settings: AppSettings }
   | { readonly type: 'sip-log'; readonly entry: SipLogEntry }

@@ -28,7 +28,7 @@ import type { AccountArgs } from './account-options.js';
 import { accountAgentOptions } from './account-options.js';
 import { UserAgent } from '../sip/ua/user-agent.js';
 import { SecureMessaging } from '../im/secure-messaging.js';
-import { defaultClientListen, loadCommandIdentity, noticePrinter, recordFailure, recordResult, sendOnce, type SecurityDependencies, retryIdentity } from './send-command.js';
+import { defaultClientListen, loadCommandIdentity, noticePrinter, recordFailure, recordResult, sendOnce, type SecurityDependencies, retryIdentity, storedSend } from './send-command.js';
 
 export interface HistoryArgs {
   dataDir?: string;
@@ -151,9 +151,9 @@ async function flushOutbox(args: OutboxArgs, io: CommandIo, dependencies: Securi
             continue;
           }
           const identity = retryIdentity(message, account);
-          const attempt = store.messages.markSending(message.id, { ...identity, cseq: 1 });
+          const attempt = store.messages.markSending(message.id, identity);
           try {
-            const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity });
+            const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, storedSend(store, message, identity));
             recordResult(store, attempt, result);
           } catch (error) {
             recordFailure(store, attempt, error);

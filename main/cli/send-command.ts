@@ -7,8 +7,9 @@
  * it first (OPTIONS). `--plaintext` sends the body as it is, unprotected.
  *
  * Exit codes: 0 a 2xx came back; 1 a final non-2xx, or the message was refused before sending
- * (no identity, the peer's certificate unknown or changed, the peer lacks S/MIME, too large for
- * the path); 3 timeout or transport failure; 2 usage error (main.ts).
+ * (no identity, the peer's certificate refused or changed, the peer lacks S/MIME, too large for
+ * the path); 3 timeout or transport failure, of the MESSAGE or of the OPTIONS asking for the
+ * peer's certificate (the message then waits in the outbox with --data-dir); 2 usage error (main.ts).
  *
  * With --data-dir, the message goes through that data dir's outbox (main/store, design.md
  * "Durability"): stored `queued` before any byte leaves (the S/MIME certificate discovery
@@ -39,6 +40,9 @@ import { resolveDataDir } from './data-dir.js';
 import { readAllStdin, traceTo, type CommandIo } from './io.js';
 import { openStore, type DeliveryUpdate, type Message, type Store } from '../store/index.js';
 import { nextRetry, type AttemptOutcome } from '../im/retry-policy.js';
+import { attemptCSeq, isMergedRetry, nextAttemptIdentity, type AttemptIdentity } from '../im/attempt-identity.js';
+import { newMessageId, type ImdnRequest } from '../im/smime/protect.js';
+import { REQUESTED_DISPOSITIONS } from '../im/message-notifications.js';
 
 export interface SendArgs {
   from: string;
@@ -95,12 +99,21 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
   try {
     // Messages a killed sender left behind go first: the outbox keeps per-peer order.
     if (outbox !== undefined) await sendEarlier(outbox, args, io, agent, secure);
-    // The stored row is filed under the request's Call-ID and From tag before it leaves.
-    const identity = requestIdentity(args.from);
-    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id, { ...identity, cseq: 1 });
+    // The stored row is filed under the request's Call-ID, CSeq and From tag before it leaves.
+    const identity = outbox === undefined ? { ...requestIdentity(args.from), cseq: attemptCSeq(1) } : retryIdentity(outbox.message, args.from);
+    const attempt = outbox === undefined ? undefined : outbox.store.messages.markSending(outbox.message.id, identity);
+    const messageId = outbox?.message.imdnMessageId ?? undefined;
     let outcome: { result: SendResult; security: MessageSecurity };
     try {
-      outcome = await sendOnce(agent, secure, { to: args.to, body, contentType: args.contentType, identity, ...(args.transport === undefined ? {} : { transport: args.transport }) });
+      outcome = await sendOnce(agent, secure, {
+        to: args.to,
+        body,
+        contentType: args.contentType,
+        identity,
+        // A stored message asks for notifications: `listen --data-dir` moves it to delivered/displayed.
+        ...(messageId === undefined ? {} : { messageId, imdn: REQUESTED_DISPOSITIONS }),
+        ...(args.transport === undefined ? {} : { transport: args.transport }),
+      });
     } catch (error) {
       if (attempt !== undefined) reportRetry(io, recordFailure(outbox!.store, attempt, error));
       throw error;
@@ -122,7 +135,9 @@ export async function sendCommand(args: SendArgs, io: CommandIo, dependencies: S
       if (error.result !== undefined && args.json) printSummary(args, io, error.result, 'encrypted-signed');
       // A changed certificate was already reported loudly, by the notice.
       io.stderr.write(error.code === 'certificate-changed' ? 'sipnote: the message was not sent\n' : `sipnote: ${error.message}\n`);
-      return 1;
+      // A discovery OPTIONS nobody answered is a timeout like a MESSAGE nobody answered: 3.
+      const outcome = error.result?.outcome;
+      return outcome === 'timeout' || outcome === 'transport-error' ? 3 : 1;
     }
     if (error instanceof MessageTooLargeError) {
       const why = secure === undefined ? '' : ' (an S/MIME message is about 1.4-1.6 KB, and the first one to a contact also carries your certificate)';
@@ -167,6 +182,8 @@ function openOutbox(dataDir: string, args: SendArgs, io: CommandIo, body: Buffer
       body: body.toString('utf8'),
       contentType: smime ? 'text/plain;charset=utf-8' : args.contentType,
       security: smime ? 'encrypted-signed' : 'plaintext',
+      // Chosen once, carried by every attempt: the peer drops a retry it already has by it.
+      imdnMessageId: newMessageId(),
     });
     return { store, message };
   } catch (error) {
@@ -188,9 +205,9 @@ async function sendEarlier(outbox: Outbox, args: SendArgs, io: CommandIo, agent:
     if (message.id >= outbox.message.id || !ours.has(message.id)) continue;
     if (message.security !== 'plaintext' && secure === undefined) continue;
     const identity = retryIdentity(message, args.from);
-    const attempt = store.messages.markSending(message.id, { ...identity, cseq: 1 });
+    const attempt = store.messages.markSending(message.id, identity);
     try {
-      const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity });
+      const { result } = await sendOnce(agent, message.security === 'plaintext' ? undefined : secure, storedSend(store, message, identity));
       const update = recordResult(store, attempt, result);
       io.stderr.write(`sipnote: earlier message #${message.id} to ${message.peer}: ${update.state} (${result.status} ${result.reason})\n`);
     } catch (error) {
@@ -207,26 +224,56 @@ export function requestIdentity(from: string): { callId: string; fromTag: string
 }
 
 /**
- * The identity of an attempt of a stored message: the Call-ID and From tag of its earlier
- * attempt when it had one (with CSeq 1, where the UA starts), so that a receiver that got the
- * earlier attempt, before a crash or a lost response, finds the retry in its store as the same
- * request and shows it once; a fresh one for a first attempt. The desktop outbox does the
- * same (main/im/outbox-worker.ts).
+ * The identity of the next attempt of a stored message (main/im/attempt-identity.ts): the
+ * Call-ID and From tag of its earlier attempt when it had one, a fresh pair for a first
+ * attempt, and a CSeq numbered from the attempt count, higher on every retry (a retry is a new
+ * request, RFC 3261 §8.1.1.5; reusing the first CSeq gets 482 from a receiver that still holds
+ * the first transaction, §8.2.2.2). The receiver recognises a retry it already has by the
+ * message's imdn.Message-ID, the same on every attempt; a plaintext message, which has none,
+ * keeps CSeq 1 (attempt-identity.ts). The desktop outbox does the same (main/im/outbox-worker.ts).
  */
-export function retryIdentity(message: { readonly callId: string | null; readonly fromTag: string | null }, from: string): { callId: string; fromTag: string } {
-  return message.callId !== null && message.fromTag !== null ? { callId: message.callId, fromTag: message.fromTag } : requestIdentity(from);
+export function retryIdentity(
+  message: { readonly callId: string | null; readonly fromTag: string | null; readonly attempts: number; readonly security: string },
+  from: string,
+): AttemptIdentity {
+  return nextAttemptIdentity(message, () => requestIdentity(from));
+}
+
+/**
+ * What `sendOnce` sends for a stored message: its text and type, this attempt's identity, and
+ * its imdn.Message-ID (stored now if a row queued by an older build has none). Plaintext
+ * text/plain carries no Message-ID: a retry after a lost 200 can show twice at the peer.
+ */
+export function storedSend(store: Store, message: Message, identity: AttemptIdentity): SendOnceInput {
+  const messageId = message.security === 'plaintext' ? undefined : (message.imdnMessageId ?? store.messages.ensureImdnMessageId(message.id, newMessageId()));
+  return { to: message.peerUri, body: Buffer.from(message.body, 'utf8'), contentType: message.contentType, identity, ...(messageId === undefined ? {} : { messageId, imdn: REQUESTED_DISPOSITIONS }) };
+}
+
+export interface SendOnceInput {
+  to: string;
+  body: Buffer;
+  contentType: string;
+  transport?: SipTransportName;
+  /** Call-ID, From tag and (for a stored message) this attempt's CSeq. */
+  identity?: { callId: string; fromTag: string; cseq?: number };
+  /** The imdn.Message-ID of a stored message (S/MIME only). */
+  messageId?: string;
+  /** Notifications to ask for (S/MIME only, RFC 5438 §6.2). */
+  imdn?: readonly ImdnRequest[];
 }
 
 /** One attempt: S/MIME when `secure` is given (and not bypassed), else the body as it is. */
 export async function sendOnce(
   agent: UserAgent,
   secure: SecureMessaging | undefined,
-  input: { to: string; body: Buffer; contentType: string; transport?: SipTransportName; identity?: { callId: string; fromTag: string } },
+  input: SendOnceInput,
 ): Promise<{ result: SendResult; security: MessageSecurity }> {
   const transport = input.transport === undefined ? {} : { transport: input.transport };
   const identity = input.identity === undefined ? {} : { identity: input.identity };
   if (secure !== undefined) {
-    const sent = await secure.send(agent, { to: input.to, text: input.body.toString('utf8'), ...transport, ...identity });
+    const messageId = input.messageId === undefined ? {} : { messageId: input.messageId };
+    const imdn = input.imdn === undefined ? {} : { imdn: input.imdn };
+    const sent = await secure.send(agent, { to: input.to, text: input.body.toString('utf8'), ...transport, ...identity, ...messageId, ...imdn });
     return { result: sent.result, security: sent.security };
   }
   const result = await agent.sendMessage({ to: input.to, body: input.body, contentType: input.contentType, ...transport, ...identity });
@@ -243,7 +290,9 @@ export function recordResult(store: Store, attempt: DeliveryUpdate, result: Send
     return store.messages.markResult(attempt.id, { state: result.status === 202 ? 'accepted' : 'delivered', status: result.status, reason: result.reason });
   }
   const why = result.outcome === 'timeout' ? 'no response' : result.outcome === 'transport-error' ? 'could not reach the peer' : result.reason;
-  return store.messages.markResult(attempt.id, { state: 'failed', status: result.status, reason: why, ...retryAtFor(result, attempt.attempts, now) });
+  // A 482 to a plaintext retry: the peer still holds our earlier attempt (attempt-identity.ts).
+  const retryable: AttemptOutcome = isMergedRetry(result.status, attempt.attempts) ? { outcome: 'failed', status: 503 } : result;
+  return store.messages.markResult(attempt.id, { state: 'failed', status: result.status, reason: why, ...retryAtFor(retryable, attempt.attempts, now) });
 }
 
 /**

@@ -19,6 +19,11 @@
  *   with both fingerprints (a `certificate-changed` event); nothing changes until the user
  *   accepts the new certificate (contact-book.ts).
  * - Account passwords live in the keychain (account-passwords.ts), never in a file.
+ * - Notifications (RFC 5438) and composing status (RFC 3994): every protected IM asks for
+ *   delivery and display notifications under its signature; `open` hands a received
+ *   notification or status over as `control` (never a message to store), and `sendProtected`
+ *   sends ours signed and encrypted like an IM (RFC 5438 §14). Plaintext ones pass only where
+ *   plaintext IMs would (the account's `acceptPlaintext`, a `legacy-plaintext` contact).
  */
 import type { Contact, PasswordStorage, SecurityLabel } from '../../shared/api.js';
 import { AccountPasswords } from '../security/account-passwords.js';
@@ -38,6 +43,9 @@ import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody } from './i
 import type { DeliveryResult } from './outbox-worker.js';
 import { SecureMessaging, SecureSendError, securePagerPolicy, type SecurityNotice } from './secure-messaging.js';
 import { SMIME_ACCEPT } from './smime/media-types.js';
+import type { ProtectedPayload } from './smime/protect.js';
+import type { ReceivedImdnRequest } from './imdn.js';
+import { ControlBodyError, imdnRequestOf, plaintextImdnRequest, readControlBody, readProtectedControl, REQUESTED_DISPOSITIONS, type ControlBody } from './message-notifications.js';
 
 /** Where the Messenger keeps its secrets and certificates. Without it the Messenger is a plaintext-only build. */
 export interface SecurityEnvironment {
@@ -208,9 +216,26 @@ export type Opened =
       readonly sentAt?: number;
       /** Old but within the replay window: show it as late (RFC 3428 §11.4). */
       readonly late?: boolean;
+      /** The signed imdn.Message-ID (RFC 5438 §6.3): a second message with it from the same peer is a duplicate. */
+      readonly imdnMessageId?: string;
+      /** What the IM asks to be notified of (RFC 5438 §7.2), read from its signed CPIM. */
+      readonly imdnRequest?: ReceivedImdnRequest;
       /** Call once the message is stored: a replay of it is then answered 200 and shown nowhere. */
       commit(): void;
       /** Call when it could not be stored: a resend is then not taken for a replay. */
+      abandon(): void;
+    }
+  /**
+   * A notification (RFC 5438) or a composing status (RFC 3994), protected or (per the account's
+   * policy) plaintext: acted on, never stored as a message. Commit once acted on.
+   */
+  | {
+      readonly kind: 'control';
+      readonly body: ControlBody;
+      readonly security: SecurityLabel;
+      /** Answered 200 (once acted on). */
+      readonly decision: undefined;
+      commit(): void;
       abandon(): void;
     }
   /** Answer with `decision` (undefined: 200, for a replay) and keep nothing. */
@@ -223,6 +248,15 @@ export interface OutgoingText {
   readonly body: string;
   readonly contentType: string;
   readonly security: SecurityLabel;
+  /** The imdn.Message-ID chosen when it was queued, the same on every attempt (attempt-identity.ts). */
+  readonly imdnMessageId?: string | null;
+}
+
+/** The SIP identity of one attempt: Call-ID and From tag of the first, this attempt's CSeq (attempt-identity.ts). */
+export interface DeliveryIdentity {
+  readonly callId: string;
+  readonly fromTag: string;
+  readonly cseq?: number;
 }
 
 /** One account's S/MIME: its SecureMessaging, or the problem that keeps it from having one. */
@@ -257,16 +291,24 @@ export class AccountSecurity {
 
   /**
    * The delivery step: sends `message` as its label says, one attempt, with the identity the
-   * outbox chose (Call-ID and From tag of the first MESSAGE). Never rejects: what stopped it
+   * outbox chose (Call-ID and From tag of the first MESSAGE, this attempt's CSeq) and the
+   * message's imdn.Message-ID. Never rejects: what stopped it
    * is in the result, with the status of the answer that did when there was one (a discovery
    * that timed out is a 408 the outbox may retry; a certificate that changed is final).
    */
-  async deliver(agent: UserAgent, message: OutgoingText, identity?: { readonly callId: string; readonly fromTag: string }): Promise<DeliveryResult> {
+  async deliver(agent: UserAgent, message: OutgoingText, identity?: DeliveryIdentity): Promise<DeliveryResult> {
     void this.owner.touch(this.settings.id, message.peerUri).catch(() => undefined);
     try {
       if (message.security === 'plaintext') return responseOf(await agent.sendMessage(plainRequest(message, identity)));
       if (this.secure === undefined) return { kind: 'not-sent', reason: `Not sent: ${this.problem ?? 'no S/MIME identity'}`, retryable: false };
-      const sent = await this.secure.send(agent, { to: message.peerUri, text: message.body, ...(identity === undefined ? {} : { identity: { callId: identity.callId, fromTag: identity.fromTag } }) });
+      const sent = await this.secure.send(agent, {
+        to: message.peerUri,
+        text: message.body,
+        // Delivery and display notifications, asked for under the signature (RFC 5438 §6, §14).
+        imdn: REQUESTED_DISPOSITIONS,
+        ...(identity === undefined ? {} : { identity: sipIdentity(identity) }),
+        ...(message.imdnMessageId === undefined || message.imdnMessageId === null ? {} : { messageId: message.imdnMessageId }),
+      });
       return responseOf(sent.result);
     } catch (error) {
       return notSentBySecurity(error);
@@ -284,10 +326,26 @@ export class AccountSecurity {
       if (this.settings.acceptPlaintext === true || legacyPeer) return readPlaintext(incoming.contentType, incoming.body, 'plaintext');
       return answered({ status: 415, reason: 'Unsupported Media Type (S/MIME required)', headers: [['Accept', SMIME_ACCEPT]] }, 'plaintext refused');
     }
+    if (isBareComposing(incoming.contentType)) {
+      // RFC 3994 §4: a status message without S/MIME, taken where plaintext IMs are.
+      if (this.settings.acceptPlaintext === true || legacyPeer) return readPlaintext(incoming.contentType, incoming.body, 'plaintext');
+      return answered({ status: 415, reason: 'Unsupported Media Type (S/MIME required)', headers: [['Accept', SMIME_ACCEPT]] }, 'plaintext isComposing refused');
+    }
     const received = await this.secure.receive(incoming);
     switch (received.kind) {
       case 'accepted': {
         const opened = received.message;
+        let control: ControlBody | undefined;
+        try {
+          control = readProtectedControl(opened.contentType, opened.content);
+        } catch (error) {
+          if (!(error instanceof ControlBodyError)) throw error;
+          received.abandon();
+          return answered({ status: 400, reason: 'Bad Request (malformed notification or status)' }, error.message);
+        }
+        if (control !== undefined) {
+          return { kind: 'control', body: control, security: received.security, decision: undefined, commit: () => received.commit(), abandon: () => received.abandon() };
+        }
         if (opened.text === undefined) {
           received.abandon();
           return answered({ status: 415, reason: `Unsupported Media Type (${opened.contentType} inside S/MIME)`, headers: [['Accept', SMIME_ACCEPT]] }, `signed content ${opened.contentType}`);
@@ -301,6 +359,8 @@ export class AccountSecurity {
           signerFingerprint: opened.signerFingerprint,
           sentAt: (opened.cpim?.dateTime ?? opened.protectedTime).getTime(),
           ...(opened.late ? { late: true } : {}),
+          ...(opened.cpim?.messageId === undefined ? {} : { imdnMessageId: opened.cpim.messageId }),
+          ...withImdnRequest(imdnRequestOf(opened.cpim)),
           commit: () => received.commit(),
           abandon: () => received.abandon(),
         };
@@ -317,9 +377,28 @@ export class AccountSecurity {
     }
   }
 
+  /**
+   * Sends a notification or composing status to `to`, protected like an IM (RFC 5438 §14):
+   * signed and encrypted, with a fresh Message-ID and SIP identity, outside the outbox (nothing
+   * is stored). Resolves with the final response; rejects like `SecureMessaging.send`.
+   */
+  async sendProtected(agent: UserAgent, to: string, payload: ProtectedPayload): Promise<SendResult> {
+    if (this.secure === undefined) throw new Error(this.problem ?? 'no S/MIME identity');
+    return (await this.secure.send(agent, { to, text: '', payload })).result;
+  }
+
+  /** Our canonical AoR, the recipient a notification names. */
+  get aor(): string | undefined {
+    return this.secure?.aor;
+  }
+
   close(): void {
     this.secure?.close();
   }
+}
+
+function withImdnRequest(request: ReceivedImdnRequest | undefined): { imdnRequest?: ReceivedImdnRequest } {
+  return request === undefined ? {} : { imdnRequest: request };
 }
 
 /**
@@ -330,19 +409,27 @@ export async function deliverProtected(
   security: AccountSecurity | undefined,
   agent: UserAgent,
   message: OutgoingText,
-  identity?: { readonly callId: string; readonly fromTag: string },
+  identity?: DeliveryIdentity,
 ): Promise<DeliveryResult> {
   if (security === undefined) return { kind: 'not-sent', reason: `Not sent: it was queued ${message.security}, and S/MIME is not available now`, retryable: false };
   return security.deliver(agent, message, identity);
 }
 
-function plainRequest(message: OutgoingText, identity?: { readonly callId: string; readonly fromTag: string }): SendMessageInput {
+/**
+ * A plaintext text/plain MESSAGE. It has no imdn.Message-ID, so a retry after a lost 200 can
+ * show up twice at the peer (attempt-identity.ts).
+ */
+function plainRequest(message: OutgoingText, identity?: DeliveryIdentity): SendMessageInput {
   return {
     to: message.peerUri,
     body: Buffer.from(message.body, 'utf8'),
     contentType: message.contentType,
-    ...(identity === undefined ? {} : { identity: { callId: identity.callId, fromTag: identity.fromTag } }),
+    ...(identity === undefined ? {} : { identity: sipIdentity(identity) }),
   };
+}
+
+function sipIdentity(identity: DeliveryIdentity): { readonly callId: string; readonly fromTag: string; readonly cseq?: number } {
+  return { callId: identity.callId, fromTag: identity.fromTag, ...(identity.cseq === undefined ? {} : { cseq: identity.cseq }) };
 }
 
 function responseOf(result: SendResult): DeliveryResult {
@@ -374,16 +461,38 @@ function notSentBySecurity(error: unknown): DeliveryResult {
 }
 
 function readPlaintext(contentType: string, body: Buffer, security: SecurityLabel): Opened {
+  try {
+    const control = readControlBody(contentType, body);
+    if (control !== undefined) return { kind: 'control', body: control, security, decision: undefined, commit: () => undefined, abandon: () => undefined };
+  } catch (error) {
+    if (!(error instanceof ControlBodyError)) throw error;
+    return answered({ status: 400, reason: 'Bad Request (malformed notification or status)' }, error.message);
+  }
   const reading = readMessageBody(contentType, body);
   if (reading.kind === 'rejected') {
     return answered({ status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] }, reading.reason);
   }
   const sentAt = reading.cpim?.dateTime?.getTime();
-  return { kind: 'text', text: reading.text, security, contentType, ...(sentAt === undefined ? {} : { sentAt }), commit: () => undefined, abandon: () => undefined };
+  const imdnMessageId = reading.cpim?.messageId;
+  return {
+    kind: 'text',
+    text: reading.text,
+    security,
+    contentType,
+    ...(sentAt === undefined ? {} : { sentAt }),
+    ...(imdnMessageId === undefined ? {} : { imdnMessageId }),
+    ...withImdnRequest(plaintextImdnRequest(contentType, body)),
+    commit: () => undefined,
+    abandon: () => undefined,
+  };
 }
 
 function answered(decision: MessageDecision, why: string): Opened {
   return { kind: 'answered', decision, why };
+}
+
+function isBareComposing(contentType: string): boolean {
+  return /^\s*application\/im-iscomposing\+xml\s*(?:;|$)/i.test(contentType);
 }
 
 function isSmime(contentType: string): boolean {

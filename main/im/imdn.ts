@@ -35,9 +35,10 @@
  * size, depth and node count, namespace-aware, never recursive. It throws `XmlBodyError`, a
  * `ParseError` with a precise `reason`.
  *
- * Not done here (the messaging service's job): the per-destination one-pending-MESSAGE rule
- * (RFC 3428 §8, checklist item 16), protecting the IMDN like the IM (signing/encrypting, RFC 5438
- * §14, item 206), remembering across restarts which notifications were sent (the store).
+ * Not done here (the messaging service's job, message-notifications.ts and messenger.ts): the
+ * per-destination one-pending-MESSAGE rule (RFC 3428 §8, checklist item 16), protecting the
+ * IMDN like the IM (signing/encrypting, RFC 5438 §14, item 206), remembering which
+ * notifications were sent.
  */
 import { randomBytes } from 'node:crypto';
 import { ParseError, type ParseErrorCode } from '../sip/message/parse-error.js';

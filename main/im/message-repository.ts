@@ -36,6 +36,8 @@ export interface IncomingRecord {
   readonly callId: string;
   readonly cseq: number;
   readonly fromTag: string;
+  /** RFC 5438 §6.3: the store drops a second message with it from the same peer as a duplicate. */
+  readonly imdnMessageId?: string;
   readonly sentAt?: number;
   readonly receivedAt: number;
   readonly late?: boolean;
@@ -49,6 +51,8 @@ export interface OutgoingRecord {
   readonly contentType: string;
   readonly security: SecurityLabel;
   readonly signerFingerprint?: string;
+  /** RFC 5438 §6.3, chosen once when queued: every attempt carries it (attempt-identity.ts). */
+  readonly imdnMessageId?: string;
 }
 
 export class MessageRepository {
@@ -75,6 +79,7 @@ export class MessageRepository {
       callId: input.callId,
       cseq: input.cseq,
       fromTag: input.fromTag,
+      ...(input.imdnMessageId === undefined ? {} : { imdnMessageId: input.imdnMessageId }),
       ...(input.sentAt === undefined ? {} : { sentAt: input.sentAt }),
       receivedAt: input.receivedAt,
       ...(input.late === true ? { late: true } : {}),
@@ -93,6 +98,7 @@ export class MessageRepository {
         contentType: input.contentType,
         security: input.security,
         ...(input.signerFingerprint === undefined ? {} : { signerFingerprint: input.signerFingerprint }),
+        ...(input.imdnMessageId === undefined ? {} : { imdnMessageId: input.imdnMessageId }),
       }),
     );
   }

@@ -18,12 +18,13 @@
  * Timeouts, transport errors, 408 and 5xx are retried automatically with backoff (Retry-After
  * honoured), and at once when the account registers again or the network changes
  * (network-watch.ts); the user may retry or cancel a failed message. On open, attempts a crash
- * interrupted are recovered (sent again with the same Call-ID, From tag and CSeq, or failed
- * with a reason).
+ * interrupted are recovered (sent again, or failed with a reason). Every attempt keeps the
+ * Call-ID and From tag with a higher CSeq and the same imdn.Message-ID (attempt-identity.ts).
  *
  * Incoming messages: the body is opened (`openIncoming`), stored and committed, and only then
  * answered 200, so a crash cannot acknowledge a message that was not kept. Duplicates (same
- * Call-ID, CSeq, From tag) are answered the same but stored and shown once.
+ * Call-ID, CSeq, From tag, or the same imdn.Message-ID from the same peer: a retry after a lost
+ * 200) are answered the same but stored and shown once.
  *
  * Security (issues #4 and #6, account-security.ts), with the `security` option: every account
  * has an S/MIME identity (made at onboarding, key in the OS keychain); `protectOutgoing` labels
@@ -32,6 +33,18 @@
  * certificate is refused and reported); contacts and certificate trust come from the data
  * dir's pins; passwords live in the keychain. Without the option the core is plaintext only,
  * says so in its capabilities, and contacts answer `not-available`.
+ *
+ * Notifications (RFC 5438) and typing (RFC 3994), message-notifications.ts: every protected IM
+ * asks for positive-delivery and display notifications under its signature. A stored IM that
+ * asked gets its delivery notification at once and its display notification when the user
+ * reads the conversation (`conversations.markRead`), both paced per peer (NotificationPacer)
+ * and protected like the IM (§14); which display notifications are still due is kept in memory
+ * only (after a restart they are not sent: never twice, best effort as §7.1.4 allows). A
+ * received notification moves our message to `delivered` or `displayed` (forward only) and
+ * emits `message-state`. `conversations.setComposing` drives a ComposingSender per conversation
+ * (status messages protected as an IM to that contact would be, refreshes and the idle timeout
+ * on the clock); received status messages drive a ComposingReceiver and the `composing` event.
+ * Neither a notification nor a status message is ever stored or shown as a message.
  */
 import { randomBytes } from 'node:crypto';
 import type {
@@ -79,6 +92,11 @@ import type { RetryPolicyOptions } from './retry-policy.js';
 import { SipLog } from './sip-log.js';
 import { deliverProtected, MessengerSecurity, type AccountSecurity, type SecurityEvent, type SecurityOptions } from './account-security.js';
 import { ContactBookError } from './contact-book.js';
+import { newMessageId } from './smime/protect.js';
+import type { RequestPolicy } from '../sip/ua/request-policy.js';
+import { buildImdn, decideImdn, type EndpointImdnNotification, type ImdnSchedulerOptions, type ReceivedImdnRequest } from './imdn.js';
+import { buildIsComposing, ISCOMPOSING_CONTENT_TYPE, type ComposingSenderOptions, type IsComposingStatus } from './is-composing.js';
+import { applyImdnNotifications, ComposingTracker, composingPayload, ControlBodyError, imdnPayload, NotificationPacer, plaintextImdnRequest, readControlBody, type ControlBody } from './message-notifications.js';
 
 export interface MessengerOptions {
   /** The data dir: the store (DATA_DIR/sipnote.db) with history, outbox, accounts and settings. */
@@ -104,6 +122,21 @@ export interface MessengerOptions {
    * so, every message is labelled `plaintext`); `sipnote ui` and the Electron app pass `{}`.
    */
   readonly security?: SecurityOptions;
+  /** Pacing of outgoing notifications (imdn.ts ImdnScheduler defaults: 10 at once, then 5/s per peer). */
+  readonly imdnPacing?: ImdnSchedulerOptions;
+  /** isComposing timers (RFC 3994 §3.2 defaults: refresh 60 s, idle after 15 s). */
+  readonly composing?: ComposingSenderOptions;
+}
+
+/** A notification waiting for its turn (NotificationPacer). */
+interface PendingImdn {
+  readonly accountId: string;
+  /** The IM's SIP From: where the notification goes (RFC 5438 §12.1.3.1). */
+  readonly to: string;
+  readonly request: ReceivedImdnRequest;
+  readonly notification: EndpointImdnNotification;
+  /** S/MIME like the IM (RFC 5438 §14), or plaintext CPIM for a plaintext IM. */
+  readonly protected: boolean;
 }
 
 /** A failure a handler reports on purpose: becomes `{ ok: false, error }`. */
@@ -151,6 +184,15 @@ export class Messenger implements ApiEndpoint {
   private security: MessengerSecurity | undefined;
   private closed = false;
   private readonly handlers: Handlers;
+  /** Outgoing notifications, paced per peer (RFC 5438; a burst of IMs is not a burst of IMDNs). */
+  private readonly imdnPacer: NotificationPacer<PendingImdn>;
+  /**
+   * Received IMs whose display notification is still due, by message id, until the user reads
+   * their conversation. In memory only: after a restart the display notifications of IMs read
+   * later are not sent (never twice, possibly never; RFC 5438 §7.1.4 makes them best effort).
+   */
+  private readonly displayDue = new Map<number, PendingImdn & { readonly conversationId: number }>();
+  private readonly composing: ComposingTracker;
 
   private constructor(
     private readonly options: MessengerOptions,
@@ -172,6 +214,20 @@ export class Messenger implements ApiEndpoint {
       ...(options.onDiagnostic === undefined ? {} : { onDiagnostic: options.onDiagnostic }),
     });
     this.sipLog = new SipLog(options.sipLogCapacity ?? 1000);
+    this.imdnPacer = new NotificationPacer<PendingImdn>(
+      this.clock,
+      (_peer, item) => void this.sendImdn(item),
+      options.imdnPacing,
+      (peer, key, reason) => options.onDiagnostic?.(`IMDN ${key} to ${peer} not sent: ${reason}`),
+    );
+    this.composing = new ComposingTracker({
+      clock: this.clock,
+      send: (conversationId, status) => this.sendComposing(conversationId, status),
+      changed: (conversationId, change) => {
+        if (!this.closed) this.emit({ type: 'composing', conversationId, active: change.state === 'active' });
+      },
+      ...(options.composing === undefined ? {} : { sender: options.composing }),
+    });
     this.handlers = {
       'app.info': () => this.info(),
       'accounts.list': () => this.accountViews(),
@@ -184,7 +240,7 @@ export class Messenger implements ApiEndpoint {
       'conversations.list': (args) => this.repository.conversations(args.accountId),
       'conversations.history': (args) => this.history(args.conversationId, args.from, args.limit ?? DEFAULT_HISTORY_PAGE),
       'conversations.markRead': (args) => this.markRead(args.conversationId),
-      'conversations.setComposing': () => notAvailable('Typing notifications (isComposing, RFC 3994) are not available in this build yet.'),
+      'conversations.setComposing': (args) => this.setComposing(args.conversationId, args.active),
       'search': (args) => this.search(args.query, args.accountId, args.limit ?? DEFAULT_SEARCH_LIMIT),
       'contacts.list': (args) => this.contactList(args.accountId),
       'contacts.trust': (args) => this.contactCommand(args.contactId, args.action),
@@ -275,6 +331,8 @@ export class Messenger implements ApiEndpoint {
     this.stopNetworkWatch?.();
     // Attempts still in flight stay `sending` in the store: the next open recovers them.
     this.worker.stop();
+    this.imdnPacer.stop();
+    this.composing.stop();
     await Promise.all([...this.accounts.values()].map((runtime) => this.stopAccount(runtime)));
     this.listeners.clear();
     this.store.close();
@@ -295,7 +353,7 @@ export class Messenger implements ApiEndpoint {
     return {
       name: 'sipnote',
       version: this.options.version ?? '0.1.0',
-      capabilities: { smime: this.security !== undefined, keychain: this.security !== undefined, history: 'sqlite', contacts: this.security !== undefined, composing: false },
+      capabilities: { smime: this.security !== undefined, keychain: this.security !== undefined, history: 'sqlite', contacts: this.security !== undefined, composing: true },
     };
   }
 
@@ -396,7 +454,7 @@ export class Messenger implements ApiEndpoint {
         aor: settings.sipAddress,
         ...(settings.displayName === '' ? {} : { displayName: settings.displayName }),
         listen,
-        policy: security?.requestPolicy(PAGER_REQUEST_POLICY) ?? PAGER_REQUEST_POLICY,
+        policy: withComposing(security?.requestPolicy(PAGER_REQUEST_POLICY) ?? PAGER_REQUEST_POLICY),
         ...(security === undefined ? {} : { onOptions: (request) => security.answerOptions(request) }),
         clock: this.clock,
         ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
@@ -539,6 +597,12 @@ export class Messenger implements ApiEndpoint {
   private async receive(runtime: AccountRuntime, incoming: IncomingMessage): Promise<MessageDecision | void> {
     const opened = await openIncoming(runtime.security, incoming);
     if (opened.kind === 'rejected') return opened.decision;
+    if (opened.kind === 'control') {
+      // A notification or a composing status: acted on, never stored or shown as a message.
+      this.controlReceived(runtime, incoming.from, opened.body);
+      opened.commit?.();
+      return undefined;
+    }
     const receivedAt = incoming.receivedAt.getTime();
     const sentAt = opened.sentAt ?? incoming.date?.getTime();
     let recorded: ReturnType<MessageRepository['recordIncoming']>;
@@ -554,6 +618,8 @@ export class Messenger implements ApiEndpoint {
         callId: incoming.callId,
         cseq: incoming.cseq,
         fromTag: incoming.fromTag,
+        // A retry of a message we have (its 200 was lost) carries the same Message-ID: shown once.
+        ...(opened.imdnMessageId === undefined ? {} : { imdnMessageId: opened.imdnMessageId }),
         ...(sentAt === undefined ? {} : { sentAt }),
         receivedAt,
         ...(opened.late === true ? { late: true } : {}),
@@ -571,7 +637,95 @@ export class Messenger implements ApiEndpoint {
     const conversation = this.conversationView(message.conversationId);
     this.emit({ type: 'message-received', message, conversation });
     this.emit({ type: 'conversation-updated', conversation });
+    // The peer stopped composing: it sent (RFC 3994 §3.3).
+    this.composing.content(message.conversationId);
+    if (opened.imdnRequest !== undefined) this.imdnForStored(runtime, incoming.from, message.id, message.conversationId, opened.imdnRequest, opened.security !== 'plaintext');
     return undefined;
+  }
+
+  // ---- Notifications (RFC 5438) and isComposing (RFC 3994) ------------------------------------
+
+  /**
+   * A stored IM that asked for notifications: the delivery one goes now (paced), the display
+   * one when the user reads the conversation. Queued while the UA is still answering: the
+   * notification leaves after the 200 (protecting it takes longer than answering).
+   */
+  private imdnForStored(runtime: AccountRuntime, sipFrom: string, messageId: number, conversationId: number, request: ReceivedImdnRequest, protect: boolean): void {
+    const base = { accountId: runtime.settings.id, to: sipFrom, request, protected: protect };
+    const delivered = decideImdn(request, { type: 'delivered' }, { finalStatus: 200, readReceipts: true, alreadySent: new Set() });
+    if (delivered.send) this.queueImdn({ ...base, notification: delivered.notification });
+    if (request.dispositions.has('display')) this.displayDue.set(messageId, { ...base, notification: { kind: 'display', status: 'displayed' }, conversationId });
+  }
+
+  private queueImdn(item: PendingImdn): void {
+    const peer = `${item.accountId}\n${canonicalAddress(item.to)}`;
+    this.imdnPacer.enqueue(peer, `${peer}\n${item.request.messageId}:${item.notification.kind}`, item);
+  }
+
+  /** Sends one notification (best effort, RFC 5438 §7.1.4: a failure is logged, not retried). */
+  private async sendImdn(item: PendingImdn): Promise<void> {
+    const runtime = this.accounts.get(item.accountId);
+    const ua = runtime?.ua;
+    if (runtime === undefined || ua === undefined || this.closed) return;
+    try {
+      if (item.protected) {
+        const security = runtime.security;
+        if (security?.aor === undefined) return;
+        await security.sendProtected(ua, item.to, imdnPayload(item.request, item.notification, security.aor));
+      } else {
+        const built = buildImdn({ request: item.request, notification: item.notification, from: { uri: canonicalAddress(runtime.settings.sipAddress) }, dateTime: new Date(this.now()), sipFrom: item.to });
+        await ua.exchangeMessage({ to: built.destination.uri, body: Buffer.from(built.body), contentType: built.contentType });
+      }
+    } catch (error) {
+      this.options.onDiagnostic?.(`IMDN ${item.notification.kind} for ${item.request.messageId} to ${item.to} failed: ${describe(error)}`);
+    }
+  }
+
+  /** A notification or a composing status from `sipFrom`. */
+  private controlReceived(runtime: AccountRuntime, sipFrom: string, body: ControlBody): void {
+    const account = canonicalAddress(runtime.settings.sipAddress);
+    if (body.kind === 'composing') {
+      const [conversationId] = this.store.conversations.idsWith(sipFrom, account);
+      // Typing before any message: there is no conversation to show it in yet.
+      if (conversationId !== undefined) this.composing.status(conversationId, body.status);
+      return;
+    }
+    const { changed, ignored } = applyImdnNotifications(this.store.messages, account, sipFrom, body.notifications);
+    for (const message of changed) this.messageChanged(message);
+    for (const why of ignored) this.options.onDiagnostic?.(`IMDN from ${sipFrom}: ${why}`);
+  }
+
+  /** `conversations.setComposing`: the user types (or cleared the draft) in a conversation. */
+  private setComposing(conversationId: number, active: boolean): null {
+    this.conversationView(conversationId);
+    if (active) this.composing.typing(conversationId);
+    else this.composing.composingStopped(conversationId);
+    return null;
+  }
+
+  /**
+   * Sends a composing status to the conversation's peer, protected as an IM to it would be (the
+   * contact's policy), outside the outbox. Resolves with the final status (415: the peer takes
+   * no isComposing, we stop, RFC 3994 §4), undefined when nothing could be sent.
+   */
+  private async sendComposing(conversationId: number, status: IsComposingStatus): Promise<number | undefined> {
+    const conversation = this.repository.conversation(conversationId);
+    const runtime = conversation === undefined ? undefined : this.accounts.get(conversation.accountId);
+    const ua = runtime?.ua;
+    if (conversation === undefined || runtime === undefined || ua === undefined || this.closed) return undefined;
+    const document = buildIsComposing(status);
+    try {
+      const how = protectOutgoing(this.security, conversation.accountId, conversation.target, false);
+      if (how.security === 'plaintext') {
+        const { result } = await ua.exchangeMessage({ to: conversation.target, body: Buffer.from(document), contentType: ISCOMPOSING_CONTENT_TYPE });
+        return result.status;
+      }
+      if (runtime.security === undefined) return undefined;
+      return (await runtime.security.sendProtected(ua, conversation.target, composingPayload(document))).status;
+    } catch (error) {
+      this.options.onDiagnostic?.(`isComposing to ${conversation.target} failed: ${describe(error)}`);
+      return undefined;
+    }
   }
 
   // ---- Outgoing ----------------------------------------------------------------------------
@@ -587,9 +741,12 @@ export class Messenger implements ApiEndpoint {
       text,
       contentType: protectedBody.contentType,
       security: protectedBody.security,
+      // Chosen once, carried by every attempt: the peer drops a retry it already has by it.
+      imdnMessageId: newMessageId(),
     });
     this.emit({ type: 'message-state', message: stored });
     this.emit({ type: 'conversation-updated', conversation: this.conversationView(stored.conversationId) });
+    this.composing.contentSent(stored.conversationId);
     this.worker.kick();
     return stored;
   }
@@ -617,8 +774,9 @@ export class Messenger implements ApiEndpoint {
 
   /**
    * The outgoing delivery step (the seam S/MIME protects, issue #4): one attempt to put a
-   * stored message on the wire with the identity the outbox chose (the first attempt's
-   * Call-ID, From tag and CSeq again on a retry), and what came of it. Never rejects.
+   * stored message on the wire with the identity the outbox chose (the first attempt's Call-ID
+   * and From tag, a higher CSeq on each retry: attempt-identity.ts) and the message's
+   * imdn.Message-ID, and what came of it. Never rejects.
    */
   private async deliverOutgoing(message: Message, identity: AttemptIdentity): Promise<DeliveryResult> {
     const accountId = this.accountIdOf(message.account);
@@ -628,12 +786,17 @@ export class Messenger implements ApiEndpoint {
       return { kind: 'not-sent', reason: `Not sent: ${runtime?.error ?? 'the account is not running'}`, retryable: false };
     }
     try {
-      if (message.security !== 'plaintext') return await deliverProtected(runtime?.security, ua, message, identity);
+      if (message.security !== 'plaintext') {
+        // A row queued without one (by an older build) gets it now, before its first protected attempt.
+        const imdnMessageId = message.imdnMessageId ?? this.store.messages.ensureImdnMessageId(message.id, newMessageId());
+        return await deliverProtected(runtime?.security, ua, { ...message, imdnMessageId }, identity);
+      }
+      // text/plain has no Message-ID: a retry after a lost 200 may show twice at the peer (attempt-identity.ts).
       const { result } = await ua.exchangeMessage({
         to: message.peerUri,
         body: Buffer.from(message.body, 'utf8'),
         contentType: message.contentType,
-        identity: { callId: identity.callId, fromTag: identity.fromTag },
+        identity: { callId: identity.callId, fromTag: identity.fromTag, cseq: identity.cseq },
       });
       const reason = result.authFailure === undefined ? result.reason : `${result.reason} (${result.authFailure})`;
       return { kind: 'response', outcome: result.outcome, status: result.status, reason, ...(result.retryAfter === undefined ? {} : { retryAfter: result.retryAfter }) };
@@ -687,6 +850,13 @@ export class Messenger implements ApiEndpoint {
   private markRead(conversationId: number): ConversationView {
     const conversation = this.repository.markRead(conversationId);
     if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
+    // Everything in it is shown now: display notifications for the IMs that asked (RFC 5438 §7.2.1).
+    for (const [messageId, due] of [...this.displayDue]) {
+      if (due.conversationId !== conversationId) continue;
+      this.displayDue.delete(messageId);
+      const { conversationId: _, ...item } = due;
+      this.queueImdn(item);
+    }
     this.emit({ type: 'conversation-updated', conversation });
     return conversation;
   }
@@ -717,9 +887,13 @@ type Opened =
       readonly contentType?: string;
       readonly signerFingerprint?: string;
       readonly late?: boolean;
+      readonly imdnMessageId?: string;
+      readonly imdnRequest?: ReceivedImdnRequest;
       commit?(): void;
       abandon?(): void;
     }
+  /** A notification or a composing status: acted on, answered 200, never stored. */
+  | { readonly kind: 'control'; readonly body: ControlBody; commit?(): void }
   /** Answer with `decision` (undefined: 200, for a replay) and keep nothing. */
   | { readonly kind: 'rejected'; readonly decision: MessageDecision | undefined };
 
@@ -731,14 +905,30 @@ type Opened =
 async function openIncoming(security: AccountSecurity | undefined, incoming: IncomingMessage): Promise<Opened> {
   if (security !== undefined) {
     const opened = await security.open(incoming);
-    return opened.kind === 'text' ? opened : { kind: 'rejected', decision: opened.decision };
+    return opened.kind === 'text' || opened.kind === 'control' ? opened : { kind: 'rejected', decision: opened.decision };
+  }
+  try {
+    const control = readControlBody(incoming.contentType, incoming.body);
+    if (control !== undefined) return { kind: 'control', body: control };
+  } catch (error) {
+    if (!(error instanceof ControlBodyError)) throw error;
+    return { kind: 'rejected', decision: { status: 400, reason: 'Bad Request (malformed notification or status)' } };
   }
   const reading = readMessageBody(incoming.contentType, incoming.body);
   if (reading.kind === 'rejected') {
     return { kind: 'rejected', decision: { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] } };
   }
   const sentAt = reading.cpim?.dateTime?.getTime();
-  return { kind: 'text', text: reading.text, security: 'plaintext', ...(sentAt === undefined ? {} : { sentAt }) };
+  const imdnMessageId = reading.cpim?.messageId;
+  const imdnRequest = plaintextImdnRequest(incoming.contentType, incoming.body);
+  return {
+    kind: 'text',
+    text: reading.text,
+    security: 'plaintext',
+    ...(sentAt === undefined ? {} : { sentAt }),
+    ...(imdnMessageId === undefined ? {} : { imdnMessageId }),
+    ...(imdnRequest === undefined ? {} : { imdnRequest }),
+  };
 }
 
 /**
@@ -755,6 +945,11 @@ function protectOutgoing(
 }
 
 // ---- Helpers -------------------------------------------------------------------------------------
+
+/** The UA's policy, also taking bare isComposing status messages (RFC 3994 §4). */
+function withComposing(policy: RequestPolicy): RequestPolicy {
+  return policy.acceptedTypes.includes(ISCOMPOSING_CONTENT_TYPE) ? policy : { ...policy, acceptedTypes: [...policy.acceptedTypes, ISCOMPOSING_CONTENT_TYPE] };
+}
 
 function newRuntime(settings: StoredAccount): AccountRuntime {
   return {

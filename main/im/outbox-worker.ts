@@ -14,11 +14,14 @@
  * - Retries: transport errors, timeouts, 408, 480, 500, 503 and 504 are retried with backoff,
  *   Retry-After honoured (retry-policy.ts); every other failure is final. `resultOf` maps an
  *   attempt to the store's result, as a pure function.
- * - Identity: the first attempt picks a Call-ID and From tag, CSeq 1; every later attempt of
- *   the message, including one after a crash, reuses them (the store keeps them, `markSending`
- *   without a new identity). A receiver that got an earlier attempt recognises the retry as the
- *   same request by (Call-ID, CSeq, From tag) and shows it once (RFC 3261 §8.2.2.2, §17.2.3).
- *   The UA starts every attempt at CSeq 1, so the stored CSeq is 1.
+ * - Identity (attempt-identity.ts): the first attempt picks a Call-ID and From tag; every
+ *   attempt, including one after a crash, keeps them with a higher CSeq, 1 + 10·(attempt − 1):
+ *   a retry is a new request (RFC 3261 §8.1.1.5), never the first one's CSeq on a new branch,
+ *   which a receiver still holding the first transaction would answer 482 (§8.2.2.2). A
+ *   receiver that got an earlier attempt recognises the message by its imdn.Message-ID, the same
+ *   on every attempt (chosen when it was queued), and shows it once. Plaintext has no Message-ID
+ *   and keeps CSeq 1 (its SIP identity is all the receiver can recognise); a 482 to its retry
+ *   is then retried like a 503 (`isMergedRetry`).
  * - Crash recovery, on start: rows left `sending` by a killed process go back to the queue with
  *   their identity, or fail with a reason after too many interruptions
  *   (`recoverAfterCrash`).
@@ -32,6 +35,7 @@
 import type { Clock } from '../sip/transaction/clock.js';
 import type { SendOutcome } from '../sip/ua/outcome.js';
 import type { AttemptIdentity, DeliveryUpdate, Message, RecoveryReport, ResultInput } from '../store/index.js';
+import { isMergedRetry, nextAttemptIdentity } from './attempt-identity.js';
 import { nextRetry, type RetryPolicyOptions } from './retry-policy.js';
 
 /** What one attempt came to, as the delivery step reports it. It never rejects. */
@@ -164,15 +168,12 @@ export class OutboxWorker {
   }
 
   private begin(message: Message): void {
-    const identity =
-      message.callId !== null && message.fromTag !== null
-        ? undefined // a retry: the stored identity is kept
-        : { ...this.options.newIdentity(message), cseq: 1 };
-    const sending = this.options.messages.markSending(message.id, identity);
+    // Recorded before the attempt starts, so a crash leaves the attempt count that numbers the next CSeq.
+    const attemptIdentity: AttemptIdentity = nextAttemptIdentity(message, () => this.options.newIdentity(message));
+    const sending = this.options.messages.markSending(message.id, attemptIdentity);
     this.inFlight.add(message.id);
     const started = this.options.messages.get(message.id) ?? message;
     this.options.onChange(started);
-    const attemptIdentity: AttemptIdentity = { callId: sending.callId as string, cseq: sending.cseq ?? 1, fromTag: sending.fromTag as string };
     void this.options
       .deliver(started, attemptIdentity)
       .catch((error: unknown): DeliveryResult => ({ kind: 'not-sent', reason: `Not sent: ${error instanceof Error ? error.message : String(error)}`, retryable: false }))
@@ -237,6 +238,12 @@ export function planOutbox(waiting: readonly Message[], now: number, inFlight: R
  * failed for good. The reason says which.
  */
 export function resultOf(result: DeliveryResult, attempts: number, now: number, policy: RetryPolicyOptions = {}): ResultInput {
+  if (result.kind === 'response' && isMergedRetry(result.status, attempts)) {
+    // The receiver still holds our earlier attempt (attempt-identity.ts): it has the request.
+    const decision = nextRetry({ outcome: 'failed', status: 503 }, attempts, now, policy);
+    const reason = `${result.reason} (the peer still holds an earlier attempt)`;
+    return decision.retry ? { state: 'failed', status: 482, reason: `${reason}; will retry`, retryAt: decision.at } : { state: 'failed', status: 482, reason: `${reason}; gave up after ${attempts} attempts` };
+  }
   if (result.kind === 'not-sent') {
     if (!result.retryable) return { state: 'failed', reason: result.reason };
     const decision = nextRetry({ outcome: 'transport-error', status: 503 }, attempts, now, policy);

@@ -54,7 +54,7 @@ import type { IncomingMessage, MessageDecision, OptionsAnswer, UserAgent } from 
 import { formatUri } from '../sip/uri.js';
 import { PAGER_ACCEPTED_TYPES } from './incoming-body.js';
 import { CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT } from './smime/media-types.js';
-import { newMessageId, protectMessage, signOnly, type ImdnRequest, type OurIdentity } from './smime/protect.js';
+import { newMessageId, protectMessage, signOnly, type ImdnRequest, type OurIdentity, type ProtectedPayload } from './smime/protect.js';
 import { SqliteReplayCache, type ReplayCache } from './smime/replay-cache.js';
 import { unprotectMessage, type MessageLabel, type UnprotectedMessage } from './smime/unprotect.js';
 
@@ -118,8 +118,18 @@ export interface SecureSendInput {
   readonly text: string;
   readonly transport?: SipTransportName;
   readonly imdn?: readonly ImdnRequest[];
-  /** Call-ID and From tag for the first MESSAGE (a retry after 493/400 is a new request with fresh ones). */
-  readonly identity?: { readonly callId: string; readonly fromTag: string };
+  /**
+   * Call-ID, From tag and CSeq for the first MESSAGE (a retry after 493/400 is a new request
+   * with fresh ones). A stored message's later attempt passes a higher CSeq (outbox-worker.ts).
+   */
+  readonly identity?: { readonly callId: string; readonly fromTag: string; readonly cseq?: number };
+  /**
+   * The imdn.Message-ID (RFC 5438 §6.3); default: a fresh one. A stored message passes the one
+   * it was given when queued, the same on every attempt: the receiver drops a copy by it.
+   */
+  readonly messageId?: string;
+  /** Protected content other than `text` (an IMDN, an isComposing status): protect.ts `payload`. */
+  readonly payload?: ProtectedPayload;
 }
 
 export interface SecureSendResult {
@@ -250,7 +260,7 @@ export class SecureMessaging {
     }
     let includeCertificate = !(await this.deliveries.has(this.aor, this.fingerprint, peer));
     let retriedUndecipherable = false;
-    const messageId = newMessageId();
+    const messageId = input.messageId ?? newMessageId();
     let identity = input.identity;
     for (;;) {
       const body = await protectMessage({
@@ -263,6 +273,7 @@ export class SecureMessaging {
         includeSignerCertificate: includeCertificate,
         peerCertificateDer: peerCertificate,
         ...(input.imdn === undefined ? {} : { imdn: input.imdn }),
+        ...(input.payload === undefined ? {} : { payload: input.payload }),
       });
       const { result, response } = await agent.exchangeMessage({
         to: input.to,

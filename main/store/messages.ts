@@ -228,6 +228,23 @@ export class MessageRepository {
   }
 
   /**
+   * The imdn.Message-ID of an outgoing message (RFC 5438 §6.3): the stored one, or `messageId`
+   * stored now when it has none (a row queued without one). Every attempt then carries the
+   * same, which is how the receiver recognises a retry it already has.
+   */
+  ensureImdnMessageId(id: number, messageId: string): string {
+    return atomically(this.db, () => {
+      this.statements
+        .get(`UPDATE messages SET imdn_message_id = ? WHERE id = ? AND direction = 'out' AND imdn_message_id IS NULL`)
+        .run(messageId, id);
+      const stored = this.statements.get('SELECT imdn_message_id FROM messages WHERE id = ?').pluck().get(id) as string | null | undefined;
+      if (stored === undefined) throw new StoreError('not-found', `no message ${id}`);
+      if (stored === null) throw new StoreError('invalid-input', `message ${id} is not outgoing`);
+      return stored;
+    });
+  }
+
+  /**
    * The attempt starts: `sending`, one more attempt, and the SIP identity it uses (kept from
    * the previous attempt when not given). Allowed from `queued` and from a retryable `failed`.
    */

@@ -235,6 +235,42 @@ describe('OutboxWorker', () => {
     expect(r.state(behind.id).state).toBe('delivered');
   });
 
+  it('sends each retry of an S/MIME message as a new request: same Call-ID and From tag, CSeq 1, 11, 21, also after a crash (attempt-identity.ts)', async () => {
+    const r = rig();
+    const message = r.store.messages.enqueueOutgoing({ account: ALICE, peer: BOB, body: 'secret', contentType: 'text/plain', security: 'encrypted-signed', imdnMessageId: 'm-1' });
+    r.worker.start();
+    await r.calls[0]!.answer(TIMEOUT);
+    r.clock.advance(30_000);
+    expect(r.calls.map((call) => call.identity)).toEqual([
+      { callId: 'call-1@example.test', fromTag: 'tag-1', cseq: 1 },
+      { callId: 'call-1@example.test', fromTag: 'tag-1', cseq: 11 },
+    ]);
+    // Killed while attempt 2 was in flight: attempt 3 follows from the count alone.
+    const next = r.restart();
+    r.store.messages.recoverAfterCrash();
+    next.start();
+    expect(r.calls[2]!.identity).toEqual({ callId: 'call-1@example.test', fromTag: 'tag-1', cseq: 21 });
+    await r.calls[2]!.answer(OK);
+    expect(r.state(message.id)).toMatchObject({ state: 'delivered', cseq: 21, attempts: 3, imdnMessageId: 'm-1' });
+  });
+
+  it('retries a plaintext message whose retry got 482 (the peer still holds the earlier attempt), but not a first attempt’s 482', async () => {
+    const r = rig();
+    const LOOP: DeliveryResult = { kind: 'response', outcome: 'failed', status: 482, reason: 'Loop Detected' };
+    const message = r.enqueue(BOB, 'plain');
+    r.worker.start();
+    await r.calls[0]!.answer(TIMEOUT);
+    r.clock.advance(30_000);
+    expect(r.calls[1]!.identity).toEqual(r.calls[0]!.identity);
+    await r.calls[1]!.answer(LOOP);
+    expect(r.state(message.id)).toMatchObject({ state: 'failed', status: 482, nextAttemptAt: EPOCH + 30_000 + 60_000 });
+    expect(r.state(message.id).reason).toBe('Loop Detected (the peer still holds an earlier attempt); will retry');
+    r.clock.advance(60_000);
+    await r.calls[2]!.answer(OK);
+    expect(r.state(message.id)).toMatchObject({ state: 'delivered', attempts: 3 });
+    expect(resultOf(LOOP, 1, EPOCH)).toEqual({ state: 'failed', status: 482, reason: 'Loop Detected' });
+  });
+
   it('drops results after stop (the row stays sending for the next start) and leaves other accounts’ rows alone', async () => {
     const r = rig({ handles: (account) => account === ALICE });
     const mine = r.enqueue(BOB, 'mine');

@@ -27,7 +27,7 @@
  * gate sends it over a congestion-controlled transport instead.
  */
 import { randomBytes } from 'node:crypto';
-import { readCertificate, sipUrisOfCertificate } from '../../security/certificates.js';
+import { knownCertificate, sipUrisOfCertificate, type KnownCertificate } from '../../security/certificates.js';
 import { encryptAuthEnveloped } from '../../security/cms/auth-enveloped-data.js';
 import { CmsError, bytesEqual } from '../../security/cms/der.js';
 import { signContent } from '../../security/cms/signed-data.js';
@@ -66,6 +66,20 @@ export interface MessageContentInput {
   readonly messageId?: string;
   /** Ask the peer for these notifications (imdn.Disposition-Notification, RFC 5438 §6.2). */
   readonly imdn?: readonly ImdnRequest[];
+  /**
+   * Content other than the user's text (then `text` is ignored): an IMDN (message/imdn+xml with
+   * `Content-Disposition: notification`, RFC 5438 §7.2.1.1) or an isComposing status (RFC 3994),
+   * protected like the IM (RFC 5438 §14).
+   */
+  readonly payload?: ProtectedPayload;
+}
+
+/** The CPIM content of a protected message that is not text. */
+export interface ProtectedPayload {
+  readonly contentType: string;
+  readonly content: Uint8Array;
+  /** CPIM content headers, e.g. `['Content-Disposition', 'notification']`. */
+  readonly contentHeaders?: ReadonlyArray<readonly [string, string]>;
 }
 
 export interface SignOnlyInput extends MessageContentInput {
@@ -172,8 +186,9 @@ export function buildMessageEntity(input: MessageContentInput & { readonly messa
     dateTime: input.now,
     namespaces: { imdn: IMDN_NAMESPACE },
     extraHeaders,
-    contentType: 'text/plain;charset=utf-8',
-    content: new TextEncoder().encode(input.text),
+    contentType: input.payload?.contentType ?? 'text/plain;charset=utf-8',
+    content: input.payload?.content ?? new TextEncoder().encode(input.text),
+    ...(input.payload?.contentHeaders === undefined ? {} : { contentHeaders: input.payload.contentHeaders }),
   });
   return buildMimeEntity('Content-Type: message/cpim\r\n\r\n', cpim);
 }
@@ -183,7 +198,7 @@ export function signEntity(
   entity: Uint8Array,
   options: { readonly ourIdentity: OurIdentity; readonly signingTime: Date; readonly includeSignerCertificate: boolean },
 ): Promise<Uint8Array> {
-  const certificate = readCertificate(options.ourIdentity.certificateDer);
+  const certificate = knownCertificate(options.ourIdentity.certificateDer).core;
   return signContent({
     content: entity,
     signerCertificateDer: options.ourIdentity.certificateDer,
@@ -215,18 +230,27 @@ function wholeSecond(date: Date): Date {
  * (RFC 8591 §12), so sending one is a configuration error, reported here and not by the peer.
  */
 function assertOurAor(certificateDer: Uint8Array, from: string): void {
+  // A sender sends as the same AoR with the same certificate message after message.
+  const certificate = knownCertificate(certificateDer);
+  if (checkedAors.get(certificate) === from) return;
   let ours: Uri;
   try {
     ours = aorOf(parseUri(from));
   } catch {
     throw new RangeError(`from is not a URI: ${JSON.stringify(from)}`);
   }
-  for (const uri of sipUrisOfCertificate(certificateDer)) {
+  for (const uri of sipUrisOfCertificate(certificate.der)) {
     try {
-      if (uriEquals(aorOf(parseUri(uri)), ours)) return;
+      if (uriEquals(aorOf(parseUri(uri)), ours)) {
+        checkedAors.set(certificate, from);
+        return;
+      }
     } catch {
       // a SAN URI that does not parse matches nothing
     }
   }
   throw new CmsError('invalid-argument', `${from} is not a SIP URI of our certificate`);
 }
+
+/** The last `from` that `assertOurAor` found in each certificate (kept by `knownCertificate`, keyed by its bytes). */
+const checkedAors = new WeakMap<KnownCertificate, string>();

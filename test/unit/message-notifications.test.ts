@@ -1,0 +1,183 @@
+/**
+ * The glue of IMDN (RFC 5438) and isComposing (RFC 3994) into messaging
+ * (main/im/message-notifications.ts), on a manual clock: a burst of 50 notifications is paced,
+ * not sent at once; a composing conversation goes active → idle after the idle timeout and the
+ * peer's indicator expires without a refresh; control bodies are told apart from IMs.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildCpim, parseCpim } from '../../main/im/cpim.js';
+import { buildImdn, readImdnRequest, requestImdn, type ReceivedImdnRequest } from '../../main/im/imdn.js';
+import { buildIsComposing, type IsComposingStatus } from '../../main/im/is-composing.js';
+import {
+  ComposingTracker,
+  ControlBodyError,
+  imdnPayload,
+  imdnRequestOf,
+  NotificationPacer,
+  readControlBody,
+  readProtectedControl,
+} from '../../main/im/message-notifications.js';
+import { ManualClock } from '../support/manual-clock.js';
+import { validateCommand } from '../../shared/api-schema.js';
+
+const ALICE = 'sip:alice@example.test';
+const BOB = 'sip:bob@example.test';
+
+function request(messageId: string): ReceivedImdnRequest {
+  const headers = requestImdn({ messageId });
+  const cpim = buildCpim({ from: { uri: ALICE }, to: [{ uri: BOB }], dateTime: new Date('2026-03-01T10:00:00Z'), ...headers, contentType: 'text/plain', content: new TextEncoder().encode('hi') });
+  return readImdnRequest(parseCpim(cpim))!;
+}
+
+describe('NotificationPacer', () => {
+  it('turns a burst of 50 notifications to one peer into a paced stream (10 at once, then 5 a second)', () => {
+    const clock = new ManualClock();
+    const sent: Array<{ at: number; item: number }> = [];
+    const pacer = new NotificationPacer<number>(clock, (_peer, item) => sent.push({ at: clock.now(), item }));
+    for (let i = 0; i < 50; i++) pacer.enqueue(BOB, `m${i}:delivery`, i);
+    expect(sent).toHaveLength(10);
+    expect(pacer.queued).toBe(40);
+    clock.advance(1000);
+    expect(sent).toHaveLength(15);
+    clock.advance(7000);
+    expect(sent).toHaveLength(50);
+    expect(sent.map((entry) => entry.item)).toEqual([...Array(50).keys()]);
+    // Never more than the burst plus what a second refills, in any one-second window.
+    for (const { at } of sent) expect(sent.filter((other) => other.at >= at && other.at < at + 1000).length).toBeLessThanOrEqual(15);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('sends each (message, kind) once and stops with its timer', () => {
+    const clock = new ManualClock();
+    const sent: string[] = [];
+    const dropped: string[] = [];
+    const pacer = new NotificationPacer<string>(clock, (_peer, item) => sent.push(item), { perPeerBurst: 1, perPeerPerSecond: 1 }, (_peer, key, reason) => dropped.push(`${key} ${reason}`));
+    pacer.enqueue(BOB, 'a:delivery', 'a');
+    pacer.enqueue(BOB, 'a:delivery', 'again');
+    pacer.enqueue(BOB, 'b:delivery', 'b');
+    expect(sent).toEqual(['a']);
+    expect(dropped).toEqual(['a:delivery duplicate']);
+    expect(clock.pendingTimers).toBe(1);
+    pacer.stop();
+    expect(clock.pendingTimers).toBe(0);
+    clock.advance(10_000);
+    expect(sent).toEqual(['a']);
+  });
+});
+
+describe('ComposingTracker', () => {
+  function rig(): { clock: ManualClock; sent: IsComposingStatus[]; changes: string[]; tracker: ComposingTracker; answer: { status: number } } {
+    const clock = new ManualClock();
+    const sent: IsComposingStatus[] = [];
+    const changes: string[] = [];
+    const answer = { status: 200 };
+    const tracker = new ComposingTracker({
+      clock,
+      send: (_conversation, status) => {
+        sent.push(status);
+        return Promise.resolve(answer.status);
+      },
+      changed: (conversation, change) => changes.push(`${conversation}:${change.state}:${change.cause}`),
+      sender: { idleTimeoutMs: 15_000 },
+    });
+    return { clock, sent, changes, tracker, answer };
+  }
+
+  it('sends active once while the user types, and idle after 15 s without typing', () => {
+    const { clock, sent, tracker } = rig();
+    tracker.typing(1);
+    clock.advance(5000);
+    tracker.typing(1);
+    expect(sent.map((status) => status.state)).toEqual(['active']);
+    expect(sent[0]!.refreshSeconds).toBe(60);
+    clock.advance(14_999);
+    expect(sent).toHaveLength(1);
+    clock.advance(1);
+    expect(sent.map((status) => status.state)).toEqual(['active', 'idle']);
+    expect(tracker.ourState(1)).toBe('idle');
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('refreshes active every 60 s while typing goes on, and goes idle silently when the message is sent', () => {
+    const { clock, sent, tracker } = rig();
+    for (let t = 0; t <= 70_000; t += 10_000) {
+      tracker.typing(1);
+      clock.advance(10_000);
+    }
+    expect(sent.map((status) => status.state)).toEqual(['active', 'active']);
+    tracker.contentSent(1);
+    clock.advance(60_000);
+    expect(sent).toHaveLength(2);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('stops for good after a 415 (RFC 3994 §4)', async () => {
+    const { clock, sent, tracker, answer } = rig();
+    answer.status = 415;
+    tracker.typing(1);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(tracker.ourState(1)).toBe('disabled');
+    clock.advance(100_000);
+    tracker.typing(1);
+    expect(sent).toHaveLength(1);
+  });
+
+  it('shows the peer typing until its refresh runs out, or until its message arrives', () => {
+    const { clock, changes, tracker } = rig();
+    tracker.status(7, { state: 'active', refreshSeconds: 60 });
+    expect(changes).toEqual(['7:active:status']);
+    expect(tracker.peerComposing(7)).toBe(true);
+    clock.advance(59_999);
+    expect(changes).toHaveLength(1);
+    clock.advance(1);
+    expect(changes).toEqual(['7:active:status', '7:idle:expired']);
+    tracker.status(7, { state: 'active', refreshSeconds: 60 });
+    tracker.content(7);
+    expect(changes.at(-1)).toBe('7:idle:content');
+    expect(clock.pendingTimers).toBe(0);
+  });
+});
+
+describe('control bodies', () => {
+  it('tells an IMDN and an isComposing status from an IM, plaintext or protected', () => {
+    const built = buildImdn({ request: request('abc123'), notification: { kind: 'delivery', status: 'delivered' }, from: { uri: BOB }, dateTime: new Date('2026-03-01T10:00:01Z') });
+    const imdn = readControlBody('message/cpim', built.body);
+    expect(imdn).toMatchObject({ kind: 'imdn', notifications: [{ messageId: 'abc123', kind: 'delivery', status: 'delivered' }] });
+    const composing = buildIsComposing({ state: 'active', refreshSeconds: 60 });
+    expect(readControlBody('application/im-iscomposing+xml', composing)).toMatchObject({ kind: 'composing', status: { state: 'active', refreshSeconds: 60 } });
+    expect(readControlBody('text/plain', new TextEncoder().encode('hi'))).toBeUndefined();
+    const im = buildCpim({ from: { uri: ALICE }, to: [{ uri: BOB }], dateTime: new Date(), contentType: 'text/plain', content: new TextEncoder().encode('hi') });
+    expect(readControlBody('message/cpim', im)).toBeUndefined();
+
+    const payload = imdnPayload(request('xyz'), { kind: 'display', status: 'displayed' }, BOB);
+    expect(payload.contentHeaders).toEqual([['Content-Disposition', 'notification']]);
+    expect(readProtectedControl(payload.contentType, payload.content)).toMatchObject({ kind: 'imdn', notifications: [{ messageId: 'xyz', kind: 'display', status: 'displayed', recipient: BOB }] });
+    expect(readProtectedControl('text/plain;charset=utf-8', new TextEncoder().encode('hi'))).toBeUndefined();
+  });
+
+  it('refuses a malformed notification or status (400), never takes it for an IM', () => {
+    expect(() => readControlBody('application/im-iscomposing+xml', new TextEncoder().encode('<isComposing/>'))).toThrow(ControlBodyError);
+    expect(() => readProtectedControl('message/imdn+xml', new TextEncoder().encode('<imdn xmlns="urn:ietf:params:xml:ns:imdn"/>'))).toThrow(ControlBodyError);
+  });
+
+  it('reads the request of a signed IM from its envelope; none without Message-ID, DateTime or a known disposition', () => {
+    const dateTime = new Date('2026-03-01T10:00:00Z');
+    const read = imdnRequestOf({ from: ALICE, to: [BOB], dateTime, messageId: 'm1', dispositionNotification: ['positive-delivery', 'display', 'x-unknown'] });
+    expect(read).toMatchObject({ messageId: 'm1', dateTime: '2026-03-01T10:00:00Z', from: { uri: ALICE }, to: { uri: BOB } });
+    expect([...read!.dispositions]).toEqual(['positive-delivery', 'display']);
+    expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, messageId: 'm1', dispositionNotification: [] })).toBeUndefined();
+    expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, dispositionNotification: ['display'] })).toBeUndefined();
+    expect(imdnRequestOf(undefined)).toBeUndefined();
+  });
+});
+
+describe('the API of isComposing', () => {
+  it('takes conversations.setComposing { conversationId, active } and refuses malformed arguments', () => {
+    expect(validateCommand('conversations.setComposing', { conversationId: 1, active: true }).ok).toBe(true);
+    expect(validateCommand('conversations.setComposing', { conversationId: 1, active: false }).ok).toBe(true);
+    for (const args of [undefined, {}, { conversationId: 1 }, { active: true }, { conversationId: 0, active: true }, { conversationId: 1.5, active: true }, { conversationId: 1, active: 'yes' }, { conversationId: '1', active: false }, { conversationId: 1, active: true, to: 'sip:x@y' }]) {
+      expect(validateCommand('conversations.setComposing', args).ok).toBe(false);
+    }
+  });
+});
