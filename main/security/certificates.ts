@@ -133,7 +133,7 @@ function bitStringValue(element: DerElement | undefined, what: string): Uint8Arr
 
 /** The SIP and SIPS URIs in the subjectAltName (RFC 8591 §4.4.1), as written. */
 export function sipUrisOfCertificate(der: Uint8Array): string[] {
-  return subjectAltNames(readCertificate(der)).uris.filter((uri) => /^sips?:/i.test(uri));
+  return subjectAltNames(knownCertificate(der).core).uris.filter((uri) => /^sips?:/i.test(uri));
 }
 
 /**
@@ -141,8 +141,17 @@ export function sipUrisOfCertificate(der: Uint8Array): string[] {
  * `openssl x509 -fingerprint -sha256` prints, for the out-of-band check of RFC 3261 §23.2.
  */
 export function fingerprintSha256(der: Uint8Array): string {
-  const hex = createHash('sha256').update(der).digest('hex').toUpperCase();
-  return hex.match(/../g)?.join(':') ?? '';
+  return colonHex(certificateSha256Hex(der));
+}
+
+/** Lowercase hex SHA-256 of `der` (any bytes; a certificate seen before costs no hashing). */
+export function certificateSha256Hex(der: Uint8Array): string {
+  const known = der.length <= KNOWN_CERTIFICATE_MAX_BYTES ? knownCertificates.get(bytesKey(der)) : undefined;
+  return known?.sha256Hex ?? createHash('sha256').update(der).digest('hex');
+}
+
+function colonHex(hex: string): string {
+  return hex.toUpperCase().match(/../g)?.join(':') ?? '';
 }
 
 export type KeyAlgorithmName = 'ECDSA-P256' | 'ECDSA-P384' | 'ECDSA-P521' | `RSA-${number}` | 'Ed25519' | 'X25519' | `unknown:${string}`;
@@ -173,8 +182,23 @@ export interface CertificateInfo {
   readonly extendedKeyUsage: string[];
 }
 
+/** What the user is shown about a certificate (a fresh object: the caller may keep or change it). */
 export function certificateInfo(der: Uint8Array): CertificateInfo {
-  const core = readCertificate(der);
+  const info = knownCertificate(der).info;
+  return {
+    ...info,
+    notBefore: new Date(info.notBefore.getTime()),
+    notAfter: new Date(info.notAfter.getTime()),
+    uris: [...info.uris],
+    sipUris: [...info.sipUris],
+    emailAddresses: [...info.emailAddresses],
+    dnsNames: [...info.dnsNames],
+    keyUsage: [...info.keyUsage],
+    extendedKeyUsage: [...info.extendedKeyUsage],
+  };
+}
+
+function readCertificateInfo(core: CertificateCore, fingerprint: string): CertificateInfo {
   const names = subjectAltNames(core);
   return {
     subject: nameToString(core.subject),
@@ -182,7 +206,7 @@ export function certificateInfo(der: Uint8Array): CertificateInfo {
     serialNumberHex: Buffer.from(core.serialNumber).toString('hex').toUpperCase(),
     notBefore: core.notBefore,
     notAfter: core.notAfter,
-    fingerprintSha256: fingerprintSha256(der),
+    fingerprintSha256: fingerprint,
     keyAlgorithm: keyAlgorithmName(core),
     selfIssued: bytesEqual(core.issuer, core.subject),
     uris: names.uris,
@@ -320,6 +344,106 @@ function directoryString(value: DerElement): string {
     }
   }
   return `#${Buffer.from(value.bytes).toString('hex')}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates seen before
+
+/**
+ * The frozen, shared form of `CertificateInfo` that `KnownCertificate.info` hands out.
+ */
+export type SharedCertificateInfo = {
+  readonly [K in keyof CertificateInfo]: CertificateInfo[K] extends string[] ? readonly string[] : CertificateInfo[K];
+};
+
+/**
+ * A certificate read once and kept: its parsed fields, its SHA-256 (fingerprint and replay-cache
+ * key, RFC 3261 §23.2, RFC 3428 §11.4) and, on first use, what `certificateInfo` shows. A
+ * receiver sees the same few certificates in message after message (the pinned ones, its own),
+ * and reading one costs more than the rest of a message's parsing together.
+ *
+ * Everything here is shared between callers: `der` and the byte views of `core` point into a
+ * private copy, and must not be modified.
+ */
+export class KnownCertificate {
+  readonly core: CertificateCore;
+  /** Lowercase hex SHA-256 of the DER. */
+  readonly sha256Hex: string;
+  #fingerprint: string | undefined;
+  #info: SharedCertificateInfo | undefined;
+
+  /** `der` must be a private copy that nobody else holds. Throws CmsError('malformed'). */
+  constructor(readonly der: Uint8Array) {
+    this.core = readCertificate(der);
+    this.sha256Hex = createHash('sha256').update(der).digest('hex');
+  }
+
+  /** `fingerprintSha256(der)`. */
+  get fingerprintSha256(): string {
+    return (this.#fingerprint ??= colonHex(this.sha256Hex));
+  }
+
+  /** `certificateInfo(der)`, frozen. Throws CmsError('malformed') for an extension it cannot read. */
+  get info(): SharedCertificateInfo {
+    if (this.#info === undefined) {
+      const info = readCertificateInfo(this.core, this.fingerprintSha256);
+      for (const list of [info.uris, info.sipUris, info.emailAddresses, info.dnsNames, info.keyUsage, info.extendedKeyUsage]) Object.freeze(list);
+      this.#info = Object.freeze(info);
+    }
+    return this.#info;
+  }
+}
+
+/**
+ * The certificates read most recently, keyed by their whole DER (as a Latin-1 string: one
+ * character per octet, so two keys are equal exactly when the bytes are). The key is the
+ * content itself, never a digest or an identity, so a different certificate cannot find
+ * another's entry. Oldest use dropped first; certificates larger than any real end-user
+ * certificate are read every time, so that hostile messages cannot make the cache large.
+ */
+const knownCertificates = new Map<string, KnownCertificate>();
+const KNOWN_CERTIFICATE_CACHE_SIZE = 256;
+const KNOWN_CERTIFICATE_MAX_BYTES = 16 * 1024;
+
+function bytesKey(der: Uint8Array): string {
+  return Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
+}
+
+/**
+ * The last answer for each array a caller passed: callers hand in the same arrays again and
+ * again (our own certificate, the peer's). Used only while the array still holds exactly the
+ * bytes of the answer, so an array refilled with another certificate finds nothing here.
+ */
+const knownByArray = new WeakMap<Uint8Array, KnownCertificate>();
+
+/**
+ * The certificate in `der`, read once per distinct certificate (see `KnownCertificate`).
+ * Throws `CmsError('malformed')` like `readCertificate`; failures are not remembered.
+ */
+export function knownCertificate(der: Uint8Array): KnownCertificate {
+  const same = knownByArray.get(der);
+  if (same !== undefined && bytesEqual(same.der, der)) return same;
+  const certificate = lookUpCertificate(der);
+  knownByArray.set(der, certificate);
+  return certificate;
+}
+
+function lookUpCertificate(der: Uint8Array): KnownCertificate {
+  if (der.length > KNOWN_CERTIFICATE_MAX_BYTES) return new KnownCertificate(copyBytes(der));
+  const key = bytesKey(der);
+  const known = knownCertificates.get(key);
+  if (known !== undefined) {
+    knownCertificates.delete(key); // most recently used last
+    knownCertificates.set(key, known);
+    return known;
+  }
+  const certificate = new KnownCertificate(copyBytes(der));
+  knownCertificates.set(key, certificate);
+  if (knownCertificates.size > KNOWN_CERTIFICATE_CACHE_SIZE) {
+    const oldest = knownCertificates.keys().next().value;
+    if (oldest !== undefined) knownCertificates.delete(oldest);
+  }
+  return certificate;
 }
 
 // ---------------------------------------------------------------------------------------------

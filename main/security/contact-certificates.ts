@@ -14,8 +14,16 @@
  *
  * Files are simple to inspect and to hand to `openssl x509`; a later durable store may move
  * this into SQLite behind the same methods.
+ *
+ * `pinned` is asked for every message received, so the pins read are kept in memory, each with
+ * the file's identity and times (device, inode, size, mtime and ctime in nanoseconds). Another
+ * process (the CLI's `keys trust`, a second instance) may change a pin at any time, so every
+ * lookup compares that stamp with a fresh `stat` of the file and reads it again when anything
+ * differs. Our writes replace a file by rename, which gives it a new inode, and any write
+ * changes its ctime; the stamp is taken before the read, so a change racing with the read only
+ * causes another read later, never an old certificate kept under a new stamp.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { aorFileName, canonicalAor, certificateNamesAor } from './aor.js';
 import { certificateInfo } from './certificates.js';
@@ -55,8 +63,20 @@ export interface PinnedContact {
   readonly certificateDer: Uint8Array;
 }
 
+/** What was read from a pin file, and the stamp of the file it was read from. */
+interface CachedPin {
+  readonly stamp: string;
+  /** Undefined: there was no file. */
+  readonly der: Uint8Array | undefined;
+}
+
+/** Pins kept in memory per ContactCertificates; the oldest read is dropped first. */
+const PIN_CACHE_SIZE = 1024;
+
 export class ContactCertificates {
   private readonly dir: string;
+  /** By pin file path. */
+  private readonly cache = new Map<string, CachedPin>();
 
   constructor(readonly dataDir: string) {
     this.dir = join(dataDir, 'contacts');
@@ -67,11 +87,26 @@ export class ContactCertificates {
     return join(this.dir, `${aorFileName(canonicalAor(aor))}.pem`);
   }
 
-  /** The pinned certificate of `aor` (DER), or undefined when none is pinned. */
+  /**
+   * The pinned certificate of `aor` (DER, a copy the caller may keep), or undefined when none
+   * is pinned. Reads the file only when it changed since the last read (see the file comment).
+   */
   async pinned(aor: string): Promise<Uint8Array | undefined> {
     const path = this.pathOf(aor);
-    const text = await readFileIfExists(path);
-    return text === undefined ? undefined : readPinFile(text, path);
+    const stamp = await fileStamp(path);
+    const cached = this.cache.get(path);
+    if (cached !== undefined && cached.stamp === stamp) return cached.der === undefined ? undefined : copyBytes(cached.der);
+    const text = stamp === ABSENT ? undefined : await readFileIfExists(path);
+    const der = text === undefined ? undefined : readPinFile(text, path);
+    this.cache.delete(path);
+    if (this.cache.size >= PIN_CACHE_SIZE) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    // A file that vanished between the stat and the read is remembered as absent under the
+    // stamp of a file that existed: the next lookup sees ABSENT, which differs, and looks again.
+    this.cache.set(path, { stamp, der: der === undefined ? undefined : copyBytes(der) });
+    return der;
   }
 
   /**
@@ -85,6 +120,7 @@ export class ContactCertificates {
     const file = pinFileText(canonical, der);
     await ensurePrivateDir(this.dir);
     const path = this.pathOf(canonical);
+    this.cache.delete(path);
     if (await createPrivateFile(path, file)) return { status: 'pinned', certificateDer: der };
     const existingText = await readFileIfExists(path);
     if (existingText === undefined) return this.pin(canonical, der); // forgotten in between
@@ -97,14 +133,25 @@ export class ContactCertificates {
     const canonical = canonicalAor(aor);
     const file = pinFileText(canonical, copyBytes(certificateDer));
     await ensurePrivateDir(this.dir);
-    await writePrivateFile(this.pathOf(canonical), file);
+    const path = this.pathOf(canonical);
+    this.cache.delete(path);
+    try {
+      await writePrivateFile(path, file);
+    } finally {
+      this.cache.delete(path); // a lookup that ran during the write
+    }
   }
 
   /** Removes the pin of `aor`; false when there was none. */
   async forget(aor: string): Promise<boolean> {
     const path = this.pathOf(aor);
+    this.cache.delete(path);
     const existed = (await readFileIfExists(path)) !== undefined;
-    await rm(path, { force: true });
+    try {
+      await rm(path, { force: true });
+    } finally {
+      this.cache.delete(path);
+    }
     return existed;
   }
 
@@ -127,6 +174,19 @@ export class ContactCertificates {
       contacts.push({ aor, certificateDer: readPinFile(text, path) });
     }
     return contacts;
+  }
+}
+
+const ABSENT = 'absent';
+
+/** What identifies one version of a file (see the file comment), or ABSENT when there is none. */
+async function fileStamp(path: string): Promise<string> {
+  try {
+    const info = await stat(path, { bigint: true });
+    return `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return ABSENT;
+    throw error;
   }
 }
 

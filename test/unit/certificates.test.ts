@@ -4,7 +4,7 @@
  * (OpenSSL) and pkijs; import/export and the key-match check; hostile certificates end in
  * CmsError. The OpenSSL command line side is in test/interop/openssl-signed.test.ts.
  */
-import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import * as asn1js from 'asn1js';
@@ -21,6 +21,7 @@ import {
   importIdentity,
   importPrivateKey,
   importSigningKey,
+  knownCertificate,
   readCertificate,
   signWithKey,
   sipUrisOfCertificate,
@@ -219,6 +220,77 @@ describe('certificate reading', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('certificates seen before (knownCertificate)', () => {
+  it('reads each distinct certificate once, keyed by its bytes: equal bytes share, one changed byte does not', async () => {
+    const der = (await identity('sip:alice@example.com')).certificateDer;
+    const known = knownCertificate(der);
+    expect(knownCertificate(der.slice())).toBe(known);
+    expect(known.der).not.toBe(der);
+    expect(known.der).toEqual(der);
+    expect(known.sha256Hex).toBe(createHash('sha256').update(der).digest('hex'));
+    expect(known.fingerprintSha256).toBe(fingerprintSha256(der));
+    expect(known.core.serialNumber).toEqual(readCertificate(der).serialNumber);
+    // The last octet is in the signature: the certificate still reads, and is another one.
+    const flipped = der.slice();
+    flipped[flipped.length - 1] = flipped[flipped.length - 1]! ^ 1;
+    const other = knownCertificate(flipped);
+    expect(other).not.toBe(known);
+    expect(other.sha256Hex).toBe(createHash('sha256').update(flipped).digest('hex'));
+    expect(other.fingerprintSha256).not.toBe(known.fingerprintSha256);
+  });
+
+  it('keeps its own copy: changing the array it was given changes nothing', async () => {
+    const der = (await identity('sip:carol@example.com')).certificateDer;
+    const mine = der.slice();
+    const known = knownCertificate(mine);
+    mine.fill(0);
+    expect(known.der).toEqual(der);
+    expect(knownCertificate(der)).toBe(known);
+    expect(() => knownCertificate(mine)).toThrow(CmsError);
+    // The same array refilled with another certificate (one octet of the signature differs).
+    mine.set(der);
+    mine[mine.length - 1] = mine[mine.length - 1]! ^ 0x80;
+    const other = knownCertificate(mine);
+    expect(other).not.toBe(known);
+    expect(other.der).toEqual(mine);
+    expect(other.sha256Hex).toBe(createHash('sha256').update(mine).digest('hex'));
+    mine.set(der);
+    expect(knownCertificate(mine)).toBe(known);
+  });
+
+  it('shares a frozen info, while certificateInfo hands out objects the caller may change', async () => {
+    const der = (await identity('sip:dave@example.com')).certificateDer;
+    const shared = knownCertificate(der).info;
+    expect(Object.isFrozen(shared)).toBe(true);
+    expect(Object.isFrozen(shared.sipUris)).toBe(true);
+    const mine = certificateInfo(der);
+    mine.sipUris.push('sip:mallory@example.com');
+    mine.keyUsage.length = 0;
+    mine.notAfter.setTime(0);
+    const again = certificateInfo(der);
+    expect(again.sipUris).toEqual(['sip:dave@example.com']);
+    expect(again.keyUsage).toEqual(['digitalSignature', 'keyAgreement']);
+    expect(again.notAfter.getTime()).toBe(NOW.getTime() + 730 * DAY);
+    expect(shared.notAfter.getTime()).toBe(NOW.getTime() + 730 * DAY);
+  });
+
+  it('forgets the least recently used certificates beyond a few hundred', async () => {
+    const der = (await identity('sip:erin@example.com')).certificateDer;
+    const first = knownCertificate(der);
+    for (let variant = 1; variant <= 300; variant++) {
+      const other = der.slice();
+      other[other.length - 1] = variant & 0xff;
+      other[other.length - 2] = variant >> 8;
+      knownCertificate(other);
+    }
+    // The array it was first given still finds it; the same bytes in another array are read again.
+    expect(knownCertificate(der)).toBe(first);
+    const again = knownCertificate(der.slice());
+    expect(again).not.toBe(first);
+    expect(again.sha256Hex).toBe(first.sha256Hex);
   });
 });
 

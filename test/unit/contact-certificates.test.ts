@@ -66,6 +66,47 @@ describe('ContactCertificates', () => {
     await expect(contacts.pinned('sip:bob@example.com')).rejects.toBeInstanceOf(ContactCertificateError);
     await expect(contacts.pin('sip:bob@example.com', bob.certificateDer)).rejects.toMatchObject({ code: 'corrupt' });
   });
+
+  it('a pin changed by another process is seen at the next lookup, though pins are kept in memory', async () => {
+    const ours = store();
+    const theirs = new ContactCertificates(ours.dataDir); // another process: its own memory, the same files
+    const [first, second] = [await createIdentity({ aor: 'sip:bob@example.com' }), await createIdentity({ aor: 'sip:bob@example.com' })];
+    expect(await ours.pinned('sip:bob@example.com')).toBeUndefined();
+    await theirs.pin('sip:bob@example.com', first.certificateDer);
+    expect(await ours.pinned('sip:bob@example.com')).toEqual(first.certificateDer);
+    expect(await ours.pinned('sip:bob@example.com')).toEqual(first.certificateDer);
+    await theirs.replace('sip:bob@example.com', second.certificateDer);
+    expect(await ours.pinned('sip:bob@example.com')).toEqual(second.certificateDer);
+    await theirs.forget('sip:bob@example.com');
+    expect(await ours.pinned('sip:bob@example.com')).toBeUndefined();
+    await theirs.pin('sip:bob@example.com', first.certificateDer);
+    expect(await ours.pinned('sip:bob@example.com')).toEqual(first.certificateDer);
+  });
+
+  it('notices a pin file rewritten in place with the same size after it was read', async () => {
+    const contacts = store();
+    const [first, second] = [await createIdentity({ aor: 'sip:bob@example.com' }), await createIdentity({ aor: 'sip:bob@example.com' })];
+    await contacts.pin('sip:bob@example.com', first.certificateDer);
+    expect(await contacts.pinned('sip:bob@example.com')).toEqual(first.certificateDer);
+    const path = contacts.pathOf('sip:bob@example.com');
+    const text = readFileSync(path, 'utf8');
+    // Same length, same inode: only the times tell (a hand edit, or a tool that writes in place).
+    writeFileSync(path, text.replace(/-----BEGIN CERTIFICATE-----\n.{10}/, '-----BEGIN CERTIFICATE-----\n!!!!!!!!!!'));
+    await expect(contacts.pinned('sip:bob@example.com')).rejects.toMatchObject({ code: 'corrupt' });
+    writeFileSync(path, text);
+    expect(await contacts.pinned('sip:bob@example.com')).toEqual(first.certificateDer);
+    await contacts.replace('sip:bob@example.com', second.certificateDer);
+    expect(await contacts.pinned('sip:bob@example.com')).toEqual(second.certificateDer);
+  });
+
+  it('hands out copies: changing what pinned returned does not change the pin', async () => {
+    const contacts = store();
+    const bob = await createIdentity({ aor: 'sip:bob@example.com' });
+    await contacts.pin('sip:bob@example.com', bob.certificateDer);
+    const pinned = await contacts.pinned('sip:bob@example.com');
+    pinned?.fill(0);
+    expect(await contacts.pinned('sip:bob@example.com')).toEqual(bob.certificateDer);
+  });
 });
 
 describe('AoR names', () => {

@@ -34,7 +34,7 @@ import {
   type UnprotectInput,
   type UnprotectVerdict,
 } from '../../main/im/smime/unprotect.js';
-import { createIdentity, fingerprintSha256, type Identity } from '../../main/security/certificates.js';
+import { createIdentity, fingerprintSha256, readCertificate, type Identity } from '../../main/security/certificates.js';
 import { encryptAuthEnveloped, openEnvelope } from '../../main/security/cms/auth-enveloped-data.js';
 import { CmsError } from '../../main/security/cms/der.js';
 import { readCertsOnly, verifySignedData } from '../../main/security/cms/signed-data.js';
@@ -528,6 +528,65 @@ describe('tampering and identity (issue #4 negatives)', () => {
     // The user compares fingerprints and accepts: the same message now goes through.
     const accepted = expectAccept(await bobReceives(sent, { pins: { [ALICE]: [alice.certificateDer, aliceNewDevice.certificateDer] }, replayCache: cache }));
     expect(accepted.pinNow).toBeUndefined();
+  });
+
+  it('a bad signature outranks what the checks of the signed content find (they run while it is verified)', async () => {
+    // Signed by alice, but with a content that fails a later check, then the signature broken.
+    const withBrokenSignature = async (entity: Uint8Array): Promise<{ contentType: string; body: Uint8Array }> => {
+      const signed = await signEntity(entity, { ourIdentity: identity(alice), signingTime: T, includeSignerCertificate: true });
+      const broken = signed.slice();
+      broken[broken.length - 1] = broken[broken.length - 1]! ^ 0x01; // the last octet of s
+      return { contentType: AUTH_ENVELOPED_CONTENT_TYPE, body: await encryptAuthEnveloped({ content: signedDataEntity(broken), recipients: [bob] }) };
+    };
+    const fromMallory = cpimEntity({ from: MALLORY });
+    const malformedCpim = entityOf('Content-Type: message/cpim\r\n\r\n', new TextEncoder().encode('this is not CPIM'));
+    const notMime = new TextEncoder().encode('no header section at all');
+    // With the signature intact, each of these is refused for its content…
+    expectReject(await bobReceives(await seal({ entity: fromMallory })), 403, 'cpim-from-mismatch');
+    expectReject(await bobReceives(await seal({ entity: malformedCpim })), 400, 'malformed');
+    expectReject(await bobReceives(await seal({ entity: notMime })), 400, 'malformed');
+    // …and with it broken, for the signature, as when nothing was looked at before it was verified.
+    for (const entity of [fromMallory, malformedCpim, notMime, cpimEntity({})]) {
+      expectReject(await bobReceives(await withBrokenSignature(entity), { pins: { [ALICE]: alice.certificateDer } }), 400, 'bad-signature');
+    }
+  });
+
+  it('what is remembered between messages never lets a look-alike certificate pass as the pinned one', async () => {
+    // A twin of alice's certificate: the same issuer, serial number and subjectKeyIdentifier
+    // (what a SignerInfo names the signer by), the same SAN, mallory's key. Alice's certificate,
+    // key and verdicts are in every cache first; then the twin, with and without its
+    // certificate; then alice again.
+    const pins = { [ALICE]: alice.certificateDer };
+    const aliceCore = readCertificate(alice.certificateDer);
+    const twinDer = malloryAsAlice.certificateDer.slice();
+    const twinCore = readCertificate(twinDer);
+    for (const [ours, theirs] of [
+      [aliceCore.serialNumber, twinCore.serialNumber],
+      [aliceCore.subjectKeyIdentifier!, twinCore.subjectKeyIdentifier!],
+    ] as const) {
+      expect(theirs.length).toBe(ours.length);
+      twinDer.set(ours, theirs.byteOffset - twinDer.byteOffset);
+    }
+    expect(readCertificate(twinDer)).toMatchObject({ serialNumber: aliceCore.serialNumber, subjectKeyIdentifier: aliceCore.subjectKeyIdentifier, issuer: aliceCore.issuer });
+    expect(readCertificate(twinDer).subjectPublicKeyInfo).not.toEqual(aliceCore.subjectPublicKeyInfo);
+    const twin: Identity = { ...malloryAsAlice, certificateDer: twinDer };
+    for (let round = 0; round < 3; round++) {
+      expectAccept(await bobReceives(await seal({ includeSignerCertificate: false }), { pins }));
+      expectAccept(await bobReceives(await seal({ includeSignerCertificate: true }), { pins }));
+    }
+    // Left out, the twin's signature is checked with the pinned key, and fails.
+    expectReject(await bobReceives(await seal({ signer: twin, includeSignerCertificate: false }), { pins }), 400, 'bad-signature');
+    // Included, it verifies with its own key, and is not the pinned certificate.
+    const changed = (await bobReceives(await seal({ signer: twin, includeSignerCertificate: true }), { pins })) as CertificateChangedVerdict;
+    expect(changed.action).toBe('certificate-changed');
+    expect(changed.presentedCertificateDer).toEqual(twinDer);
+    expect(changed.presentedFingerprint).toBe(fingerprintSha256(twinDer));
+    expect(changed.presentedFingerprint).not.toBe(fingerprintSha256(alice.certificateDer));
+    expect(changed.held.replayKey.split(':')[0]).toBe(fingerprintSha256(twinDer).replaceAll(':', '').toLowerCase());
+    // And alice is still herself afterwards.
+    const accepted = expectAccept(await bobReceives(await seal({ includeSignerCertificate: false }), { pins }));
+    expect(accepted.signerCertificateDer).toEqual(alice.certificateDer);
+    expect(accepted.signerFingerprint).toBe(fingerprintSha256(alice.certificateDer));
   });
 
   it('an unknown signer (certificate left out, nothing pinned) → 400 Unknown Signer Certificate', async () => {

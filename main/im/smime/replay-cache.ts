@@ -18,8 +18,8 @@
  * in the caller's own database, so that remembering a key and storing the message can be one
  * transaction.
  */
-import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { certificateSha256Hex } from '../../security/certificates.js';
 
 export interface ReplayCache {
   /** Whether `key` was remembered and has not been pruned. */
@@ -33,7 +33,12 @@ export interface ReplayCache {
 
 /** The cache key of a verified signature: hex SHA-256 of the signer certificate, ":", hex messageDigest. */
 export function replayKey(signerCertificateDer: Uint8Array, messageDigest: Uint8Array): string {
-  return `${createHash('sha256').update(signerCertificateDer).digest('hex')}:${Buffer.from(messageDigest).toString('hex')}`;
+  return replayKeyOf(certificateSha256Hex(signerCertificateDer), messageDigest);
+}
+
+/** `replayKey` for a certificate whose hex SHA-256 is known already (`KnownCertificate.sha256Hex`). */
+export function replayKeyOf(certificateSha256Hex: string, messageDigest: Uint8Array): string {
+  return `${certificateSha256Hex}:${Buffer.from(messageDigest.buffer, messageDigest.byteOffset, messageDigest.byteLength).toString('hex')}`;
 }
 
 /** In memory only: for tests and for callers that keep the cache elsewhere. */

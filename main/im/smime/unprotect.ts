@@ -53,10 +53,10 @@
  * Every CmsError and ParseError becomes a verdict with a status and a reason; nothing hostile
  * in the body can make this function throw.
  */
-import { certificateInfo, fingerprintSha256 } from '../../security/certificates.js';
+import { fingerprintSha256 } from '../../security/certificates.js';
 import { openEnvelope, type OpenedEnvelope } from '../../security/cms/auth-enveloped-data.js';
 import { CmsError, OID, bytesEqual, readDer, readOid, readSequence } from '../../security/cms/der.js';
-import { certsOnly, verifySignedData, type VerifiedSignedData } from '../../security/cms/signed-data.js';
+import { beginVerifySignedData, certsOnly, type VerifiedSignedData } from '../../security/cms/signed-data.js';
 import { formatContentType, mediaTypeOf, parseContentType, type ContentType } from '../../sip/header-values.js';
 import { ParseError } from '../../sip/message/parse-error.js';
 import { TEXT_CHARSETS } from '../../sip/ua/request-policy.js';
@@ -75,7 +75,7 @@ import {
 import { CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT, classifyBody } from './media-types.js';
 import { decodeTransferEncoding, parseMimeEntity, type MimeEntity } from './mime-entity.js';
 import { IMDN_NAMESPACE, type OurIdentity } from './protect.js';
-import { replayKey, type ReplayCache } from './replay-cache.js';
+import { replayKeyOf, type ReplayCache } from './replay-cache.js';
 
 // ---------------------------------------------------------------------------------------------
 // Input and verdicts
@@ -312,7 +312,7 @@ export async function unprotectMessage(input: UnprotectInput): Promise<Unprotect
 }
 
 async function unprotect(input: UnprotectInput): Promise<UnprotectVerdict> {
-  const type = parseOr400(() => parseContentType(input.contentType, 'Content-Type'));
+  const type = parseOr400(() => sipContentType(input.contentType));
   switch (classifyBody(type)) {
     case 'unsupported':
       throw reject(415, 'Unsupported Media Type', 'unsupported-media-type', `${mediaTypeOf(type)} is not a body we open`, {
@@ -347,7 +347,14 @@ function cmsBytes(body: Uint8Array, encoding: string | undefined): Uint8Array {
 
 interface Layers {
   encryption?: OpenedEnvelope;
+  /** Read and checked up to the signature itself, which is `signatureChecked`. */
   signature?: VerifiedSignedData;
+  /**
+   * With `signature`: settles when its signature is verified (or throws the Rejection for a
+   * bad one). When the signature was the last layer opened, its public-key operation may still
+   * be running: the caller must await this before any verdict (see `checkSignedMessage`).
+   */
+  signatureChecked?: Promise<void>;
   signedInsideEncryption: boolean;
   /** The innermost entity: what the user sent. */
   entity: MimeEntity;
@@ -356,8 +363,31 @@ interface Layers {
 /** At most: encryption, signature, and one MIME wrapper each; more is abuse. */
 const MAX_LAYERS = 4;
 
+/**
+ * The sender as the SIP From names it, read once per message: its AoR, the canonical text the
+ * pins are kept under, and the pinned certificates (asked for once, so that the signature and
+ * the pin comparison see the same set).
+ */
+interface Sender {
+  readonly aor: Uri;
+  readonly aorText: string;
+  pinned(): readonly Uint8Array[];
+}
+
+function senderOf(input: UnprotectInput): Sender {
+  const aor = senderAor(input.sipFrom);
+  const aorText = formatUri(aor);
+  let pinned: readonly Uint8Array[] | undefined;
+  return {
+    aor,
+    aorText,
+    pinned: () => (pinned ??= pinnedCertificates(input, aorText)),
+  };
+}
+
 async function openCms(input: UnprotectInput, der: Uint8Array): Promise<UnprotectVerdict> {
-  const layers = await openLayers(input, der);
+  const sender = senderOf(input);
+  const layers = await openLayers(input, sender, der);
   const { signature, encryption } = layers;
   if (!signature) {
     if (encryption?.authenticated) {
@@ -366,45 +396,58 @@ async function openCms(input: UnprotectInput, der: Uint8Array): Promise<Unprotec
     // AES-CBC without a signature can be altered undetected (RFC 8591 §12, Efail).
     throw reject(400, 'Unsigned Encrypted Body', 'unsigned', 'legacy EnvelopedData without a signature inside is not accepted');
   }
-  return checkSignedMessage(input, layers, signature);
+  return checkSignedMessage(input, sender, layers, signature);
 }
 
-async function openLayers(input: UnprotectInput, first: Uint8Array): Promise<Layers> {
+async function openLayers(input: UnprotectInput, sender: Sender, first: Uint8Array): Promise<Layers> {
   let der = first;
   let encryption: OpenedEnvelope | undefined;
   let signature: VerifiedSignedData | undefined;
+  let signatureChecked: Promise<void> | undefined;
   let signedInsideEncryption = false;
-  const sipFromAor = senderAor(input.sipFrom);
-  for (let depth = 0; depth < MAX_LAYERS; depth++) {
-    const contentType = contentInfoType(der);
-    let content: Uint8Array;
-    if (contentType === OID.authEnvelopedData || contentType === OID.envelopedData) {
-      if (encryption) throw malformed('the body is encrypted twice');
-      encryption = await decrypt(input.ourIdentity, der);
-      content = encryption.content;
-    } else if (contentType === OID.signedData) {
-      // RFC 3261 §23.3: one signature per body.
-      if (signature) throw malformed('the body is signed twice');
-      signature = await verify(der, pinnedCertificates(input, sipFromAor));
-      signedInsideEncryption = encryption !== undefined;
-      content = signature.content;
-    } else {
-      throw malformed(`the body holds CMS content type ${contentType}, not a signed or encrypted message`);
+  try {
+    for (let depth = 0; depth < MAX_LAYERS; depth++) {
+      // A signature is verified before anything inside it is opened (or judged, on error).
+      if (signatureChecked !== undefined) await signatureChecked;
+      const contentType = contentInfoType(der);
+      let content: Uint8Array;
+      if (contentType === OID.authEnvelopedData || contentType === OID.envelopedData) {
+        if (encryption) throw malformed('the body is encrypted twice');
+        encryption = await decrypt(input.ourIdentity, der);
+        content = encryption.content;
+      } else if (contentType === OID.signedData) {
+        // RFC 3261 §23.3: one signature per body.
+        if (signature) throw malformed('the body is signed twice');
+        ({ signature, signatureChecked } = beginVerify(der, sender.pinned()));
+        signedInsideEncryption = encryption !== undefined;
+        content = signature.content;
+      } else {
+        throw malformed(`the body holds CMS content type ${contentType}, not a signed or encrypted message`);
+      }
+      // The content is a MIME entity (RFC 8551 §3.1). Some senders put the inner ContentInfo in
+      // bare; a MIME header line cannot start with 0x30 followed by DER, so try that first.
+      if (looksLikeContentInfo(content)) {
+        der = content;
+        continue;
+      }
+      const entity = parseOr400(() => parseMimeEntity(content));
+      if (classifyBody(entity.contentType) === 'cms') {
+        der = cmsBytes(entity.body, undefined);
+        continue;
+      }
+      const layers: Layers = { signedInsideEncryption, entity };
+      if (encryption) layers.encryption = encryption;
+      if (signature) layers.signature = signature;
+      // Handed on unsettled: the caller's checks of the entity overlap the public-key operation.
+      if (signatureChecked) layers.signatureChecked = signatureChecked;
+      return layers;
     }
-    // The content is a MIME entity (RFC 8551 §3.1). Some senders put the inner ContentInfo in
-    // bare; a MIME header line cannot start with 0x30 followed by DER, so try that first.
-    if (looksLikeContentInfo(content)) {
-      der = content;
-      continue;
-    }
-    const entity = parseOr400(() => parseMimeEntity(content));
-    if (classifyBody(entity.contentType) === 'cms') {
-      der = cmsBytes(entity.body, undefined);
-      continue;
-    }
-    return { ...(encryption ? { encryption } : {}), ...(signature ? { signature } : {}), signedInsideEncryption, entity };
+    throw malformed('too many nested S/MIME layers');
+  } catch (error) {
+    // A bad signature outranks whatever went wrong after it was read, as when it was verified first.
+    if (signatureChecked !== undefined) await signatureChecked;
+    throw error;
   }
-  throw malformed('too many nested S/MIME layers');
 }
 
 /** The ContentInfo's contentType OID (RFC 5652 §3). */
@@ -453,26 +496,92 @@ async function decrypt(ourIdentity: OurIdentity, der: Uint8Array): Promise<Opene
   return opened;
 }
 
-async function verify(der: Uint8Array, candidates: readonly Uint8Array[]): Promise<VerifiedSignedData> {
+/**
+ * Reads a SignedData and starts verifying its signature (`beginVerifySignedData`): what it
+ * returns is not verified until `signatureChecked` has resolved. Both the synchronous part and
+ * the signature end in the same Rejections.
+ */
+function beginVerify(der: Uint8Array, candidates: readonly Uint8Array[]): { signature: VerifiedSignedData; signatureChecked: Promise<void> } {
   try {
-    return await verifySignedData(der, { candidateCertificatesDer: candidates });
+    const pending = beginVerifySignedData(der, { candidateCertificatesDer: candidates });
+    return { signature: pending.unverified, signatureChecked: pending.signatureChecked.catch(verificationRejection) };
   } catch (error) {
-    if (!(error instanceof CmsError)) throw error;
-    switch (error.code) {
-      case 'unknown-signer':
-        throw reject(400, 'Unknown Signer Certificate', 'unknown-signer', error.message);
-      case 'bad-signature':
-        throw reject(400, 'Invalid Signature', 'bad-signature', error.message);
-      case 'unsupported-algorithm':
-        throw reject(400, 'Unsupported Signature Algorithm', 'unsupported-signature-algorithm', error.message);
-      default:
-        throw malformed(error.message);
-    }
+    return verificationRejection(error);
   }
 }
 
-async function checkSignedMessage(input: UnprotectInput, layers: Layers, signature: VerifiedSignedData): Promise<UnprotectVerdict> {
-  const policy = { ...DEFAULT_FRESHNESS_POLICY, ...input.policy };
+function verificationRejection(error: unknown): never {
+  if (!(error instanceof CmsError)) throw error;
+  switch (error.code) {
+    case 'unknown-signer':
+      throw reject(400, 'Unknown Signer Certificate', 'unknown-signer', error.message);
+    case 'bad-signature':
+      throw reject(400, 'Invalid Signature', 'bad-signature', error.message);
+    case 'unsupported-algorithm':
+      throw reject(400, 'Unsupported Signature Algorithm', 'unsupported-signature-algorithm', error.message);
+    default:
+      throw malformed(error.message);
+  }
+}
+
+/**
+ * Steps 3 to 8 of the file comment. The checks of steps 3 to 5 read only the message, so they
+ * run while the signature may still be in verification (`layers.signatureChecked`); nothing is
+ * decided before it has settled, and a bad signature outranks what they found, as it did when
+ * the signature was verified first. Steps 6 to 8 (the replay cache and the pins) come after.
+ */
+async function checkSignedMessage(input: UnprotectInput, sender: Sender, layers: Layers, signature: VerifiedSignedData): Promise<UnprotectVerdict> {
+  let judged: JudgedMessage;
+  try {
+    judged = judgeSignedMessage(input, sender, layers, signature);
+  } catch (error) {
+    await layers.signatureChecked;
+    throw error;
+  }
+  await layers.signatureChecked;
+  const { message, envelope } = judged;
+  const { replayKey: key, signerFingerprint, signerCertificateDer: signerDer } = message;
+  const replay = (): ReplayVerdict => ({
+    action: 'replay',
+    status: 200,
+    replayKey: key,
+    signerFingerprint,
+    ...(envelope?.messageId !== undefined ? { messageId: envelope.messageId } : {}),
+  });
+
+  // 6. Replay.
+  if (input.replayCache.seen(key)) return replay();
+
+  // 7. Pinning (RFC 3261 §23.2): a different certificate is loud, never silent.
+  const aor = sender.aorText;
+  const pinned = sender.pinned();
+  if (pinned.length > 0 && !pinned.some((der) => bytesEqual(der, signerDer))) {
+    return {
+      action: 'certificate-changed',
+      status: 403,
+      reason: 'Signer Certificate Changed',
+      aor,
+      presentedCertificateDer: signerDer,
+      presentedFingerprint: signerFingerprint,
+      pinnedFingerprints: pinned.map((der) => fingerprintSha256(der)),
+      held: message,
+    };
+  }
+
+  // 8. Accept.
+  if (input.rememberReplay !== false && !input.replayCache.remember(key, message.replayExpiresAt)) return replay();
+  return { action: 'accept', ...message, ...(pinned.length === 0 ? { pinNow: signerDer } : {}) };
+}
+
+/** What steps 3 to 5 made of a signed message (see `checkSignedMessage`). */
+interface JudgedMessage {
+  readonly message: UnprotectedMessage;
+  readonly envelope: ProtectedEnvelope | undefined;
+}
+
+/** Steps 3 to 5: the identities, the dates and the certificate; throws the Rejection of the first that fails. */
+function judgeSignedMessage(input: UnprotectInput, sender: Sender, layers: Layers, signature: VerifiedSignedData): JudgedMessage {
+  const policy = input.policy === undefined ? DEFAULT_FRESHNESS_POLICY : { ...DEFAULT_FRESHNESS_POLICY, ...input.policy };
   const warnings: UnprotectWarning[] = [];
   if (signature.digestAlgorithm === 'SHA-1') warnings.push('weak-digest');
   if (layers.encryption && !layers.encryption.authenticated) warnings.push('legacy-encryption');
@@ -508,14 +617,16 @@ async function checkSignedMessage(input: UnprotectInput, layers: Layers, signatu
 
   // 3. Identity: certificate ↔ SIP From ↔ CPIM From, and CPIM To ↔ us.
   const signerDer = signature.signerCertificateDer;
-  const sipFromAor = senderAor(input.sipFrom);
+  const sipFromAor = sender.aor;
   let ourAor: Uri;
   try {
-    ourAor = aorOf(parseUri(input.ourAor));
+    ourAor = parsedAor(input.ourAor);
   } catch (error) {
     throw reject(500, 'Server Internal Error', 'local-error', `our AoR does not parse: ${(error as Error).message}`);
   }
-  const certificate = certificateInfo(signerDer);
+  // Read once per distinct certificate (knownCertificate, keyed by the whole DER): the signer's own.
+  const signer = signature.signerCertificate;
+  const certificate = parseOr400(() => signer.info);
   // RFC 8591 §4.4.1: SIP URIs in the SAN; the RFC 3261 §23.1 `user@domain` form of old certificates as a fallback.
   const certificateIdentities = certificate.sipUris.length > 0 ? certificate.sipUris : certificate.emailAddresses.map((email) => `sip:${email}`);
   if (!certificateIdentities.some((uri) => sameAddress(uri, sipFromAor))) {
@@ -535,10 +646,13 @@ async function checkSignedMessage(input: UnprotectInput, layers: Layers, signatu
     }
     const dateTime = parseOr400(() => cpimDateTime(message));
     const messageId = cpimHeader(message, IMDN_NAMESPACE, 'Message-ID')?.value;
-    const dispositionNotification = cpimHeaders(message, IMDN_NAMESPACE, 'Disposition-Notification')
-      .flatMap((header) => header.value.split(','))
-      .map((value) => value.trim())
-      .filter((value) => value !== '');
+    const dispositionNotification: string[] = [];
+    for (const header of cpimHeaders(message, IMDN_NAMESPACE, 'Disposition-Notification')) {
+      for (const value of header.value.split(',')) {
+        const trimmed = value.trim();
+        if (trimmed !== '') dispositionNotification.push(trimmed);
+      }
+    }
     envelope = {
       from: from.uri,
       ...(from.name !== undefined ? { fromName: from.name } : {}),
@@ -575,8 +689,8 @@ async function checkSignedMessage(input: UnprotectInput, layers: Layers, signatu
   }
 
   const text = decodeText(payloadType, payload);
-  const key = replayKey(signerDer, signature.messageDigest);
-  const signerFingerprint = fingerprintSha256(signerDer);
+  const key = replayKeyOf(signer.sha256Hex, signature.messageDigest);
+  const signerFingerprint = signer.fingerprintSha256;
   const message: UnprotectedMessage = {
     label: layers.encryption ? 'encrypted-signed' : 'signed',
     text,
@@ -593,36 +707,7 @@ async function checkSignedMessage(input: UnprotectInput, layers: Layers, signatu
     replayExpiresAt: new Date(protectedTime.getTime() + policy.maxAgeMs + policy.maxFutureSkewMs),
     warnings,
   };
-  const replay: ReplayVerdict = {
-    action: 'replay',
-    status: 200,
-    replayKey: key,
-    signerFingerprint,
-    ...(envelope?.messageId !== undefined ? { messageId: envelope.messageId } : {}),
-  };
-
-  // 6. Replay.
-  if (input.replayCache.seen(key)) return replay;
-
-  // 7. Pinning (RFC 3261 §23.2): a different certificate is loud, never silent.
-  const aor = formatUri(sipFromAor);
-  const pinned = pinnedCertificates(input, sipFromAor);
-  if (pinned.length > 0 && !pinned.some((der) => bytesEqual(der, signerDer))) {
-    return {
-      action: 'certificate-changed',
-      status: 403,
-      reason: 'Signer Certificate Changed',
-      aor,
-      presentedCertificateDer: signerDer,
-      presentedFingerprint: signerFingerprint,
-      pinnedFingerprints: pinned.map((der) => fingerprintSha256(der)),
-      held: message,
-    };
-  }
-
-  // 8. Accept.
-  if (input.rememberReplay !== false && !input.replayCache.remember(key, message.replayExpiresAt)) return replay;
-  return { action: 'accept', ...message, ...(pinned.length === 0 ? { pinNow: signerDer } : {}) };
+  return { message, envelope };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,13 +722,47 @@ function parseOr400<T>(parse: () => T): T {
   }
 }
 
-/** The AoR of the SIP From URI; one that does not parse is a malformed request. */
-function senderAor(sipFrom: string): Uri {
-  return parseOr400(() => aorOf(parseUri(sipFrom)));
+/**
+ * The SIP Content-Type, remembered: a peer sends the same one with every message. Shared
+ * objects, only read here and never handed out. Failures are not remembered. Bounded.
+ */
+const sipContentTypes = new Map<string, ContentType>();
+const SIP_CONTENT_TYPE_CACHE_SIZE = 64;
+
+function sipContentType(text: string): ContentType {
+  const known = sipContentTypes.get(text);
+  if (known !== undefined) return known;
+  const type = parseContentType(text, 'Content-Type');
+  if (sipContentTypes.size >= SIP_CONTENT_TYPE_CACHE_SIZE) sipContentTypes.clear();
+  sipContentTypes.set(text, type);
+  return type;
 }
 
-function pinnedCertificates(input: UnprotectInput, sipFromAor: Uri): readonly Uint8Array[] {
-  const pinned = input.pinnedCertificateDer?.(formatUri(sipFromAor));
+/** The AoR of the SIP From URI; one that does not parse is a malformed request. */
+function senderAor(sipFrom: string): Uri {
+  return parseOr400(() => parsedAor(sipFrom));
+}
+
+/**
+ * `aorOf(parseUri(text))`, remembered: the same few addresses (the SIP From, our AoR, the
+ * certificate's and the CPIM headers' URIs) come back in every message. The Uri objects are
+ * shared, so nothing here may modify them; they never leave this module. Failures are not
+ * remembered. Bounded: emptied when full.
+ */
+const parsedAors = new Map<string, Uri>();
+const PARSED_AOR_CACHE_SIZE = 512;
+
+function parsedAor(text: string): Uri {
+  const known = parsedAors.get(text);
+  if (known !== undefined) return known;
+  const uri = aorOf(parseUri(text));
+  if (parsedAors.size >= PARSED_AOR_CACHE_SIZE) parsedAors.clear();
+  parsedAors.set(text, uri);
+  return uri;
+}
+
+function pinnedCertificates(input: UnprotectInput, aor: string): readonly Uint8Array[] {
+  const pinned = input.pinnedCertificateDer?.(aor);
   if (pinned === undefined) return [];
   return pinned instanceof Uint8Array ? [pinned] : pinned;
 }
@@ -656,7 +775,7 @@ function pinnedCertificates(input: UnprotectInput, sipFromAor: Uri): readonly Ui
 function sameAddress(text: string, aor: Uri): boolean {
   let uri: Uri;
   try {
-    uri = aorOf(parseUri(text));
+    uri = parsedAor(text);
   } catch {
     return false;
   }
@@ -670,14 +789,28 @@ function sameAddress(text: string, aor: Uri): boolean {
 
 /** The text of a text/plain payload in a charset we read (RFC 3428 §7 / RFC 2046 §4.1.2). */
 function decodeText(contentType: string, content: Uint8Array): string | undefined {
+  let decoder = textDecoders.get(contentType);
+  if (decoder === undefined) {
+    decoder = textDecoderFor(contentType);
+    if (textDecoders.size >= TEXT_DECODER_CACHE_SIZE) textDecoders.clear();
+    textDecoders.set(contentType, decoder);
+  }
+  return decoder === null ? undefined : decoder.decode(content);
+}
+
+/** By payload Content-Type as written: how to read it as text, or null when it is not text we read. */
+const textDecoders = new Map<string, InstanceType<typeof TextDecoder> | null>();
+const TEXT_DECODER_CACHE_SIZE = 64;
+
+function textDecoderFor(contentType: string): InstanceType<typeof TextDecoder> | null {
   let type: ContentType;
   try {
     type = parseContentType(contentType, 'Content-Type');
   } catch {
-    return undefined;
+    return null;
   }
-  if (mediaTypeOf(type) !== 'text/plain') return undefined;
+  if (mediaTypeOf(type) !== 'text/plain') return null;
   const charset = (type.params.get('charset') ?? 'utf-8').toLowerCase();
-  if (!TEXT_CHARSETS.has(charset)) return undefined;
-  return new TextDecoder(charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf-8').decode(content);
+  if (!TEXT_CHARSETS.has(charset)) return null;
+  return new TextDecoder(charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf-8');
 }

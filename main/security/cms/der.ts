@@ -266,8 +266,7 @@ class Element implements DerElement {
 function readElementAt(buf: Uint8Array, start: number, end: number, what: string, depth: number): Element {
   if (depth > MAX_DEPTH) throw new CmsError('malformed', `${what}: nested too deeply`);
   let offset = start;
-  const truncated = (): CmsError => new CmsError('malformed', `${what}: truncated`);
-  if (offset >= end) throw truncated();
+  if (offset >= end) throw truncated(what);
   const first = buf[offset++] as number;
   const tagClass = first >> 6;
   const constructed = (first & 0x20) !== 0;
@@ -276,14 +275,14 @@ function readElementAt(buf: Uint8Array, start: number, end: number, what: string
     // High tag number form (X.690 §8.1.2.4): base-128 digits; more than 4 of them is nonsense here.
     tagNumber = 0;
     for (let digits = 0; ; digits++) {
-      if (offset >= end) throw truncated();
+      if (offset >= end) throw truncated(what);
       if (digits === 4) throw new CmsError('malformed', `${what}: tag number too large`);
       const byte = buf[offset++] as number;
       tagNumber = tagNumber * 128 + (byte & 0x7f);
       if ((byte & 0x80) === 0) break;
     }
   }
-  if (offset >= end) throw truncated();
+  if (offset >= end) throw truncated(what);
   const lengthByte = buf[offset++] as number;
   if (lengthByte === 0x80) {
     // Indefinite form (BER only, X.690 §8.1.3.6): children up to an end-of-contents pair.
@@ -303,12 +302,17 @@ function readElementAt(buf: Uint8Array, start: number, end: number, what: string
     if (count > 4) throw new CmsError('malformed', `${what}: length field too long`);
     length = 0;
     for (let i = 0; i < count; i++) {
-      if (offset >= end) throw truncated();
+      if (offset >= end) throw truncated(what);
       length = length * 256 + (buf[offset++] as number);
     }
   }
-  if (length > end - offset) throw truncated();
+  if (length > end - offset) throw truncated(what);
   return new Element(buf, start, offset, offset + length, offset + length, tagClass, constructed, tagNumber);
+}
+
+/** A function, not a closure per element: this reader runs for every element of every message. */
+function truncated(what: string): CmsError {
+  return new CmsError('malformed', `${what}: truncated`);
 }
 
 export function isUniversal(element: DerElement, tagNumber: number): boolean {
@@ -334,7 +338,8 @@ export function readSequence(element: DerElement | undefined, what: string, tagN
 export function readOid(element: DerElement | undefined, what: string): string {
   const content = expectUniversal(element, Tag.oid, what).content;
   if (content.length === 0 || content.length > 64) throw new CmsError('malformed', `${what}: bad object identifier`);
-  const arcs: number[] = [];
+  // Built as a string as it goes: this runs a dozen times per message.
+  let text = '';
   let value = 0;
   for (let i = 0; i < content.length; i++) {
     const byte = content[i] as number;
@@ -342,14 +347,14 @@ export function readOid(element: DerElement | undefined, what: string): string {
     value = value * 128 + (byte & 0x7f);
     if (value > Number.MAX_SAFE_INTEGER / 256) throw new CmsError('malformed', `${what}: object identifier arc too large`);
     if ((byte & 0x80) === 0) {
-      if (arcs.length === 0) arcs.push(value < 80 ? Math.floor(value / 40) : 2, value < 80 ? value % 40 : value - 80);
-      else arcs.push(value);
+      if (text === '') text = value < 80 ? `${Math.floor(value / 40)}.${value % 40}` : `2.${value - 80}`;
+      else text += `.${value}`;
       value = 0;
     } else if (i === content.length - 1) {
       throw new CmsError('malformed', `${what}: truncated object identifier`);
     }
   }
-  return arcs.join('.');
+  return text;
 }
 
 /**
@@ -368,22 +373,51 @@ export function readTime(element: DerElement | undefined, what: string): Date {
   if (!element || !(isUniversal(element, Tag.utcTime) || isUniversal(element, Tag.generalizedTime))) {
     throw new CmsError('malformed', `${what}: not a time`);
   }
-  if (element.content.length > 32) throw new CmsError('malformed', `${what}: time too long`);
-  const text = String.fromCharCode(...element.content);
+  const content = element.content;
+  if (content.length > 32) throw new CmsError('malformed', `${what}: time too long`);
   const utc = isUniversal(element, Tag.utcTime);
-  const match = (utc ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?Z$/ : /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?Z$/).exec(text);
-  if (!match) throw new CmsError('malformed', `${what}: unsupported time "${text}"`);
-  let year = Number(match[1]);
+  const text = (): string => String.fromCharCode(...content);
+  let year: number, month: number, day: number, hour: number, minute: number, second: number, millis: number;
+  // The DER forms (X.690 §11.7, §11.8; all RFC 5280 allows) are read straight from the octets:
+  // every certificate has two of these and every signature one.
+  const derForm = utc ? content.length === 13 && content[12] === 0x5a : content.length === 15 && content[14] === 0x5a;
+  const digits = derForm ? decimalDigits(content, 0, content.length - 1) : -1;
+  if (derForm && digits >= 0) {
+    const yearDigits = utc ? 2 : 4;
+    year = decimalDigits(content, 0, yearDigits);
+    month = decimalDigits(content, yearDigits, yearDigits + 2);
+    day = decimalDigits(content, yearDigits + 2, yearDigits + 4);
+    hour = decimalDigits(content, yearDigits + 4, yearDigits + 6);
+    minute = decimalDigits(content, yearDigits + 6, yearDigits + 8);
+    second = decimalDigits(content, yearDigits + 8, yearDigits + 10);
+    millis = 0;
+  } else {
+    const match = (utc ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?Z$/ : /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.(\d{1,9}))?Z$/).exec(text());
+    if (!match) throw new CmsError('malformed', `${what}: unsupported time "${text()}"`);
+    year = Number(match[1]);
+    [month, day, hour, minute, second] = [match[2], match[3], match[4], match[5], match[6] ?? '0'].map(Number) as [number, number, number, number, number];
+    millis = match[7] ? Number(`0.${match[7]}`) * 1000 : 0;
+  }
   // RFC 5280 §4.1.2.5.1: two-digit years 50–99 are 19xx, 00–49 are 20xx.
   if (utc) year += year >= 50 ? 1900 : 2000;
-  const [month, day, hour, minute, second] = [match[2], match[3], match[4], match[5], match[6] ?? '0'].map(Number) as [number, number, number, number, number];
-  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second, match[7] ? Number(`0.${match[7]}`) * 1000 : 0));
+  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second, millis));
   date.setUTCFullYear(year); // Date.UTC would read years 0–99 as 1900–1999
   // Date.UTC rolls 31 February over into March; a real calendar date reads back unchanged.
   if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || date.getUTCHours() !== hour || date.getUTCMinutes() !== minute) {
-    throw new CmsError('malformed', `${what}: invalid date "${text}"`);
+    throw new CmsError('malformed', `${what}: invalid date "${text()}"`);
   }
   return date;
+}
+
+/** The decimal number written by the ASCII digits `bytes[start..end)`, or -1 if one is not a digit. */
+function decimalDigits(bytes: Uint8Array, start: number, end: number): number {
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const digit = (bytes[i] as number) - 0x30;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
 }
 
 // ---------------------------------------------------------------------------------------------

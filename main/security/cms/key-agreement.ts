@@ -23,7 +23,7 @@
  * node:crypto (see `decryptPkcs1v15KeyTransport`).
  */
 import { constants as cryptoConstants, createHash, createPrivateKey, privateDecrypt, type KeyObject, type webcrypto } from 'node:crypto';
-import { readCertificate, type CertificateCore } from '../certificates.js';
+import { knownCertificate, type CertificateCore } from '../certificates.js';
 import {
   CmsError,
   OID,
@@ -239,7 +239,7 @@ const SEND_KEY_TRANSPORT_ALGORITHM = derAlgorithm(
  * must be extractable, because WebCrypto's wrapKey exports it to wrap it.
  */
 export async function recipientInfoFor(certificateDer: Uint8Array, contentKey: CryptoKey): Promise<Uint8Array> {
-  const certificate = readCertificate(certificateDer);
+  const certificate = knownCertificate(certificateDer).core;
   if (certificate.publicKeyAlgorithm === OID.ecPublicKey) return keyAgreeRecipientInfo(certificate, curveOf(certificate));
   if (certificate.publicKeyAlgorithm === OID.rsaEncryption) return keyTransRecipientInfo(certificate);
   throw new CmsError('unsupported-algorithm', `cannot encrypt to a ${certificate.publicKeyAlgorithm} key`);
@@ -293,29 +293,30 @@ async function importRecipientKey(
 ): Promise<CryptoKey> {
   // A peer's key is imported once per certificate, not once per message: in Node 20 an EC
   // import runs on the main thread and cost ~50 µs per recipient per message (bench/smime).
-  // Keyed by content: every parse of a certificate yields new byte views.
-  const cacheKey = `${algorithm.name}|${usages.join(',')}|${Buffer.from(certificate.subjectPublicKeyInfo).toString('base64')}`;
-  const cached = recipientKeyCache.get(cacheKey);
+  // Kept with the certificate's shared CertificateCore (`knownCertificate`), for as long as
+  // that is among the recently seen certificates.
+  const use = `${algorithm.name}|${usages.join(',')}`;
+  let imported = recipientKeyCache.get(certificate);
+  if (imported === undefined) {
+    imported = new Map();
+    recipientKeyCache.set(certificate, imported);
+  }
+  const cached = imported.get(use);
   if (cached !== undefined) return cached;
   try {
     const key =
       'namedCurve' in algorithm
         ? await subtle.importKey('raw', certificate.subjectPublicKey, algorithm, false, usages)
         : await subtle.importKey('spki', certificate.subjectPublicKeyInfo, algorithm, false, usages);
-    if (recipientKeyCache.size >= RECIPIENT_KEY_CACHE_SIZE) {
-      const oldest = recipientKeyCache.keys().next().value;
-      if (oldest !== undefined) recipientKeyCache.delete(oldest);
-    }
-    recipientKeyCache.set(cacheKey, key);
+    imported.set(use, key);
     return key;
   } catch (cause) {
     throw new CmsError('malformed', `the certificate's public key cannot be used for ${algorithm.name}`, { cause });
   }
 }
 
-/** Imported recipient public keys (they are public: caching them exposes nothing), oldest dropped first. */
-const RECIPIENT_KEY_CACHE_SIZE = 256;
-const recipientKeyCache = new Map<string, CryptoKey>();
+/** Imported recipient public keys (they are public: caching them exposes nothing), per certificate and use. */
+const recipientKeyCache = new WeakMap<CertificateCore, Map<string, CryptoKey>>();
 
 /** IssuerAndSerialNumber (RFC 5652 §10.2.4) with the certificate's own encodings. */
 function issuerAndSerialNumber(certificate: CertificateCore): Uint8Array {
@@ -460,7 +461,7 @@ export async function recoverContentKey(
 ): Promise<CryptoKey> {
   let certificate: CertificateCore;
   try {
-    certificate = readCertificate(recipient.certificateDer);
+    certificate = knownCertificate(recipient.certificateDer).core;
   } catch (cause) {
     throw new CmsError('invalid-argument', 'our certificate cannot be read', { cause });
   }

@@ -50,10 +50,12 @@ import {
 import {
   ecdsaDerToRaw,
   importSigningKey,
+  knownCertificate,
   readCertificate,
   rsaModulusBits,
   signWithKey,
   type CertificateCore,
+  type KnownCertificate,
   type SigningKey,
 } from '../certificates.js';
 import { createHash, type webcrypto } from 'node:crypto';
@@ -112,7 +114,7 @@ export async function signContent(options: SignContentOptions): Promise<Uint8Arr
   const { content, signerCertificateDer, signingTime, includeCertificate, detached = false } = options;
   const key = options.signingKey ?? (options.privateKeyPkcs8 ? await cachedSigningKey(options.privateKeyPkcs8) : undefined);
   if (!key) throw new CmsError('invalid-argument', 'signContent needs privateKeyPkcs8 or signingKey');
-  const certificate = cachedCertificate(signerCertificateDer);
+  const certificate = knownCertificate(signerCertificateDer).core;
   const digest = key.digest;
 
   // SignerIdentifier (RFC 5652 §5.3): a SubjectKeyIdentifier is [0] IMPLICIT OCTET STRING.
@@ -208,6 +210,11 @@ export interface VerifiedSignedData {
   readonly content: Uint8Array;
   /** The certificate whose key verified the signature, exactly as it was found (a copy). */
   readonly signerCertificateDer: Uint8Array;
+  /**
+   * The same certificate as read and kept by `knownCertificate` (its fields, hash and info,
+   * computed once per distinct certificate). Shared: not to be modified.
+   */
+  readonly signerCertificate: KnownCertificate;
   /** Where it was found: in the message, or among `candidateCertificatesDer`. */
   readonly signerCertificateSource: 'embedded' | 'candidate';
   /** The signingTime attribute, when the signer put one (RFC 8551 §2.5.1: SHOULD). */
@@ -233,6 +240,33 @@ export interface VerifiedSignedData {
  * or `bad-signature`; never anything else.
  */
 export async function verifySignedData(der: Uint8Array, options: VerifyOptions = {}): Promise<VerifiedSignedData> {
+  const pending = beginVerifySignedData(der, options);
+  await pending.signatureChecked;
+  return pending.unverified;
+}
+
+/** A SignedData read and checked up to its signature, which is being verified. */
+export interface PendingSignedData {
+  /**
+   * What `verifySignedData` returns, taken from a message whose signature is not checked yet:
+   * nothing of it may be shown, stored or acted on before `signatureChecked` has resolved.
+   */
+  readonly unverified: VerifiedSignedData;
+  /**
+   * Resolves once the signature verifies with the signer's key; rejects with a CmsError
+   * (`bad-signature`, or `malformed` for an unusable public key) otherwise. Always await it.
+   */
+  readonly signatureChecked: Promise<void>;
+}
+
+/**
+ * `verifySignedData` in two steps, so that a caller can do its own synchronous checks of the
+ * content while the public-key operation runs on the thread pool: everything but the signature
+ * (the structure, one signer, its certificate, the algorithms, the signed attributes and the
+ * content digest) is checked now, and throws the same CmsErrors synchronously; the signature
+ * itself is `signatureChecked`.
+ */
+export function beginVerifySignedData(der: Uint8Array, options: VerifyOptions = {}): PendingSignedData {
   const parsed = guard(() => parseSignedData(der));
   if (parsed.signerInfos.length === 0) throw new CmsError('no-signer', 'the SignedData has no signer');
   if (parsed.signerInfos.length > 1) {
@@ -253,7 +287,7 @@ export async function verifySignedData(der: Uint8Array, options: VerifyOptions =
   }
 
   const found = findSignerCertificate(signer, parsed.certificates, options.candidateCertificatesDer ?? []);
-  const verification = guard(() => verificationAlgorithm(signer, found.certificate));
+  const verification = guard(() => verificationAlgorithm(signer, found.certificate.core));
 
   let messageDigest: Uint8Array;
   let signingTime: Date | undefined;
@@ -281,12 +315,14 @@ export async function verifySignedData(der: Uint8Array, options: VerifyOptions =
     signedBytes = content;
   }
 
-  const ok = await verifySignature(verification, found.certificate, signer.signature, signedBytes);
-  if (!ok) throw new CmsError('bad-signature', 'the signature does not verify with the signer certificate');
+  const signatureChecked = verifySignature(verification, found.certificate.core, signer.signature, signedBytes).then((ok) => {
+    if (!ok) throw new CmsError('bad-signature', 'the signature does not verify with the signer certificate');
+  });
 
-  return {
+  const unverified: VerifiedSignedData = {
     content: copyBytes(content),
     signerCertificateDer: copyBytes(found.certificate.der),
+    signerCertificate: found.certificate,
     signerCertificateSource: found.source,
     ...(signingTime !== undefined ? { signingTime } : {}),
     messageDigest: copyBytes(messageDigest),
@@ -295,6 +331,7 @@ export async function verifySignedData(der: Uint8Array, options: VerifyOptions =
     signerCount: 1,
     certificatesDer: parsed.certificates.map((certificate) => copyBytes(certificate.der)),
   };
+  return { unverified, signatureChecked };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,7 +341,7 @@ interface ParsedSignedData {
   readonly eContentType: string;
   readonly eContent?: Uint8Array;
   /** The X.509 certificates of the CertificateSet that parse; other choices are skipped. */
-  readonly certificates: CertificateCore[];
+  readonly certificates: KnownCertificate[];
   readonly signerInfos: DerElement[];
 }
 
@@ -324,14 +361,14 @@ function parseSignedData(der: Uint8Array): ParsedSignedData {
     if (!isContext(explicitEContent, 0)) throw new CmsError('malformed', 'EncapsulatedContentInfo eContent has the wrong tag');
     eContent = readOctetString(readChildren(explicitEContent, 'eContent')[0], 'eContent');
   }
-  const certificates: CertificateCore[] = [];
+  const certificates: KnownCertificate[] = [];
   let index = 3;
   if (fields[index] && isContext(fields[index] as DerElement, 0)) {
     for (const choice of readChildren(fields[index] as DerElement, 'SignedData certificates')) {
       // CertificateChoices (RFC 5652 §10.2.2): only the plain Certificate is a SEQUENCE.
       if (!isUniversal(choice, Tag.sequence)) continue;
       try {
-        certificates.push(readCertificate(choice.bytes));
+        certificates.push(knownCertificate(choice.bytes));
       } catch {
         // An unreadable extra certificate does not spoil the message; if it was the signer's,
         // the signer is simply not found.
@@ -402,7 +439,6 @@ interface SignedAttributeValues {
  * present, and like signingTime each may appear once with exactly one value.
  */
 function readSignedAttributes(element: DerElement): SignedAttributeValues {
-  const seen = new Set<string>();
   let contentType: string | undefined;
   let messageDigest: Uint8Array | undefined;
   let signingTime: Date | undefined;
@@ -411,8 +447,8 @@ function readSignedAttributes(element: DerElement): SignedAttributeValues {
     const type = readOid(typeElement, 'Attribute type');
     const values = readSequence(valuesElement, 'Attribute values', Tag.set);
     if (type !== OID.contentType && type !== OID.messageDigest && type !== OID.signingTime) continue;
-    if (seen.has(type)) throw new CmsError('malformed', `signed attribute ${type} appears twice`);
-    seen.add(type);
+    const seen = type === OID.contentType ? contentType : type === OID.messageDigest ? messageDigest : signingTime;
+    if (seen !== undefined) throw new CmsError('malformed', `signed attribute ${type} appears twice`);
     if (values.length !== 1) throw new CmsError('malformed', `signed attribute ${type} must have exactly one value`);
     if (type === OID.contentType) contentType = readOid(values[0], 'contentType attribute');
     else if (type === OID.messageDigest) messageDigest = readOctetString(values[0], 'messageDigest attribute');
@@ -420,24 +456,24 @@ function readSignedAttributes(element: DerElement): SignedAttributeValues {
   }
   if (contentType === undefined) throw new CmsError('malformed', 'the contentType signed attribute is missing');
   if (messageDigest === undefined) throw new CmsError('malformed', 'the messageDigest signed attribute is missing');
-  return { contentType, messageDigest, ...(signingTime !== undefined ? { signingTime } : {}) };
+  return signingTime === undefined ? { contentType, messageDigest } : { contentType, messageDigest, signingTime };
 }
 
 /** The signer's certificate: the embedded ones first, then the caller's candidates. */
 function findSignerCertificate(
   signer: ParsedSignerInfo,
-  embedded: readonly CertificateCore[],
+  embedded: readonly KnownCertificate[],
   candidatesDer: readonly Uint8Array[],
-): { certificate: CertificateCore; source: 'embedded' | 'candidate' } {
-  for (const certificate of embedded) if (identifies(signer.sid, certificate)) return { certificate, source: 'embedded' };
+): { certificate: KnownCertificate; source: 'embedded' | 'candidate' } {
+  for (const certificate of embedded) if (identifies(signer.sid, certificate.core)) return { certificate, source: 'embedded' };
   for (const der of candidatesDer) {
-    let certificate: CertificateCore;
+    let certificate: KnownCertificate;
     try {
-      certificate = cachedCertificate(der);
+      certificate = knownCertificate(der);
     } catch {
       continue;
     }
-    if (identifies(signer.sid, certificate)) return { certificate, source: 'candidate' };
+    if (identifies(signer.sid, certificate.core)) return { certificate, source: 'candidate' };
   }
   throw new CmsError('unknown-signer', 'no embedded or known certificate matches the signer');
 }
@@ -546,66 +582,82 @@ function fail(what: string): never {
 }
 
 /**
- * Public keys imported from SPKI, by algorithm and key bytes. Importing costs more than an
- * ECDSA verification (about 0.14 ms vs 0.11 ms on Node 20) and messages come from few peers,
- * so a small LRU keeps the recent ones.
+ * Public keys imported from a certificate's SPKI, per certificate (the shared `CertificateCore`
+ * of `knownCertificate`, which lives as long as the certificate is among the recent ones) and
+ * per algorithm. Importing costs more than an ECDSA verification (about 0.14 ms vs 0.11 ms on
+ * Node 20) and messages come from few peers. Once imported, the key itself is kept next to
+ * the promise, so that a verification starts at once (see `verifySignature`).
  */
-const publicKeyCache = new Map<string, Promise<webcrypto.CryptoKey>>();
-const PUBLIC_KEY_CACHE_SIZE = 64;
+interface ImportedPublicKey {
+  readonly importing: Promise<webcrypto.CryptoKey>;
+  key?: webcrypto.CryptoKey;
+}
 
-function importPublicKey(certificate: CertificateCore, verification: Verification): Promise<webcrypto.CryptoKey> {
+const publicKeyCache = new WeakMap<CertificateCore, Map<string, ImportedPublicKey>>();
+
+function importPublicKey(certificate: CertificateCore, verification: Verification): ImportedPublicKey {
   // RSA keys are imported with their hash bound (WebCrypto's rule); EC keys with their curve.
+  const use = verification.name === 'ECDSA' ? `ECDSA ${verification.curve?.name ?? 'P-256'}` : `${verification.name} ${verification.hash}`;
+  let imported = publicKeyCache.get(certificate);
+  if (imported === undefined) {
+    imported = new Map();
+    publicKeyCache.set(certificate, imported);
+  }
+  const cached = imported.get(use);
+  if (cached !== undefined) return cached;
   const algorithm =
     verification.name === 'ECDSA'
       ? { name: 'ECDSA', namedCurve: verification.curve?.name ?? 'P-256' }
       : verification.name === 'Ed25519'
         ? { name: 'Ed25519' }
         : { name: verification.name, hash: verification.hash };
-  const cacheKey = `${JSON.stringify(algorithm)} ${Buffer.from(certificate.subjectPublicKeyInfo).toString('base64')}`;
-  const cached = publicKeyCache.get(cacheKey);
-  if (cached) {
-    publicKeyCache.delete(cacheKey); // re-insert: most recently used last
-    publicKeyCache.set(cacheKey, cached);
-    return cached;
-  }
-  const imported = subtle.importKey('spki', certificate.subjectPublicKeyInfo, algorithm, false, ['verify']);
-  publicKeyCache.set(cacheKey, imported);
-  imported.catch(() => publicKeyCache.delete(cacheKey));
-  if (publicKeyCache.size > PUBLIC_KEY_CACHE_SIZE) {
-    const oldest = publicKeyCache.keys().next().value;
-    if (oldest !== undefined) publicKeyCache.delete(oldest);
-  }
-  return imported;
+  const entry: ImportedPublicKey = { importing: subtle.importKey('spki', certificate.subjectPublicKeyInfo, algorithm, false, ['verify']) };
+  imported.set(use, entry);
+  const uses = imported;
+  entry.importing.then(
+    (key) => void (entry.key = key),
+    () => uses.delete(use),
+  );
+  return entry;
 }
 
-async function verifySignature(
-  verification: Verification,
-  certificate: CertificateCore,
-  signature: Uint8Array,
-  data: Uint8Array,
-): Promise<boolean> {
-  let key: webcrypto.CryptoKey;
-  try {
-    key = await importPublicKey(certificate, verification);
-  } catch (error) {
-    throw new CmsError('malformed', `the signer certificate's public key is unusable: ${(error as Error).message}`, { cause: error });
-  }
-  try {
+/**
+ * Whether `signature` over `data` verifies with the certificate's key. With the key imported
+ * before, the WebCrypto call is made before this returns, so the thread pool is already at
+ * work while the caller goes on (`beginVerifySignedData`).
+ */
+function verifySignature(verification: Verification, certificate: CertificateCore, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
+  const imported = importPublicKey(certificate, verification);
+  if (imported.key !== undefined) return verifyWithKey(verification, imported.key, signature, data);
+  return imported.importing.then(
+    (key) => verifyWithKey(verification, key, signature, data),
+    (error: unknown) => {
+      throw new CmsError('malformed', `the signer certificate's public key is unusable: ${(error as Error).message}`, { cause: error });
+    },
+  );
+}
+
+function verifyWithKey(verification: Verification, key: webcrypto.CryptoKey, signature: Uint8Array, data: Uint8Array): Promise<boolean> {
+  const verifying = (): Promise<boolean> => {
     switch (verification.name) {
       case 'ECDSA': {
         const raw = ecdsaDerToRaw(signature, verification.curve?.size ?? 32);
-        if (!raw) return false;
-        return await subtle.verify({ name: 'ECDSA', hash: verification.hash }, key, raw, data);
+        if (!raw) return Promise.resolve(false);
+        return subtle.verify({ name: 'ECDSA', hash: verification.hash }, key, raw, data);
       }
       case 'RSASSA-PKCS1-v1_5':
-        return await subtle.verify({ name: 'RSASSA-PKCS1-v1_5' }, key, signature, data);
+        return subtle.verify({ name: 'RSASSA-PKCS1-v1_5' }, key, signature, data);
       case 'RSA-PSS':
-        return await subtle.verify({ name: 'RSA-PSS', saltLength: verification.saltLength ?? 20 }, key, signature, data);
+        return subtle.verify({ name: 'RSA-PSS', saltLength: verification.saltLength ?? 20 }, key, signature, data);
       case 'Ed25519':
-        return await subtle.verify({ name: 'Ed25519' }, key, signature, data);
+        return subtle.verify({ name: 'Ed25519' }, key, signature, data);
     }
+  };
+  try {
+    // WebCrypto rejects some malformed signatures instead of returning false.
+    return verifying().catch(() => false);
   } catch {
-    return false; // WebCrypto rejects some malformed signatures instead of returning false
+    return Promise.resolve(false);
   }
 }
 
@@ -628,26 +680,14 @@ async function cachedSigningKey(pkcs8: Uint8Array): Promise<SigningKey> {
 }
 
 /**
- * Certificates the caller passes again and again (its own, the pinned ones), read once per
- * Uint8Array and kept as a private copy, used only while the array holds the same bytes.
- */
-const certificateCache = new WeakMap<Uint8Array, CertificateCore>();
-
-function cachedCertificate(der: Uint8Array): CertificateCore {
-  const cached = certificateCache.get(der);
-  if (cached && bytesEqual(cached.der, der)) return cached;
-  const certificate = readCertificate(copyBytes(der));
-  certificateCache.set(der, certificate);
-  return certificate;
-}
-
-/**
  * The content digest, computed synchronously with node:crypto: WebCrypto's digest is a
  * thread-pool round trip, which costs more latency than hashing a message takes.
  */
 function digestOf(algorithm: DigestAlgorithm, content: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash(algorithm.replace('-', '').toLowerCase()).update(content).digest());
+  return new Uint8Array(createHash(NODE_HASH_NAME[algorithm]).update(content).digest());
 }
+
+const NODE_HASH_NAME: Readonly<Record<DigestAlgorithm, string>> = { 'SHA-1': 'sha1', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 
 /** Runs a synchronous parse step; anything but a CmsError becomes `malformed`. */
 function guard<T>(step: () => T): T {
