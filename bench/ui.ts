@@ -294,7 +294,7 @@ async function main(): Promise<void> {
     store.close();
   }
   const seededMs = performance.now() - seeding;
-  const messenger = await Messenger.open({ dataDir, networkPollMs: false });
+  const messenger = await Messenger.open({ dataDir, security: false, networkPollMs: false });
   const host = await startBrowserHost({ endpoint: messenger, rendererDir: opts.renderer });
   let server: BrowserServer | undefined;
   const loadBefore = loadavg()[0] ?? 0;

@@ -59,6 +59,7 @@ const accountSettingsEntries = {
   localAddress,
   localPort: port,
   acceptPlaintext: v.optional(v.boolean()),
+  congestionSafePath: v.optional(v.boolean()),
 };
 
 const noArgs = v.strictObject({});

@@ -43,6 +43,14 @@ export interface AccountSettings {
    * --plaintext`. Absent = false: S/MIME only. Sending stays S/MIME either way.
    */
   readonly acceptPlaintext?: boolean;
+  /**
+   * The user asserts that every hop to the peers is congestion-controlled (TCP/TLS end to end),
+   * which RFC 3428 §8 requires for a MESSAGE over 1300 octets, i.e. every S/MIME message (about
+   * 1.4–2 KB). Absent = false. Peer to peer over TCP/TLS needs no assertion (the path is known);
+   * through a server it must be asserted, or protected messages are refused with a reason that
+   * names this setting (like `sipnote send --congestion-safe-path`).
+   */
+  readonly congestionSafePath?: boolean;
 }
 
 /** Registration at the registrar (RFC 3261 §10), as the account list and the tray show it. */

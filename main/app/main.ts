@@ -120,7 +120,7 @@ async function start(): Promise<void> {
 
   // The same data dir as every sipnote command (and `sipnote ui`), so they share the accounts
   // and the history (the store, DATA_DIR/sipnote.db).
-  messenger = await Messenger.open({ dataDir: defaultDataDir(), security: {}, version: app.getVersion() });
+  messenger = await Messenger.open({ dataDir: defaultDataDir(), version: app.getVersion() });
   const core = messenger;
   // Waking from sleep usually means a new network: waiting retries go now (the core also
   // polls the network interfaces, network-watch.ts).

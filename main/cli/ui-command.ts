@@ -65,7 +65,7 @@ export async function uiCommand(args: UiArgs, io: CommandIo, stop: Promise<void>
   let messenger: Messenger;
   try {
     // S/MIME, contacts and keychain passwords (account-security.ts): keys in the OS keychain.
-    messenger = await Messenger.open({ security: {}, ...overrides.messenger, dataDir });
+    messenger = await Messenger.open({ ...overrides.messenger, dataDir });
   } catch (error) {
     io.stderr.write(`sipnote: cannot open the data dir ${dataDir}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

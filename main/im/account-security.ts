@@ -452,7 +452,7 @@ function notSentBySecurity(error: unknown): DeliveryResult {
     return { kind: 'not-sent', reason: error.message, retryable: false };
   }
   if (error instanceof MessageTooLargeError) {
-    return { kind: 'not-sent', reason: `Too large: ${error.size} bytes (RFC 3428 §8 allows ${error.limit} on this path; an S/MIME message is about 1.5 KB)`, retryable: false };
+    return { kind: 'not-sent', reason: `Too large for this path: ${error.size} bytes, and RFC 3428 §8 allows ${error.limit} unless every hop is congestion-controlled (an S/MIME message is about 1.5 KB). If your server and your contacts use TCP or TLS, turn on "Congestion-safe path" in the account's settings`, retryable: false };
   }
   if (error instanceof DestinationError) {
     return error.unreachable ? { kind: 'not-sent', reason: `Unreachable: ${error.message}`, retryable: true } : { kind: 'not-sent', reason: `Bad address: ${error.message}`, retryable: false };

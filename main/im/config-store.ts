@@ -138,5 +138,6 @@ function pickAccount(account: StoredAccount): StoredAccount {
     localAddress: account.localAddress,
     localPort: account.localPort,
     ...(account.acceptPlaintext === undefined ? {} : { acceptPlaintext: account.acceptPlaintext }),
+    ...(account.congestionSafePath === undefined ? {} : { congestionSafePath: account.congestionSafePath }),
   };
 }

@@ -118,10 +118,12 @@ export interface MessengerOptions {
   readonly onDiagnostic?: (text: string) => void;
   /**
    * S/MIME, contacts and keychain passwords (account-security.ts), with the data dir's
-   * identities and pins (shared with the CLI). Absent: a plaintext-only core (capabilities say
-   * so, every message is labelled `plaintext`); `sipnote ui` and the Electron app pass `{}`.
+   * identities and pins (shared with the CLI): on by default, as the product promises (every
+   * message protected unless a contact or a send asks for plaintext). `false` runs a
+   * plaintext-only core (capabilities say so, every message is labelled `plaintext`, contacts
+   * are not available): for tests of parts that have nothing to do with S/MIME.
    */
-  readonly security?: SecurityOptions;
+  readonly security?: SecurityOptions | false;
   /** Pacing of outgoing notifications (imdn.ts ImdnScheduler defaults: 10 at once, then 5/s per peer). */
   readonly imdnPacing?: ImdnSchedulerOptions;
   /** isComposing timers (RFC 3994 §3.2 defaults: refresh 60 s, idle after 15 s). */
@@ -269,7 +271,7 @@ export class Messenger implements ApiEndpoint {
       const saved = messenger.config.load(options.onDiagnostic);
       messenger.settings = saved.settings;
       for (const settings of saved.accounts) messenger.accounts.set(settings.id, newRuntime(settings));
-      if (options.security !== undefined) {
+      if (options.security !== false) {
         messenger.security = await MessengerSecurity.open({ dataDir: options.dataDir, ...options.security }, (event) => messenger.securityEvent(event));
       }
     } catch (error) {
@@ -459,6 +461,7 @@ export class Messenger implements ApiEndpoint {
         clock: this.clock,
         ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
         ...(settings.outboundProxy === '' ? {} : { outboundProxy: [withLooseRouting(settings.outboundProxy)] }),
+        ...(settings.congestionSafePath === true ? { congestionSafePath: true } : {}),
         ...(username === undefined
           ? {}
           : {
@@ -1074,7 +1077,7 @@ function withLooseRouting(proxy: string): string {
  * the network) may resolve later; a bad address or a message too large never will.
  */
 function notSent(error: unknown): DeliveryResult {
-  if (error instanceof MessageTooLargeError) return { kind: 'not-sent', reason: `Too large: ${error.size} bytes (RFC 3428 §8 allows ${error.limit} on this path)`, retryable: false };
+  if (error instanceof MessageTooLargeError) return { kind: 'not-sent', reason: `Too large for this path: ${error.size} bytes, and RFC 3428 §8 allows ${error.limit} unless every hop is congestion-controlled. If your server and your contacts use TCP or TLS, turn on "Congestion-safe path" in the account's settings`, retryable: false };
   if (error instanceof DestinationError) {
     return error.unreachable
       ? { kind: 'not-sent', reason: `Unreachable: ${error.message}`, retryable: true }

@@ -80,7 +80,7 @@ beforeAll(async () => {
   } finally {
     store.close();
   }
-  messenger = await Messenger.open({ dataDir, networkPollMs: false });
+  messenger = await Messenger.open({ dataDir, security: false, networkPollMs: false });
   [host, chromium] = await Promise.all([startBrowserHost({ endpoint: messenger, rendererDir: RENDERER_BUILD }), launchChromium()]);
   const context = await chromium.browser.newContext({ viewport: { width: 1200, height: 760 } });
   page = await context.newPage();

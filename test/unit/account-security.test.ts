@@ -117,6 +117,10 @@ describe('the API arguments of S/MIME', () => {
     expect(validateCommand('accounts.add', { ...account, acceptPlaintext: 'true' }).ok).toBe(false);
     expect(validateCommand('accounts.update', { id: 'a', changes: { acceptPlaintext: false } }).ok).toBe(true);
     expect(validateCommand('accounts.update', { id: 'a', changes: { acceptPlaintext: 0 } }).ok).toBe(false);
+    expect(validateCommand('accounts.add', { ...account, congestionSafePath: true }).ok).toBe(true);
+    expect(validateCommand('accounts.add', { ...account, congestionSafePath: 'on' }).ok).toBe(false);
+    expect(validateCommand('accounts.update', { id: 'a', changes: { congestionSafePath: false } }).ok).toBe(true);
+    expect(validateCommand('accounts.update', { id: 'a', changes: { congestionSafePath: null } }).ok).toBe(false);
     expect(validateCommand('contacts.trust', { contactId: 1, action: 'trust-everything' }).ok).toBe(false);
     expect(validateCommand('contacts.trust', { contactId: 0, action: 'mark-verified' }).ok).toBe(false);
     expect(validateCommand('contacts.trust', { contactId: 1, action: 'mark-verified', fingerprint: 'AB' }).ok).toBe(false);
@@ -265,10 +269,10 @@ interface Desk {
   next<T extends ApiEvent>(match: (event: ApiEvent) => event is T, ms?: number): Promise<T>;
 }
 
-/** A Messenger with S/MIME on its own data dir, and one peer-to-peer account on 127.0.0.1. */
+/** A Messenger on its own data dir, S/MIME by default (no `security` option), and one peer-to-peer account on 127.0.0.1. */
 async function desk(user: string, options: { dataDir?: string; sipAddress?: (port: number) => string; password?: string } = {}): Promise<Desk> {
   const dir = options.dataDir ?? (await tempDir());
-  const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, security: {} });
+  const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
   cleanups.push(() => messenger.close());
   const events: ApiEvent[] = [];
   const waiters: Array<() => void> = [];

@@ -131,7 +131,7 @@ function tempDataDir(): { dir: string; done: () => void } {
 describe('Messenger.dispatch', () => {
   it('answers malformed calls invalid-arguments without touching the history, the config or the network', async () => {
     const { dir, done } = tempDataDir();
-    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
+    const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     try {
       const events: unknown[] = [];
       messenger.subscribe((event) => events.push(event));
@@ -160,7 +160,7 @@ describe('Messenger.dispatch', () => {
 
   it('never throws: an unknown command, a missing account, an unavailable feature are answers', async () => {
     const { dir, done } = tempDataDir();
-    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
+    const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     try {
       expect(await messenger.dispatch('rm -rf', {})).toMatchObject({ ok: false, error: { code: 'unknown-command' } });
       expect(await messenger.dispatch('messages.send', { accountId: 'nope', to: 'sip:bob@example.com', text: 'hi' })).toMatchObject({

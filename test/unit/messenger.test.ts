@@ -50,7 +50,7 @@ interface Peer {
 }
 
 async function peer(user: string, clock?: ManualClock): Promise<Peer> {
-  const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
+  const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
   cleanups.push(() => messenger.close());
   const events: ApiEvent[] = [];
   const waiters: Array<() => void> = [];
@@ -266,7 +266,7 @@ describe('Messenger peer to peer over loopback', () => {
   it('registers with a registrar, reports the state, and unregisters on close', async () => {
     const registrar = await RawUdpPeer.open();
     cleanups.push(() => registrar.close());
-    const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
     const events: ApiEvent[] = [];
     messenger.subscribe((event) => events.push(event));
     const port = await freePort();
@@ -322,7 +322,7 @@ describe('Messenger peer to peer over loopback', () => {
     const clock = new ManualClock();
     const registrar = await RawUdpPeer.open();
     cleanups.push(() => registrar.close());
-    const messenger = await Messenger.open({ dataDir: dataDir(), networkPollMs: false, clock, timers: { t1: 50, t2: 400, t4: 500 }, unregisterTimeoutMs: 100 });
+    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, clock, timers: { t1: 50, t2: 400, t4: 500 }, unregisterTimeoutMs: 100 });
     cleanups.push(() => messenger.close());
     const events: ApiEvent[] = [];
     const waiters: Array<() => void> = [];
@@ -351,7 +351,7 @@ describe('Messenger peer to peer over loopback', () => {
     const bobPort = await freePort();
     const sent = await messenger.call('messages.send', { accountId: account.id, to: `sip:bob@127.0.0.1:${bobPort};transport=tcp`, text: 'once carol is registered' });
     await until((event) => event.type === 'message-state' && event.message.id === sent.id && event.message.state === 'failed', 'failure');
-    const bob = await Messenger.open({ dataDir: dataDir(), networkPollMs: false });
+    const bob = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false });
     cleanups.push(() => bob.close());
     await bob.call('accounts.add', p2p('bob', bobPort));
 
@@ -382,7 +382,7 @@ describe('Messenger peer to peer over loopback', () => {
   it('keeps accounts, settings and history in the store of the data dir, never the password', async () => {
     const dir = dataDir();
     const bob = await peer('bob');
-    const first = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    const first = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
     const account = await first.call('accounts.add', { ...p2p('alice', await freePort()), register: false, password: 'hunter2-secret' });
     expect(account.password).toBe('session');
     await first.call('settings.update', { theme: 'dark' });
@@ -397,7 +397,7 @@ describe('Messenger peer to peer over loopback', () => {
     await first.close();
     for (const file of readdirSync(dir)) expect(readFileSync(join(dir, file)).includes('hunter2'), file).toBe(false);
 
-    const second = await Messenger.open({ dataDir: dir, networkPollMs: false });
+    const second = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     cleanups.push(() => second.close());
     const [reloaded] = await second.call('accounts.list', {});
     expect(reloaded).toMatchObject({ id: account.id, sipAddress: account.sipAddress, password: 'none' });
@@ -418,7 +418,7 @@ describe('Messenger peer to peer over loopback', () => {
     const dir = dataDir();
     const account = { id: 'old1', ...p2p('dora', await freePort()) };
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ version: 1, accounts: [account], settings: { theme: 'light' } }));
-    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false });
+    const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     cleanups.push(() => messenger.close());
     expect(await messenger.call('accounts.list', {})).toMatchObject([{ id: 'old1', sipAddress: account.sipAddress }]);
     expect(await messenger.call('settings.get', {})).toMatchObject({ theme: 'light' });
