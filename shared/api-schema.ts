@@ -72,6 +72,7 @@ const appSettingsEntries = {
   notifications: v.boolean(),
   startAtLogin: v.boolean(),
   quickSendShortcut: v.pipe(singleLine(64), v.minLength(1)),
+  readReceipts: v.boolean(),
 };
 
 /** The application settings, complete. */

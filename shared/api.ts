@@ -189,6 +189,11 @@ export interface AppSettings {
   readonly startAtLogin: boolean;
   /** Electron accelerator for the quick-send window, e.g. `CommandOrControl+Shift+M`. */
   readonly quickSendShortcut: string;
+  /**
+   * Tell senders when their messages have been read (RFC 5438 "display" notifications, which
+   * need the user's consent, §7.2.1.1). Delivery notifications are sent either way.
+   */
+  readonly readReceipts: boolean;
 }
 
 export interface SipLogEntry {

@@ -39,6 +39,7 @@ export const DEFAULT_SETTINGS: AppSettings = {
   notifications: true,
   startAtLogin: false,
   quickSendShortcut: 'CommandOrControl+Shift+M',
+  readReceipts: true,
 };
 
 /** The key of the Messenger's part of an account's settings in the store. */

@@ -853,10 +853,12 @@ export class Messenger implements ApiEndpoint {
   private markRead(conversationId: number): ConversationView {
     const conversation = this.repository.markRead(conversationId);
     if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
-    // Everything in it is shown now: display notifications for the IMs that asked (RFC 5438 §7.2.1).
+    // Everything in it is shown now: display notifications for the IMs that asked (RFC 5438
+    // §7.2.1), if the user consents to read receipts; otherwise none is ever sent for them.
     for (const [messageId, due] of [...this.displayDue]) {
       if (due.conversationId !== conversationId) continue;
       this.displayDue.delete(messageId);
+      if (!this.settings.readReceipts) continue;
       const { conversationId: _, ...item } = due;
       this.queueImdn(item);
     }

@@ -117,4 +117,35 @@ describe('notifications and isComposing with a plaintext peer', () => {
     const history = await bob.call('conversations.history', { conversationId: conversation!.id });
     expect(history.messages.map((view) => view.text)).toEqual(['read me']);
   });
+  it('sends no display notification when the user turned read receipts off (RFC 5438 §7.2.1.1 consent); delivery still goes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sipnote-notifications-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    cleanups.push(() => bob.close());
+    expect((await bob.call('settings.update', { readReceipts: false })).readReceipts).toBe(false);
+    const bobPort = await freePort();
+    const account = await bob.call('accounts.add', { sipAddress: `sip:bob@127.0.0.1:${bobPort}`, displayName: '', registrar: '', outboundProxy: '', transport: 'udp', register: false, authUser: '', localAddress: '127.0.0.1', localPort: bobPort, acceptPlaintext: true });
+    const alice = await RawUdpPeer.open();
+    cleanups.push(() => alice.close());
+    const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;
+
+    const request = requestImdn({ messageId: 'im-0002' });
+    const im = buildCpim({ from: { uri: aliceUri }, to: [{ uri: `sip:bob@127.0.0.1:${bobPort}` }], dateTime: new Date(), ...request, contentType: 'text/plain;charset=utf-8', content: new TextEncoder().encode('private') });
+    await alice.send(message(alice.port, bobPort, 'message/cpim', im), bobPort);
+    const seen = new Set<string>();
+    const isRequest = (sip: ReturnType<typeof parseMessage>): boolean => sip.kind === 'request';
+    expect(await next(alice, seen, (sip) => sip.kind === 'response')).toMatchObject({ status: 200 });
+    const deliveryRequest = (await next(alice, seen, isRequest)) as SipRequest;
+    expect(readImdnNotifications(parseCpim(deliveryRequest.body))).toMatchObject([{ messageId: 'im-0002', kind: 'delivery' }]);
+    await alice.send(ok(deliveryRequest), bobPort);
+
+    const [conversation] = await bob.call('conversations.list', { accountId: account.id });
+    await bob.call('conversations.markRead', { conversationId: conversation!.id });
+    // A display notification would be queued by markRead, before this reply: the next request
+    // alice gets must be the reply itself.
+    await bob.call('messages.send', { accountId: account.id, to: aliceUri, text: 'a reply', plaintext: true });
+    const after = (await next(alice, seen, isRequest)) as SipRequest;
+    expect(after.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(after.body.toString('utf8')).toBe('a reply');
+  });
 });
