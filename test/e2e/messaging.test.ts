@@ -126,6 +126,21 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     await shot(bob, 'conversation-dark');
   });
 
+  it('shows "Displayed" once bob has read it (read receipts), and "… is typing" while alice types (isComposing)', async () => {
+    // Bob opened the conversation above: his display notification (RFC 5438) reached alice.
+    await alice.locator('article', { hasText: 'Hello Bob!' }).locator('.message-state.displayed').waitFor({ timeout: 10_000 });
+    // RFC 3994: alice types in the open thread; bob, who has it open too, sees it; her message ends it.
+    const typingAtBob = bob.locator('.typing-pill');
+    expect(await typingAtBob.count()).toBe(0);
+    const message = alice.getByRole('textbox', { name: /Message/ });
+    await message.pressSequentially('Typing this slowly');
+    await typingAtBob.waitFor({ timeout: 10_000 });
+    expect(await typingAtBob.innerText()).toMatch(/is typing…$/);
+    await message.press('Enter');
+    await bob.locator('article', { hasText: 'Typing this slowly' }).waitFor({ timeout: 10_000 });
+    await typingAtBob.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
   it('shows a failed send with its reason and a Retry that tries again', async () => {
     const closedPort = await freePort();
     await alice.keyboard.press('Control+n');
