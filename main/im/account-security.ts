@@ -81,6 +81,8 @@ const TEXT_PLAIN_UTF8 = 'text/plain;charset=utf-8';
 
 /** The security of the whole Messenger: one per data dir. */
 export class MessengerSecurity {
+  /** Contact-book updates begun on the message paths and not finished yet (see close). */
+  private readonly touching = new Set<Promise<void>>();
   readonly passwords: AccountPasswords;
   readonly keychain: Keychain;
 
@@ -195,10 +197,24 @@ export class MessengerSecurity {
   }
 
   /** @internal for AccountSecurity: a contact we exchanged messages with; announced when new. */
-  async touch(accountId: string, peer: string, displayName?: string): Promise<void> {
+  touch(accountId: string, peer: string, displayName?: string): Promise<void> {
     const known = this.contacts.has(accountId, peer);
-    const contact = await this.contacts.ensure(accountId, peer, displayName);
-    if (!known) this.onEvent({ kind: 'contact-updated', contact });
+    const touching = this.contacts.ensure(accountId, peer, displayName).then((contact) => {
+      if (!known) this.onEvent({ kind: 'contact-updated', contact });
+    });
+    this.touching.add(touching);
+    const settled = (): void => void this.touching.delete(touching);
+    touching.then(settled, settled);
+    return touching;
+  }
+
+  /**
+   * Waits for the contact-book writes still running (touch is fire-and-forget on the message
+   * paths), so that nothing is written into the data dir after the core has closed.
+   */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.touching]);
+    await this.contacts.flush();
   }
 }
 

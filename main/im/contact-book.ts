@@ -219,6 +219,11 @@ export class ContactBook {
     return entry;
   }
 
+  /** Resolves once every write begun so far has finished (before the data dir may go away). */
+  async flush(): Promise<void> {
+    await this.saving.catch(() => undefined);
+  }
+
   private save(): Promise<void> {
     const text = `${JSON.stringify(this.book, null, 2)}\n`;
     const write = async (): Promise<void> => {

@@ -336,6 +336,7 @@ export class Messenger implements ApiEndpoint {
     this.imdnPacer.stop();
     this.composing.stop();
     await Promise.all([...this.accounts.values()].map((runtime) => this.stopAccount(runtime)));
+    await this.security?.close();
     this.listeners.clear();
     this.store.close();
   }
