@@ -2,16 +2,25 @@
  * Parser throughput: sipnote's `parseMessage` against npm `sip` 0.0.6 (kirm/sip.js) and
  * JsSIP 3.13.8, on the ten-datagram corpus of /work/shared/notes/performance.md §2.
  *
- *   npm run bench                 # ~35 s: 1 fresh process per parser, 2 s warm-up, 7 × 1 s rounds
- *   npm run bench -- --quick      # ~10 s: 0.5 s warm-up, 5 × 0.25 s rounds
- *   npm run bench -- --reps 3     # the note's full method: 3 interleaved processes per parser
+ *   npm run bench                 # ~40 s: 1 process per parser, 2 s warm-up, 15 × 0.5 s CPU rounds, interleaved
+ *   npm run bench -- --quick      # ~12 s: 0.5 s warm-up, 7 × 0.2 s rounds
+ *   npm run bench -- --reps 3     # 3 sets of fresh processes, rounds pooled
  *   npm run bench -- --only sipnote --cpu-prof   # writes build/bench/profiles/*.cpuprofile
  *
- * The method is the note's (`bench.js`, `run-all.sh`): every parser runs in its own fresh
- * `node` process (this file, started with `--worker <name>`), so JIT state and heap shape do
- * not leak from one parser into the next. The worker warms up, calibrates a round to the
- * requested length, times the rounds and prints one JSON line; the parent collects the lines,
- * takes medians and prints the table.
+ * Timing is by CPU time (`process.cpuUsage()` around each round, inside the worker), not wall
+ * time: on a shared 2-core machine wall time mostly measures how long the process waited for a
+ * core (issue #2: 0.73x in one run, 2.12x in the next, for the same code).
+ *
+ * Each parser still runs in its own `node` process (this file, started with `--worker <name>`),
+ * kept alive for the whole run. One process for all three was considered and rejected: the
+ * adapters' call sites and the builtins they share (`Buffer#toString`, `String#indexOf`/`slice`,
+ * RegExp) would collect type feedback from three parsers, so whichever warmed up first would run
+ * on more specialised code than the others, and each parser's garbage would be collected during
+ * the others' rounds. Separate processes keep JIT state and heap apart; interleaving their
+ * rounds (sipnote, sip, jssip, sipnote, sip, jssip, …, each asked over the IPC channel in turn)
+ * puts all parsers' rounds in the same stretch of time, so a slow minute of the machine slows
+ * all of them alike. Each worker keeps its own warm-up (done one at a time) before the rounds.
+ * The report gives median and min CPU µs per message, and the ratios from each.
  *
  * Fairness: sipnote parses lazily (header values are interpreted when first read) while the
  * peers parse a fixed set of headers eagerly. So every adapter below does the same job a UAS
@@ -19,7 +28,7 @@
  * Call-ID, CSeq, Content-Type, the body length, and the method and Request-URI or the status.
  * The timed function is the very function whose output the check table verifies.
  */
-import { spawnSync } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -448,7 +457,7 @@ function runChecks(adapters: readonly ParserAdapter[]): Map<ParserName, number[]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker: time one parser in this (fresh) process
+// Worker: one parser in its own process, timing rounds by CPU time when the parent asks
 // ---------------------------------------------------------------------------------------------
 
 interface TimingOptions {
@@ -457,19 +466,26 @@ interface TimingOptions {
   rounds: number;
 }
 
-interface WorkerResult {
-  parser: ParserName;
-  input: string;
-  /** Corpus indices the parser rejected at start-up and that were left out of the loop. */
-  skipped: number[];
-  messagesPerRound: number;
-  bytesPerMessage: number;
-  /** msg/s of each timed round. */
-  rates: number[];
-  sink: number;
-}
+/** Parent → worker, over the IPC channel of `fork`. */
+type WorkerCommand = { cmd: 'warmup'; warmupSeconds: number; roundSeconds: number } | { cmd: 'round' } | { cmd: 'exit' };
 
-function runWorker(name: ParserName, timing: TimingOptions): WorkerResult {
+/** Worker → parent. */
+type WorkerReply =
+  | { type: 'ready'; input: string; skipped: number[]; bytesPerMessage: number; messagesPerRound: number }
+  | { type: 'round'; messages: number; cpuMicros: number; wallNanos: number }
+  | { type: 'done'; sink: number };
+
+/**
+ * The worker side. It reads the corpus once (leaving out what the parser rejects), then obeys
+ * the parent: `warmup` (warm up, size a round to the requested CPU time, answer `ready`),
+ * `round` (run one timed round, answer with its CPU and wall time), `exit`.
+ *
+ * A round is timed with `process.cpuUsage()` (user + system CPU of this process): time spent
+ * waiting for a core that another process holds is not counted, which wall-clock time on a
+ * loaded 2-core machine counts at random. It does count V8's helper threads (concurrent GC
+ * marking, background compilation): that is work the parser causes, so it belongs in its cost.
+ */
+function runWorker(name: ParserName): void {
   const adapter = loadAdapter(name);
   const out = emptyFields();
   const data: Buffer[] = [];
@@ -491,41 +507,52 @@ function runWorker(name: ParserName, timing: TimingOptions): WorkerResult {
       }
     }
   };
-  const seconds = (since: bigint): number => Number(process.hrtime.bigint() - since) / 1e9;
-
-  // Warm-up: grow the pass until one takes ≥ 50 ms, keep going until warmupSeconds have passed.
-  let times = 10;
-  const warmStart = process.hrtime.bigint();
-  while (seconds(warmStart) < timing.warmupSeconds) {
-    const t = process.hrtime.bigint();
+  /** CPU seconds of `pass(times)`. */
+  const cpuPass = (times: number): number => {
+    const start = process.cpuUsage();
     pass(times);
-    if (seconds(t) < 0.05) times *= 2;
-  }
-  // Calibrate a round to roundSeconds.
-  {
-    const t = process.hrtime.bigint();
-    pass(times);
-    times = Math.max(1, Math.round((times * timing.roundSeconds) / seconds(t)));
-  }
-  const rates: number[] = [];
-  for (let r = 0; r < timing.rounds; r++) {
-    const t = process.hrtime.bigint();
-    pass(times);
-    rates.push((times * data.length) / seconds(t));
-  }
-  return {
-    parser: name,
-    input: adapter.input,
-    skipped,
-    messagesPerRound: times * data.length,
-    bytesPerMessage: bytes / data.length,
-    rates,
-    sink,
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / 1e6;
   };
+
+  let times = 10;
+  const send = (reply: WorkerReply): void => {
+    process.send!(reply);
+  };
+  process.on('message', (command: WorkerCommand) => {
+    switch (command.cmd) {
+      case 'warmup': {
+        // Grow the pass until one takes ≥ 50 ms of CPU, keep going until warmupSeconds of CPU
+        // have been spent, then size a round to roundSeconds of CPU.
+        let spent = 0;
+        while (spent < command.warmupSeconds) {
+          const cpu = cpuPass(times);
+          spent += cpu;
+          if (cpu < 0.05) times *= 2;
+        }
+        times = Math.max(1, Math.round((times * command.roundSeconds) / cpuPass(times)));
+        send({ type: 'ready', input: adapter.input, skipped, bytesPerMessage: bytes / data.length, messagesPerRound: times * data.length });
+        break;
+      }
+      case 'round': {
+        const wallStart = process.hrtime.bigint();
+        const cpuStart = process.cpuUsage();
+        pass(times);
+        const cpu = process.cpuUsage(cpuStart);
+        const wallNanos = Number(process.hrtime.bigint() - wallStart);
+        send({ type: 'round', messages: times * data.length, cpuMicros: cpu.user + cpu.system, wallNanos });
+        break;
+      }
+      case 'exit':
+        send({ type: 'done', sink });
+        process.disconnect();
+        break;
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parent: check, spawn one worker per parser (and repetition), summarise
+// Parent: check, start one worker per parser, drive their rounds in turn, summarise
 // ---------------------------------------------------------------------------------------------
 
 interface CliOptions {
@@ -552,8 +579,8 @@ function parseCli(argv: readonly string[]): CliOptions {
     json: argv.includes('--json'),
     timing: {
       warmupSeconds: numberOf('--warmup', quick ? 0.5 : 2),
-      roundSeconds: numberOf('--round', quick ? 0.25 : 1),
-      rounds: Math.round(numberOf('--rounds', quick ? 5 : 7)),
+      roundSeconds: numberOf('--round', quick ? 0.2 : 0.5),
+      rounds: Math.round(numberOf('--rounds', quick ? 7 : 15)),
     },
   };
 }
@@ -566,33 +593,127 @@ function parserName(text: string): ParserName {
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
-function spawnWorker(name: ParserName, options: CliOptions): WorkerResult {
-  const { warmupSeconds, roundSeconds, rounds } = options.timing;
-  const nodeArgs: string[] = [];
+/** The parent's handle on one worker process: send a command, await its one reply. */
+interface Worker {
+  readonly name: ParserName;
+  ask(command: WorkerCommand, timeoutMs: number): Promise<WorkerReply>;
+  /** Settles when the process has exited (after `exit`, it writes its CPU profile first). */
+  readonly exited: Promise<void>;
+  kill(): void;
+}
+
+function startWorker(name: ParserName, options: CliOptions): Worker {
+  const execArgv: string[] = [];
   if (options.cpuProf) {
     const dir = join(dirname(SCRIPT), 'profiles');
     mkdirSync(dir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`);
   }
-  const args = [
-    ...nodeArgs,
-    SCRIPT,
-    '--worker',
+  const child: ChildProcess = fork(SCRIPT, ['--worker', name], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let exited: string | undefined;
+  let markExited: () => void = () => {};
+  const exitedPromise = new Promise<void>((resolve) => (markExited = resolve));
+  let pending: { resolve(reply: WorkerReply): void; reject(error: Error): void } | undefined;
+  child.on('message', (reply: WorkerReply) => {
+    const waiting = pending;
+    pending = undefined;
+    waiting?.resolve(reply);
+  });
+  child.on('exit', (code, signal) => {
+    exited = `worker ${name} exited with ${String(code ?? signal)}`;
+    pending?.reject(new Error(exited));
+    pending = undefined;
+    markExited();
+  });
+  return {
     name,
-    '--warmup',
-    String(warmupSeconds),
-    '--round',
-    String(roundSeconds),
-    '--rounds',
-    String(rounds),
-  ];
-  // Generous bound: the planned time three times over, plus start-up.
-  const timeoutMs = Math.round((warmupSeconds + roundSeconds * (rounds + 1)) * 3000 + 30_000);
-  const child = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'inherit'] });
-  if (child.error !== undefined) throw new Error(`worker ${name} failed: ${child.error.message}`);
-  if (child.status !== 0) throw new Error(`worker ${name} exited with ${String(child.status ?? child.signal)}`);
-  const line = child.stdout.trim().split('\n').pop() ?? '';
-  return JSON.parse(line) as WorkerResult;
+    exited: exitedPromise,
+    ask(command, timeoutMs) {
+      if (exited !== undefined) return Promise.reject(new Error(exited));
+      return new Promise<WorkerReply>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending = undefined;
+          reject(new Error(`worker ${name} did not answer ${command.cmd} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        const settle = <T>(f: (value: T) => void) => (value: T): void => {
+          clearTimeout(timer);
+          f(value);
+        };
+        pending = { resolve: settle(resolve), reject: settle(reject) };
+        child.send(command);
+      });
+    },
+    kill() {
+      if (exited === undefined) child.kill();
+    },
+  };
+}
+
+/** What one worker process measured. */
+interface WorkerResult {
+  parser: ParserName;
+  input: string;
+  skipped: number[];
+  bytesPerMessage: number;
+  /** CPU µs per message, one per round. */
+  cpuMicrosPerMessage: number[];
+  /** CPU time / wall time of each round: below 1 when the process had to wait for a core. */
+  cpuShare: number[];
+  sink: number;
+}
+
+/**
+ * One set of fresh worker processes, one per parser: start them all, warm them up one at a
+ * time (never two at once, so a warm-up does not compete for a core with another), then time
+ * the rounds interleaved, A B C A B C …, so every parser's rounds are spread over the same
+ * stretch of time and see the same load from the rest of the machine.
+ */
+async function runSet(options: CliOptions, rep: number): Promise<WorkerResult[]> {
+  const { warmupSeconds, roundSeconds, rounds } = options.timing;
+  // Generous bounds in wall time: the machine may be several times oversubscribed.
+  const warmupTimeoutMs = Math.round((warmupSeconds + roundSeconds * 2) * 10_000 + 30_000);
+  const roundTimeoutMs = Math.round(roundSeconds * 20_000 + 10_000);
+  const workers = options.only.map((name) => startWorker(name, options));
+  try {
+    const results: WorkerResult[] = [];
+    for (const worker of workers) {
+      process.stderr.write(`  warming up ${worker.name} (process set ${rep + 1}/${options.reps})…\n`);
+      const ready = await worker.ask({ cmd: 'warmup', warmupSeconds, roundSeconds }, warmupTimeoutMs);
+      if (ready.type !== 'ready') throw new Error(`worker ${worker.name}: unexpected ${ready.type}`);
+      results.push({
+        parser: worker.name,
+        input: ready.input,
+        skipped: ready.skipped,
+        bytesPerMessage: ready.bytesPerMessage,
+        cpuMicrosPerMessage: [],
+        cpuShare: [],
+        sink: 0,
+      });
+    }
+    process.stderr.write(`  timing ${rounds} interleaved rounds of ${options.only.join(', ')}…\n`);
+    for (let r = 0; r < rounds; r++) {
+      for (let w = 0; w < workers.length; w++) {
+        const reply = await workers[w]!.ask({ cmd: 'round' }, roundTimeoutMs);
+        if (reply.type !== 'round') throw new Error(`worker ${workers[w]!.name}: unexpected ${reply.type}`);
+        results[w]!.cpuMicrosPerMessage.push(reply.cpuMicros / reply.messages);
+        results[w]!.cpuShare.push((reply.cpuMicros * 1000) / reply.wallNanos);
+      }
+    }
+    for (let w = 0; w < workers.length; w++) {
+      const done = await workers[w]!.ask({ cmd: 'exit' }, roundTimeoutMs);
+      if (done.type === 'done') results[w]!.sink = done.sink;
+    }
+    // Let them exit by themselves (killing one would lose its CPU profile), within a bound.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(workers.map((worker) => worker.exited)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, 30_000))),
+    ]);
+    clearTimeout(timer);
+    return results;
+  } finally {
+    for (const worker of workers) worker.kill();
+  }
 }
 
 interface Summary {
@@ -600,12 +721,13 @@ interface Summary {
   input: string;
   skipped: number[];
   bytesPerMessage: number;
-  rates: number[];
-  median: number;
-  min: number;
-  max: number;
+  /** CPU µs per message over all rounds of all process sets. */
+  micros: number[];
+  medianMicros: number;
+  minMicros: number;
+  maxMicros: number;
+  medianCpuShare: number;
 }
-
 
 function summarise(results: readonly WorkerResult[]): Summary[] {
   const byParser = new Map<ParserName, WorkerResult[]>();
@@ -613,28 +735,31 @@ function summarise(results: readonly WorkerResult[]): Summary[] {
   const summaries: Summary[] = [];
   for (const [parser, runs] of byParser) {
     const first = runs[0]!;
-    const rates = runs.flatMap((run) => run.rates);
+    const micros = runs.flatMap((run) => run.cpuMicrosPerMessage);
     summaries.push({
       parser,
       input: first.input,
       skipped: first.skipped,
       bytesPerMessage: first.bytesPerMessage,
-      rates,
-      median: median(rates),
-      min: Math.min(...rates),
-      max: Math.max(...rates),
+      micros,
+      medianMicros: median(micros),
+      minMicros: Math.min(...micros),
+      maxMicros: Math.max(...micros),
+      medianCpuShare: median(runs.flatMap((run) => run.cpuShare)),
     });
   }
   return summaries;
 }
 
-
-
 function printResults(summaries: readonly Summary[], failures: ReadonlyMap<ParserName, number[]>, options: CliOptions): void {
   const { warmupSeconds, roundSeconds, rounds } = options.timing;
   console.log(
-    `Throughput: ${options.reps} fresh process(es) per parser, ~${warmupSeconds} s warm-up, ${rounds} rounds of ~${roundSeconds} s each; ` +
-      `median (min–max) over all rounds. MB = 10^6 bytes.`,
+    `Throughput by CPU time: ${options.reps} set(s) of fresh processes, one per parser; ~${warmupSeconds} s CPU warm-up each, ` +
+      `then ${rounds} rounds of ~${roundSeconds} s CPU, interleaved parser by parser.`,
+  );
+  console.log(
+    '  CPU µs/msg: median and min (best) over all rounds; msg/s and MB/s (10^6 bytes) per CPU-second, from the median.' +
+      ' cpu/wall: how much of a round the process actually ran.',
   );
   const rows = summaries.map((s) => {
     const failed = failures.get(s.parser) ?? [];
@@ -645,38 +770,40 @@ function printResults(summaries: readonly Summary[], failures: ReadonlyMap<Parse
     return [
       s.parser,
       s.input,
-      int(s.median),
-      `${int(s.min)}–${int(s.max)}`,
-      ((s.median * s.bytesPerMessage) / 1e6).toFixed(1),
-      (1e6 / s.median).toFixed(2),
-      String(s.rates.length),
+      s.medianMicros.toFixed(3),
+      s.minMicros.toFixed(3),
+      s.maxMicros.toFixed(3),
+      int(1e6 / s.medianMicros),
+      ((s.bytesPerMessage / s.medianMicros)).toFixed(1),
+      `${Math.round(s.medianCpuShare * 100)} %`,
+      String(s.micros.length),
       marks.join('; '),
     ];
   });
-  printTable(['parser', 'input', 'msg/s', 'min–max', 'MB/s', 'µs/msg', 'rounds', ''], rows);
+  printTable(['parser', 'input', 'µs/msg med', 'min', 'max', 'msg/s', 'MB/s', 'cpu/wall', 'rounds', ''], rows);
   console.log('');
 
   const sipnote = summaries.find((s) => s.parser === 'sipnote');
   const peers = summaries.filter((s) => s.parser !== 'sipnote');
   if (sipnote === undefined || peers.length === 0) return;
-  const ratio = (peer: Summary): string => {
-    const r = sipnote.median / peer.median;
+  // Speed ratio = peer's CPU time per message / sipnote's, from the same statistic on both sides.
+  const byMedian = (peer: Summary): number => peer.medianMicros / sipnote.medianMicros;
+  const byMin = (peer: Summary): number => peer.minMicros / sipnote.minMicros;
+  console.log('Ratios of CPU time per message, peer / sipnote (> 1: sipnote is faster), from medians and from mins:');
+  for (const peer of peers) {
+    const r = byMedian(peer);
     const reading = r >= 1 ? `sipnote ${r.toFixed(2)}x as fast` : `sipnote takes ${(1 / r).toFixed(2)}x as long per message`;
-    return `${r.toFixed(2)}x  (${reading})`;
-  };
-  console.log('Ratios of median msg/s (> 1: sipnote is faster):');
-  for (const peer of peers) console.log(`  sipnote / ${peer.parser.padEnd(5)} = ${ratio(peer)}`);
-  const fastest = peers.reduce((a, b) => (b.median > a.median ? b : a));
-  console.log(`  ratio vs fastest peer (${fastest.parser}): ${(sipnote.median / fastest.median).toFixed(2)}x`);
-  console.log('  Shared 2-vCPU VM: single rounds vary by about ±30 %; compare medians, and rerun before believing a change under ~1.3x.');
+    console.log(`  sipnote vs ${peer.parser.padEnd(5)}  median ${r.toFixed(2)}x  min ${byMin(peer).toFixed(2)}x  (${reading})`);
+  }
+  console.log('  Rounds are CPU-timed and interleaved, so machine load mostly cancels out; still rerun before believing a change under ~5 %.');
+  const fastest = peers.reduce((a, b) => (b.medianMicros < a.medianMicros ? b : a));
+  console.log(`ratio vs fastest peer (${fastest.parser}): ${byMedian(fastest).toFixed(2)}x by median CPU time per message (${byMin(fastest).toFixed(2)}x by min)`);
 }
 
-function main(argv: readonly string[]): void {
+async function main(argv: readonly string[]): Promise<void> {
   const workerIndex = argv.indexOf('--worker');
   if (workerIndex >= 0) {
-    const name = parserName(argv[workerIndex + 1] ?? '');
-    const options = parseCli(argv);
-    console.log(JSON.stringify(runWorker(name, options.timing)));
+    runWorker(parserName(argv[workerIndex + 1] ?? ''));
     return;
   }
 
@@ -690,17 +817,11 @@ function main(argv: readonly string[]): void {
   const failures = runChecks(options.only.map(loadAdapter));
 
   const results: WorkerResult[] = [];
-  // Interleaved like the note's run-all.sh: sipnote, sip, jssip, sipnote, sip, jssip, …
-  for (let rep = 0; rep < options.reps; rep++) {
-    for (const name of options.only) {
-      process.stderr.write(`  timing ${name} (process ${rep + 1}/${options.reps})…\n`);
-      results.push(spawnWorker(name, options));
-    }
-  }
-  console.log('');
-  printResults(summarise(results), failures, options);
+  for (let rep = 0; rep < options.reps; rep++) results.push(...(await runSet(options, rep)));
+  const summaries = summarise(results);
   if (options.json) for (const result of results) console.log(JSON.stringify(result));
-  if (options.cpuProf) console.log(`\nCPU profiles: ${join(dirname(SCRIPT), 'profiles')}`);
+  if (options.cpuProf) console.log(`CPU profiles: ${join(dirname(SCRIPT), 'profiles')}\n`);
+  printResults(summaries, failures, options);
 }
 
-main(process.argv.slice(2));
+await main(process.argv.slice(2));

@@ -227,16 +227,6 @@ function paramNameAt(text: string, start: number, end: number): string {
   return lowercaseSlice(text, start, end);
 }
 
-// The parsers below lowercase names themselves and never meet a name twice (a repeat is an
-// error), so they add to a Params through Map's own methods, skipping the lowercasing and
-// quoted-set upkeep that Params.set does for callers.
-const mapSet = Map.prototype.set;
-
-function addParam(params: Params, name: string, value: string | null, quoted: boolean): void {
-  if (quoted) params.set(name, value, true);
-  else mapSet.call(params, name, value);
-}
-
 /**
  * Reads `*( SEMI generic-param )` from `pos` to the end of `text` into `params`. Parameter
  * names must not repeat (§7.3.1). `rules` adds the checks of a particular header; a value they
@@ -287,10 +277,8 @@ function readParams(text: string, pos: number, params: Params, header: string | 
         pos = end;
       }
     }
-    // A repeated name does not grow the map (and the half-read params are dropped with the error).
-    const size = params.size;
-    addParam(params, name, value, quoted);
-    if (params.size === size) fail(`duplicate parameter "${name}"`, header);
+    // The half-read params are dropped with the error.
+    if (!params.addNew(name, value, quoted)) fail(`duplicate parameter "${name}"`, header);
     if (rules !== ParamRules.Generic && problem === undefined) problem = paramProblem(rules, name, value, tokenValue);
   }
   if (problem !== undefined) fail(problem, header);
@@ -333,9 +321,7 @@ function cutUsualParams(text: string, pos: number, params: Params, rules: ParamR
     } else {
       name = text.slice(pos + 1, next);
     }
-    const size = params.size;
-    mapSet.call(params, name, value);
-    if (params.size === size || !isUsualParam(rules, name, value)) {
+    if (!params.addNew(name, value) || !isUsualParam(rules, name, value)) {
       params.clear();
       return false;
     }

@@ -523,6 +523,77 @@ describe('hosts and Params', () => {
     expect(params.size).toBe(0);
     expect(params.quoted.size).toBe(0);
   });
+
+  it('Params behaves as a Map keyed by lowercased names, for any sequence of operations', () => {
+    // The model: a real Map with lowercased keys, and a Set for the quoted names.
+    const name = fc.constantFrom('tag', 'TAG', 'Tag', 'branch', 'lr', 'LR', 'q', 'x-y', 'received');
+    const value = fc.option(fc.constantFrom('a', 'B', '', 'v w'), { nil: null });
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('set' as const), name, value, quoted: fc.boolean() }),
+      fc.record({ kind: fc.constant('addNew' as const), name, value, quoted: fc.boolean() }),
+      fc.record({ kind: fc.constant('delete' as const), name }),
+      fc.record({ kind: fc.constant('clear' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        const params = new Params();
+        const model = new Map<string, string | null>();
+        const quoted = new Set<string>();
+        for (const o of ops) {
+          if (o.kind === 'set') {
+            const key = o.name.toLowerCase();
+            expect(params.set(o.name, o.value, o.quoted)).toBe(params);
+            model.set(key, o.value);
+            if (o.quoted) quoted.add(key);
+            else quoted.delete(key);
+          } else if (o.kind === 'addNew') {
+            const key = o.name.toLowerCase();
+            const added = !model.has(key);
+            expect(params.addNew(key, o.value, o.quoted)).toBe(added);
+            if (added) {
+              model.set(key, o.value);
+              if (o.quoted) quoted.add(key);
+            }
+          } else if (o.kind === 'delete') {
+            const key = o.name.toLowerCase();
+            expect(params.delete(o.name)).toBe(model.delete(key));
+            quoted.delete(key);
+          } else {
+            params.clear();
+            model.clear();
+            quoted.clear();
+          }
+          expect([...params]).toEqual([...model]);
+          expect([...params.entries()]).toEqual([...model.entries()]);
+          expect([...params.keys()]).toEqual([...model.keys()]);
+          expect([...params.values()]).toEqual([...model.values()]);
+          expect(params.size).toBe(model.size);
+          expect([...params.quoted].sort()).toEqual([...quoted].sort());
+          const seen: [string, string | null][] = [];
+          params.forEach((v, k, map) => {
+            expect(map).toBe(params);
+            seen.push([k, v]);
+          });
+          expect(seen).toEqual([...model]);
+          for (const probe of ['tag', 'TAG', 'Branch', 'lr', 'q', 'x-Y', 'received', 'none']) {
+            expect(params.get(probe)).toBe(model.get(probe.toLowerCase()));
+            expect(params.has(probe)).toBe(model.has(probe.toLowerCase()));
+          }
+        }
+      }),
+    );
+  });
+
+  it('Params can be deleted from while iterating, and copied from any entries', () => {
+    const params = new Params([['a', '1'], ['B', null], ['c', '3']]);
+    for (const [name] of params) params.delete(name);
+    expect(params.size).toBe(0);
+    const copy = new Params(new Map([['X', 'y']]));
+    expect([...copy]).toEqual([['x', 'y']]);
+    expect(new Params(copy)).toEqual(copy);
+    expect(new Params([['x', 'z']])).not.toEqual(copy);
+    expect(Object.prototype.toString.call(copy)).toBe('[object Params]');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
