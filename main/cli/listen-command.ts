@@ -56,7 +56,7 @@ import { DATABASE_FILE, GroupCommit, openStore, type IncomingInput, type Store }
 import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 import { loadCommandIdentity, noticePrinter, type SecurityDependencies } from './send-command.js';
-import { applyImdnNotifications, deliveryImdnPayload, NotificationPacer, protectedImdn } from '../im/message-notifications.js';
+import { applyImdnNotifications, ControlBodyError, deliveryImdnPayload, NotificationPacer, readProtectedControl, type ControlBody } from '../im/message-notifications.js';
 import type { ProtectedPayload } from '../im/smime/protect.js';
 
 export interface ListenArgs {
@@ -129,12 +129,30 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     if (args.verbose) io.stderr.write(`sipnote: ${describeReceived(message, received)}\n`);
     switch (received.kind) {
       case 'accepted': {
-        // A notification for a message sent from this data dir (RFC 5438 §7.1.2): its state moves on; not a message.
-        const notifications = history === undefined ? undefined : protectedImdn(received.message.contentType, received.message.content);
-        if (notifications !== undefined) {
-          const { changed } = await history!.apply((messages) => applyImdnNotifications(messages, args.aor, message.from, notifications));
+        // Control bodies are never messages: a notification for a message sent from this data dir
+        // (RFC 5438 §7.1.2) moves its state on; an isComposing status (RFC 3994) has nothing to
+        // show in a listener; a malformed one is 400.
+        let control: ControlBody | undefined;
+        try {
+          control = readProtectedControl(received.message.contentType, received.message.content);
+        } catch (error) {
+          if (!(error instanceof ControlBodyError)) throw error;
+          received.abandon();
+          return { status: 400, reason: `Bad Request (${error.message})` };
+        }
+        if (control?.kind === 'imdn') {
+          const notifications = control.notifications;
+          const changed = history === undefined ? [] : (await history.apply((messages) => applyImdnNotifications(messages, args.aor, message.from, notifications))).changed;
           received.commit();
-          if (args.verbose) for (const update of changed) io.stderr.write(`sipnote: message #${update.id} to ${update.peer}: ${update.state} (IMDN)\n`);
+          if (args.verbose) {
+            if (history === undefined) io.stderr.write(`sipnote: a delivery notification from ${message.from} (no --data-dir: no outbox to update)\n`);
+            for (const update of changed) io.stderr.write(`sipnote: message #${update.id} to ${update.peer}: ${update.state} (IMDN)\n`);
+          }
+          return;
+        }
+        if (control?.kind === 'composing') {
+          received.commit();
+          if (args.verbose) io.stderr.write(`sipnote: ${message.from} is ${control.status.state === 'active' ? 'typing' : 'idle'}\n`);
           return;
         }
         let stored = true;
