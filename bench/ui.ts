@@ -47,16 +47,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserServer, type CDPSession, type Page } from 'playwright-core';
 import { startBrowserHost } from '../main/host/browser-host.js';
-import { ConfigStore, type StoredAccount } from '../main/im/config-store.js';
 import { Messenger } from '../main/im/messenger.js';
-import { openStore, type Store } from '../main/store/index.js';
 import { cliFlags, median, printTable } from './harness.js';
+import { seedLongThread } from './long-thread-seed.js';
 
 const BUILT_RENDERER = fileURLToPath(new URL('../renderer/', import.meta.url));
 const CHROMIUM_PATH = '/usr/bin/chromium';
 // As test/e2e/chromium.ts, which this build cannot import (bench/ is its own project).
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
-const PEER = 'sip:carol@127.0.0.1:5999';
 const ACCOUNT_ID = 'bench';
 const FIRST_RENDER_TARGET_MS = 200;
 const FRAME_TARGET_MS = 16;
@@ -90,40 +88,6 @@ function options(argv: readonly string[]): Options {
     renderer: flags.value('--renderer') ?? BUILT_RENDERER,
     json: flags.has('--json'),
   };
-}
-
-/**
- * Into the store the core reads from (a temp data dir): a third of the messages ours
- * (delivered), the rest the peer's; every 17th is long enough to wrap over several lines, so
- * rows differ in height.
- */
-function seed(store: Store, account: StoredAccount, count: number): void {
-  const start = Date.now() - count * 60_000;
-  new ConfigStore(store).saveAccount(account);
-  store.batch(() => {
-    for (let i = 0; i < count; i++) {
-      const text = i % 17 === 0 ? `Message ${i + 1}\n${'a longer line that wraps around the bubble '.repeat(4)}` : `Message ${i + 1}`;
-      if (i % 3 === 0) {
-        const sent = store.messages.enqueueOutgoing({ account: account.sipAddress, peer: PEER, body: text, contentType: 'text/plain', security: 'plaintext' });
-        store.messages.markSending(sent.id, { callId: `out-${i}`, cseq: 1, fromTag: `out-tag-${i}` });
-        store.messages.markResult(sent.id, { state: 'delivered', status: 200, reason: 'OK' });
-      } else {
-        store.messages.recordIncoming({
-          account: account.sipAddress,
-          peer: PEER,
-          body: text,
-          contentType: 'text/plain',
-          security: 'plaintext',
-          callId: `call-${i}`,
-          cseq: 1,
-          fromTag: `tag-${i}`,
-          receivedAt: start + i * 60_000,
-        });
-      }
-    }
-  });
-  const [conversation] = store.conversations.list();
-  if (conversation !== undefined) store.conversations.markRead(conversation.id);
 }
 
 interface FirstRender {
@@ -274,25 +238,8 @@ async function main(): Promise<void> {
   const opts = options(process.argv.slice(2));
   if (!existsSync(join(opts.renderer, 'index.html'))) throw new Error(`no built renderer in ${opts.renderer}: run \`npx vite build\` (npm run bench:ui does)`);
   const seeding = performance.now();
-  const account: StoredAccount = {
-    id: ACCOUNT_ID,
-    sipAddress: 'sip:dave@127.0.0.1',
-    displayName: 'Dave',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp' as const,
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: 0,
-  };
   const dataDir = mkdtempSync(join(tmpdir(), 'sipnote-bench-ui-'));
-  const store = openStore(dataDir, { synchronous: 'normal' });
-  try {
-    seed(store, account, opts.messages);
-  } finally {
-    store.close();
-  }
+  seedLongThread(dataDir, ACCOUNT_ID, opts.messages);
   const seededMs = performance.now() - seeding;
   const messenger = await Messenger.open({ dataDir, security: false, networkPollMs: false });
   const host = await startBrowserHost({ endpoint: messenger, rendererDir: opts.renderer });

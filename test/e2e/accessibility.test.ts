@@ -10,6 +10,7 @@ import type { CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/processes.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
+import { collectPageProblems } from './onboarding.js';
 import { ensureRendererBuilt } from './renderer-build.js';
 import { startUi, type RunningUi } from './ui-hosts.js';
 
@@ -91,10 +92,7 @@ beforeAll(async () => {
   [chromium, ui, port] = await Promise.all([launchChromium(), startUi(), freePort()]);
   const context = await chromium.browser.newContext({ viewport: { width: 1100, height: 720 } });
   page = await context.newPage();
-  page.on('pageerror', (error) => pageProblems.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageProblems.push(`console: ${message.text()}`);
-  });
+  collectPageProblems(page, pageProblems);
   cdp = await context.newCDPSession(page);
   await cdp.send('Accessibility.enable');
   await page.goto(ui.url);

@@ -12,6 +12,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/processes.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
+import { collectPageProblems, onboardPeerToPeer } from './onboarding.js';
 import { ensureRendererBuilt, REPO_ROOT } from './renderer-build.js';
 import { startUi, type RunningUi } from './ui-hosts.js';
 
@@ -29,13 +30,6 @@ let alicePort: number;
 let bobPort: number;
 const pageProblems: string[] = [];
 
-function watch(page: Page, who: string): void {
-  page.on('pageerror', (error) => pageProblems.push(`${who}: ${error.message}`));
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageProblems.push(`${who} console: ${message.text()}`);
-  });
-}
-
 /** The hex digits of a fingerprint as shown (grouped, with colons and line breaks). */
 function hexOf(text: string): string {
   return text.replace(/[^0-9A-Fa-f]/g, '').toUpperCase();
@@ -47,14 +41,7 @@ async function shot(page: Page, name: string): Promise<void> {
 
 /** Onboarding, peer to peer, listening on 127.0.0.1:port (with the address `sip:user@127.0.0.1:port` unless given). */
 async function createAccount(page: Page, user: string, port: number, screenshot?: string, address = `sip:${user}@127.0.0.1:${port}`): Promise<string> {
-  await page.getByRole('heading', { name: 'Welcome to sipnote' }).waitFor();
-  await page.getByRole('radio', { name: /Peer to peer/ }).check();
-  await page.getByLabel('SIP address').fill(address);
-  await page.getByLabel('Listen on address').fill('127.0.0.1');
-  await page.getByLabel('Port', { exact: true }).fill(String(port));
-  if (screenshot !== undefined) await shot(page, screenshot);
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('textbox', { name: /^To/ }).waitFor();
+  await onboardPeerToPeer(page, { address, port, ...(screenshot === undefined ? {} : { beforeCreate: () => shot(page, screenshot) }) });
   return address;
 }
 
@@ -66,8 +53,8 @@ beforeAll(async () => {
   bobContext = await chromium.browser.newContext({ viewport: VIEWPORT, colorScheme: 'dark' });
   alice = await aliceContext.newPage();
   bob = await bobContext.newPage();
-  watch(alice, 'alice');
-  watch(bob, 'bob');
+  collectPageProblems(alice, pageProblems, 'alice');
+  collectPageProblems(bob, pageProblems, 'bob');
 }, 30_000);
 
 afterAll(async () => {
@@ -159,7 +146,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
 
   it('quick-send works by keyboard alone', async () => {
     const quick = await aliceContext.newPage();
-    watch(quick, 'quick-send');
+    collectPageProblems(quick, pageProblems, 'quick-send');
     await quick.setViewportSize({ width: 440, height: 220 });
     await quick.goto(`${aliceUi.origin}/#quick-send`);
     await quick.getByRole('textbox', { name: /^To/ }).waitFor();
@@ -224,7 +211,7 @@ describe('sipnote ui in Chromium, alice and bob peer to peer', () => {
     const newContext = await chromium.browser.newContext({ viewport: VIEWPORT, colorScheme: 'light' });
     try {
       const newAlice = await newContext.newPage();
-      watch(newAlice, 'new alice');
+      collectPageProblems(newAlice, pageProblems, 'new alice');
       await newAlice.goto(newUi.url);
       await createAccount(newAlice, 'alice', await freePort(), undefined, `sip:alice@127.0.0.1:${alicePort}`);
       await newAlice.getByRole('textbox', { name: /^To/ }).fill(`sip:bob@127.0.0.1:${bobPort}`);

@@ -12,6 +12,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/processes.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
+import { collectPageProblems, onboardPeerToPeer } from './onboarding.js';
 import { ensureRendererBuilt } from './renderer-build.js';
 import { startUi, type RunningUi } from './ui-hosts.js';
 
@@ -58,14 +59,7 @@ async function raised(page: Page): Promise<Raised[]> {
 
 async function createAccount(page: Page, user: string, name: string, port: number): Promise<string> {
   const address = `sip:${user}@127.0.0.1:${port}`;
-  await page.getByRole('heading', { name: 'Welcome to sipnote' }).waitFor();
-  await page.getByRole('radio', { name: /Peer to peer/ }).check();
-  await page.getByLabel('SIP address').fill(address);
-  await page.getByLabel(/^Display name/).fill(name);
-  await page.getByLabel('Listen on address').fill('127.0.0.1');
-  await page.getByLabel('Port', { exact: true }).fill(String(port));
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('textbox', { name: /^To/ }).waitFor();
+  await onboardPeerToPeer(page, { address, port, displayName: name });
   return address;
 }
 
@@ -90,15 +84,8 @@ beforeAll(async () => {
   await bobContext.addInitScript({ content: RECORD_NOTIFICATIONS });
   alice = await aliceContext.newPage();
   bob = await bobContext.newPage();
-  for (const [page, who] of [
-    [alice, 'alice'],
-    [bob, 'bob'],
-  ] as const) {
-    page.on('pageerror', (error) => pageProblems.push(`${who}: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') pageProblems.push(`${who} console: ${message.text()}`);
-    });
-  }
+  collectPageProblems(alice, pageProblems, 'alice');
+  collectPageProblems(bob, pageProblems, 'bob');
   await Promise.all([alice.goto(aliceUi.url), bob.goto(bobUi.url)]);
   await createAccount(alice, 'alice', 'Alice Archer', alicePort);
   bobAddress = await createAccount(bob, 'bob', 'Bob Baker', bobPort);

@@ -17,6 +17,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/processes.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
+import { collectPageProblems, onboardPeerToPeer } from './onboarding.js';
 import { ensureRendererBuilt, REPO_ROOT } from './renderer-build.js';
 import { startUi, type RunningUi } from './ui-hosts.js';
 
@@ -54,14 +55,7 @@ async function shot(page: Page, name: string): Promise<void> {
 async function onboard(who: Person): Promise<void> {
   const { page } = who;
   await page.goto(who.ui.url);
-  await page.getByRole('heading', { name: 'Welcome to sipnote' }).waitFor();
-  await page.getByRole('radio', { name: /Peer to peer/ }).check();
-  await page.getByLabel('SIP address').fill(who.address);
-  await page.getByLabel(/^Display name/).fill(who.name);
-  await page.getByLabel('Listen on address').fill('127.0.0.1');
-  await page.getByLabel('Port', { exact: true }).fill(String(who.port));
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await page.getByRole('textbox', { name: /^To/ }).waitFor();
+  await onboardPeerToPeer(page, { address: who.address, port: who.port, displayName: who.name });
 }
 
 /** From the "New message" form; waits for the final state shown in the thread. */
@@ -106,10 +100,7 @@ beforeAll(async () => {
     const [ui, port] = await Promise.all([startUi(), freePort()]);
     const context = await chromium.browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1, colorScheme: 'light', reducedMotion: 'reduce' });
     const page = await context.newPage();
-    page.on('pageerror', (error) => pageProblems.push(`${user}: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') pageProblems.push(`${user} console: ${message.text()}`);
-    });
+    collectPageProblems(page, pageProblems, user);
     people.push({ name, user, ui, context, page, port, address: `sip:${user}@127.0.0.1:${port}` });
   }
   await Promise.all(people.map(onboard));

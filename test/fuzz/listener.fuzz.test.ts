@@ -5,14 +5,12 @@
  */
 import { connect, type Socket } from 'node:net';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UserAgent, type IncomingMessage } from '../../main/sip/ua/user-agent.js';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 const VALID = [
   'MESSAGE sip:bob@127.0.0.1 SIP/2.0',

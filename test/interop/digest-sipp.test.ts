@@ -7,24 +7,24 @@
  * else 403 and exits 1. Every process and socket is closed after each test.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DigestClient, type DigestCredentials } from '../../main/sip/auth/digest-client.js';
 import type { SipMessage, SipResponse } from '../../main/sip/message/sip-message.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { exitWithin, freePort, start, stopAll, type Tracked } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
 const SCENARIOS = fileURLToPath(new URL('./sipp/', import.meta.url));
-const dirs: string[] = [];
 const peers: RawUdpPeer[] = [];
+const cleanups: Cleanups = [];
 
 afterEach(async () => {
   await stopAll();
   for (const peer of peers.splice(0)) await peer.close();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  await runCleanups(cleanups);
 });
 
 function startVerifier(port: number, dir: string): Tracked {
@@ -72,8 +72,7 @@ async function responseWhere(peer: RawUdpPeer, match: (response: SipResponse) =>
 }
 
 async function runExchange(password: string): Promise<{ final: SipResponse; statuses: number[]; sippExit: number | string; log: string; authorization: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-digest-sipp-'));
-  dirs.push(dir);
+  const dir = tempDir(cleanups, 'sipnote-digest-sipp-');
   const port = await freePort();
   const sipp = startVerifier(port, dir);
   const peer = await RawUdpPeer.open();

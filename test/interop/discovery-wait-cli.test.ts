@@ -15,13 +15,12 @@
  * Run: `sh scripts/with-secret-service.sh npx vitest run test/interop/discovery-wait-cli.test.ts`
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HistoryEntry, MessageEvent } from '../../shared/cli-events.js';
 import { fingerprintSha256 } from '../../main/security/certificates.js';
 import { ContactCertificates } from '../../main/security/contact-certificates.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { exitWithin, freePort, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 import { keychainGate } from '../support/secret-service.js';
 
@@ -29,10 +28,10 @@ const gate = await keychainGate('test/interop/discovery-wait-cli.test.ts');
 
 const ALICE = 'sip:alice@127.0.0.1';
 
-const cleanups: Array<() => Promise<unknown>> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   await stopAll();
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
 });
 
 /** Runs a sipnote command to its end. */
@@ -70,8 +69,7 @@ async function silentPort(port: number): Promise<{ datagrams: Buffer[]; close():
 
 describe.skipIf(gate.skip)('sipnote send to a peer whose certificate is unknown, while the peer is away', () => {
   it('exits 3 with the discovery failure, keeps the message in the outbox with the reason, and delivers it encrypted-signed by outbox --flush once the peer listens', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'sipnote-discovery-wait-cli-'));
-    cleanups.push(() => rm(root, { recursive: true, force: true }));
+    const root = tempDir(cleanups, 'sipnote-discovery-wait-cli-');
     const dirs = { alice: join(root, 'alice'), bob: join(root, 'bob') };
     const port = await freePort();
     const bob = `sip:bob@127.0.0.1:${port}`;

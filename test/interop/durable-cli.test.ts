@@ -11,11 +11,10 @@
  * Plaintext (--plaintext, no identity) for speed; the S/MIME path stores through the same writer.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HistoryEntry, ListenEvent } from '../../shared/cli-events.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { exitWithin, freePort, startSipnote, stopAll, waitForLine, type Tracked } from '../support/processes.js';
 
 const FLOOD = 300;
@@ -116,16 +115,15 @@ function printedCallIds(proc: Tracked): string[] {
     .flatMap((event) => (event.event === 'message' ? [event.callId] : []));
 }
 
-const cleanups: Array<() => Promise<void>> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   await stopAll();
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
 });
 
 describe('sipnote listen --data-dir, killed in the middle of a flood', () => {
   it('has every message that got a 200 in its history exactly once', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'sipnote-durable-'));
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir(cleanups, 'sipnote-durable-');
     const port = await freePort();
     const first = startListener(port, dataDir);
     await waitForLine(first, (line) => line.includes('"listening"'));
@@ -205,8 +203,7 @@ describe('sipnote outbox --retry / --cancel / --flush', () => {
       .map((line) => JSON.parse(line) as HistoryEntry);
 
   it('keeps a failed send with its next attempt, delivers it after --retry and --flush, and skips a cancelled one', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'sipnote-retry-'));
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir(cleanups, 'sipnote-retry-');
     const port = await freePort();
     const to = `${BOB}:${port}`;
     const send = (text: string) => run(['send', '--from', 'sip:alice@127.0.0.1', '--to', to, '--plaintext', '--data-dir', dataDir, '--t1', '50', text]);
@@ -244,8 +241,7 @@ describe('sipnote outbox --retry / --cancel / --flush', () => {
     expect(early.code).toBe(0);
     expect(early.stdout).toBe('');
 
-    const bobDir = await mkdtemp(join(tmpdir(), 'sipnote-retry-bob-'));
-    cleanups.push(() => rm(bobDir, { recursive: true, force: true }));
+    const bobDir = tempDir(cleanups, 'sipnote-retry-bob-');
     const listener = startSipnote(['listen', '--aor', BOB, '--listen', `udp:127.0.0.1:${port},tcp:127.0.0.1:${port}`, '--data-dir', bobDir, '--plaintext', '--json']);
     await waitForLine(listener, (line) => line.includes('"listening"'));
 

@@ -13,56 +13,23 @@
  *    and finishes, every message ends delivered or failed with a reason, and the receiver's
  *    history holds each delivered message exactly once, in the order they were written.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Account, ApiEvent, ApiResponse, CommandArgs, CommandName, CommandResult, MessageView, NewAccount, ServerFrame } from '../../shared/api.js';
 import type { HistoryEntry } from '../../shared/cli-events.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { ensureRendererBuilt } from '../e2e/renderer-build.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
+import { eventually } from '../support/eventually.js';
 import { startKamailio, type RunningKamailio } from '../support/kamailio.js';
+import { FAST_SIP_TIMERS, peerToPeerAccount } from '../support/messenger-desk.js';
 import { exitWithin, freePort, startSipnote, stopAll, waitForLine, type Tracked } from '../support/processes.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
   await stopAll();
 });
-
-async function tempDir(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** Resolves when `events` (as they come) hold a match; rejects after `ms`. */
-function eventually<T>(
-  subscribe: (listener: () => void) => () => void,
-  check: () => T | undefined,
-  ms: number,
-  what: string,
-  /** What was seen instead, for the failure message. */
-  seen?: () => string,
-): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let unsubscribe = (): void => undefined;
-    const timer = setTimeout(() => {
-      unsubscribe();
-      reject(new Error(`not within ${ms} ms: ${what}${seen === undefined ? '' : `; saw ${seen()}`}`));
-    }, ms);
-    const test = (): void => {
-      const found = check();
-      if (found === undefined) return;
-      clearTimeout(timer);
-      unsubscribe();
-      resolve(found);
-    };
-    unsubscribe = subscribe(test);
-    test();
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -75,9 +42,9 @@ describe('a Messenger through the deployed Kamailio, restarted mid-conversation'
 
   async function registeredMessenger(k: RunningKamailio, user: string, password: string): Promise<{ messenger: Messenger; account: Account; events: ApiEvent[] }> {
     const messenger = await Messenger.open({
-      dataDir: await tempDir(`sipnote-${user}-`),
+      dataDir: tempDir(cleanups, `sipnote-${user}-`),
       networkPollMs: false,
-      timers: { t1: 50, t2: 400, t4: 500 },
+      timers: FAST_SIP_TIMERS,
       // Short backoff so the test does not wait 30 s; the order rules are the product's.
       retryPolicy: { initialDelayMs: 200, maxDelayMs: 800, maxAttempts: 100 },
     });
@@ -221,24 +188,14 @@ describe('sipnote ui --data-dir, killed in the middle of a flood', () => {
   beforeAll(() => ensureRendererBuilt(), 60_000);
 
   it('finishes its outbox after a restart: each message delivered (once, in order) or failed with a reason', async () => {
-    const aliceDir = await tempDir('sipnote-ui-alice-');
-    const bobDir = await tempDir('sipnote-ui-bob-');
+    const aliceDir = tempDir(cleanups, 'sipnote-ui-alice-');
+    const bobDir = tempDir(cleanups, 'sipnote-ui-bob-');
     const [alicePort, bobPort] = [await freePort(), await freePort()];
     const listener = startSipnote(['listen', '--aor', 'sip:bob@127.0.0.1', '--listen', `udp:127.0.0.1:${bobPort},tcp:127.0.0.1:${bobPort}`, '--data-dir', bobDir, '--plaintext', '--json']);
     await waitForLine(listener, (line) => line.includes('"listening"'));
 
     const first = await startUi(aliceDir);
-    const account = await first.client.call('accounts.add', {
-      sipAddress: `sip:alice@127.0.0.1:${alicePort}`,
-      displayName: 'Alice',
-      registrar: '',
-      outboundProxy: '',
-      transport: 'udp',
-      register: false,
-      authUser: '',
-      localAddress: '127.0.0.1',
-      localPort: alicePort,
-    });
+    const account = await first.client.call('accounts.add', peerToPeerAccount('alice', alicePort, { displayName: 'Alice' }));
     // TCP: a retry that reuses the Call-ID, From tag and CSeq of an attempt the kill cut short is
     // then a new transaction at bob, found in his store as a duplicate (200 again, stored once).
     const to = `sip:bob@127.0.0.1:${bobPort};transport=tcp`;

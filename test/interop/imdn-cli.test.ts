@@ -13,20 +13,20 @@
  *
  * Run with a keychain: `sh scripts/with-secret-service.sh npx vitest run test/interop/imdn-cli.test.ts`
  */
-import { createSocket, type RemoteInfo } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HistoryEntry, SendSummary } from '../../shared/cli-events.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { exitWithin, freePort, startSipnote, stopAll, waitForLine, type Tracked } from '../support/processes.js';
+import { FAST_SIP_TIMERS, messageInState, openDesk } from '../support/messenger-desk.js';
 import { keychainGate } from '../support/secret-service.js';
+import { acceptedFor200, udpRelay } from '../support/udp-relay.js';
 
 const gate = await keychainGate('test/interop/imdn-cli.test.ts');
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
   await stopAll();
 });
 
@@ -35,25 +35,6 @@ async function run(args: readonly string[]): Promise<{ code: number | string; st
   proc.child.stdin?.end();
   const code = await exitWithin(proc);
   return { code, stdout: proc.stdout(), stderr: proc.stderr() };
-}
-
-/** Forwards UDP to `target`; the target's 200s to MESSAGEs come back as 202 Accepted. */
-async function acceptingRelay(target: number): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
-  let client: RemoteInfo | undefined;
-  socket.on('message', (data, from) => {
-    if (from.port !== target) {
-      client = from;
-      socket.send(data, target, '127.0.0.1');
-      return;
-    }
-    const text = data.toString('latin1');
-    const accepted = text.startsWith('SIP/2.0 200 ') && /^CSeq:\s*\d+\s+MESSAGE\s*$/im.test(text);
-    if (client !== undefined) socket.send(accepted ? Buffer.from(text.replace(/^SIP\/2\.0 200 [^\r]*/, 'SIP/2.0 202 Accepted'), 'latin1') : data, client.port, client.address);
-  });
-  return socket.address().port;
 }
 
 async function listen(aor: string, port: number, dataDir: string): Promise<Tracked> {
@@ -68,11 +49,10 @@ async function listen(aor: string, port: number, dataDir: string): Promise<Track
 
 describe.skipIf(gate.skip)('sipnote listen --data-dir and IMDN', () => {
   it('sends the delivery notification for a stored IM; the sender’s listener moves its message from accepted to delivered', async () => {
-    const root = await mkdtemp(join(tmpdir(), 'sipnote-imdn-cli-'));
-    cleanups.push(() => rm(root, { recursive: true, force: true }));
+    const root = tempDir(cleanups, 'sipnote-imdn-cli-');
     const dirs = { alice: join(root, 'alice'), bob: join(root, 'bob') };
     const [alicePort, bobPort] = [await freePort(), await freePort()];
-    const relayPort = await acceptingRelay(bobPort);
+    const relayPort = await udpRelay(cleanups, bobPort, acceptedFor200);
     const alice = `sip:alice@127.0.0.1:${alicePort}`;
     const bob = `sip:bob@127.0.0.1:${relayPort}`;
     for (const init of await Promise.all([run(['keys', 'init', '--aor', alice, '--data-dir', dirs.alice]), run(['keys', 'init', '--aor', bob, '--data-dir', dirs.bob])])) {
@@ -100,5 +80,34 @@ describe.skipIf(gate.skip)('sipnote listen --data-dir and IMDN', () => {
     expect(aliceListener.stdout()).not.toContain('"event":"message"');
     const bobHistory = await run(['history', '--data-dir', dirs.bob, '--json']);
     expect(bobHistory.stdout.trim().split('\n').map((line) => (JSON.parse(line) as HistoryEntry).body)).toEqual(['please confirm']);
+  });
+
+  it('never prints or stores a protected isComposing status as a message; says it on stderr with --verbose', async () => {
+    const root = tempDir(cleanups, 'sipnote-control-cli-');
+    const bobPort = await freePort();
+    const bob = `sip:bob@127.0.0.1:${bobPort}`;
+    const init = await run(['keys', 'init', '--aor', bob, '--data-dir', root]);
+    expect(init.code, init.stderr).toBe(0);
+    cleanups.push(() => run(['keys', 'forget', '--aor', bob, '--data-dir', root]));
+    const proc = startSipnote(['listen', '--aor', bob, '--listen', `udp:127.0.0.1:${bobPort}`, '--data-dir', root, '--json', '--verbose']);
+    await waitForLine(proc, (line) => line.includes('"listening"'));
+    cleanups.push(async () => {
+      proc.child.kill('SIGTERM');
+      await exitWithin(proc);
+    });
+    // Alice is the desktop core: S/MIME by default, isComposing and IMDN requests included.
+    const alice = await openDesk(cleanups, 'alice', { messenger: { timers: FAST_SIP_TIMERS } });
+    const first = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob, text: 'first' });
+    await alice.next(messageInState(first.id, 'delivered'), 10_000);
+    await waitForLine(proc, (line) => line.includes('"first"'));
+    // Typing: a signed and encrypted application/im-iscomposing+xml MESSAGE; the listener says so on stderr only.
+    const [conversation] = await alice.messenger.call('conversations.list', { accountId: alice.account.id });
+    await alice.messenger.call('conversations.setComposing', { conversationId: conversation!.id, active: true });
+    await waitForLine(proc, (line) => line.includes('is typing'), 10_000, 'stderr');
+    const second = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob, text: 'second' });
+    await alice.next(messageInState(second.id, 'delivered'), 10_000);
+    await waitForLine(proc, (line) => line.includes('"second"'));
+    const printed = proc.stdout().trim().split('\n').map((line) => JSON.parse(line) as { event: string; text?: string }).filter((event) => event.event === 'message');
+    expect(printed.map((event) => event.text)).toEqual(['first', 'second']);
   });
 });

@@ -12,122 +12,54 @@
  *
  * Run with a keychain: `sh scripts/with-secret-service.sh npx vitest run test/interop/imdn-messenger.test.ts`
  */
-import { createSocket, type RemoteInfo } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Account, ApiEvent, MessageState, MessageView } from '../../shared/api.js';
-import { Messenger, type MessengerOptions } from '../../main/im/messenger.js';
-import { forgetIdentity } from '../../main/security/identity-store.js';
-import { OsKeychain } from '../../main/security/keychain.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ApiEvent, MessageState, MessageView } from '../../shared/api.js';
+import type { MessengerOptions } from '../../main/im/messenger.js';
+import { cleanupsAfterEach } from '../support/cleanups.js';
+import { FAST_SIP_TIMERS, openDesk, type Desk } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
+import { acceptedFor200, udpRelay } from '../support/udp-relay.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 let gate: KeychainGate;
 beforeAll(async () => {
   gate = await keychainGate('test/interop/imdn-messenger.test.ts');
 });
 
-interface Side {
-  readonly messenger: Messenger;
-  readonly account: Account;
-  readonly events: ApiEvent[];
-  until<T>(check: () => T | undefined, ms: number, what: string): Promise<T>;
+/** A Messenger with S/MIME and fast SIP timers (`options` on top); `ports` when others must send through a relay. */
+function side(user: string, options: Partial<MessengerOptions>, ports?: { port: number; addressPort: number }): Promise<Desk> {
+  return openDesk(cleanups, user, {
+    messenger: { security: {}, timers: FAST_SIP_TIMERS, ...options },
+    ...(ports === undefined ? {} : { port: ports.port, account: { sipAddress: `sip:${user}@127.0.0.1:${ports.addressPort}` } }),
+  });
 }
 
-async function side(user: string, options: Partial<MessengerOptions>, ports?: { port: number; addressPort: number }): Promise<Side> {
-  const dir = await mkdtemp(join(tmpdir(), `sipnote-imdn-${user}-`));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, security: {}, timers: { t1: 50, t2: 400, t4: 500 }, ...options });
-  cleanups.push(() => messenger.close());
-  const events: ApiEvent[] = [];
-  const waiters = new Set<() => void>();
-  messenger.subscribe((event) => {
-    events.push(event);
-    for (const wake of [...waiters]) wake();
-  });
-  const port = ports?.port ?? (await freePort());
-  const sipAddress = `sip:${user}@127.0.0.1:${ports?.addressPort ?? port}`;
-  const account = await messenger.call('accounts.add', {
-    sipAddress,
-    displayName: '',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp',
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: port,
-  });
-  cleanups.push(() => forgetIdentity(dir, sipAddress, { keychain: new OsKeychain() }).catch(() => false));
-  const until = <T>(check: () => T | undefined, ms: number, what: string): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const test = (): void => {
-        const found = check();
-        if (found === undefined) return;
-        clearTimeout(timer);
-        waiters.delete(test);
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(test);
-        reject(new Error(`not within ${ms} ms: ${what}`));
-      }, ms);
-      waiters.add(test);
-      test();
-    });
-  return { messenger, account, events, until };
-}
-
-/** A store-and-forward server in front of `target` (UDP): the target's 200s to MESSAGEs become 202 Accepted. */
-async function acceptingRelay(target: number): Promise<number> {
-  const socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
-  let client: RemoteInfo | undefined;
-  socket.on('message', (data, from) => {
-    if (from.port !== target) {
-      client = from;
-      socket.send(data, target, '127.0.0.1');
-      return;
-    }
-    const text = data.toString('latin1');
-    const forwarded = text.startsWith('SIP/2.0 200 ') && /^CSeq:\s*\d+\s+MESSAGE\s*$/im.test(text) ? Buffer.from(text.replace(/^SIP\/2\.0 200 [^\r]*/, 'SIP/2.0 202 Accepted'), 'latin1') : data;
-    if (client !== undefined) socket.send(forwarded, client.port, client.address);
-  });
-  return socket.address().port;
-}
-
-/** Alice, and bob behind the relay (his address names the relay's port). */
-async function pair(bobOptions: Partial<MessengerOptions> = {}, aliceOptions: Partial<MessengerOptions> = {}): Promise<{ alice: Side; bob: Side; bobAddress: string }> {
+/** Alice, and bob behind a store-and-forward relay that turns his 200s into 202s (his address names the relay's port). */
+async function pair(bobOptions: Partial<MessengerOptions> = {}, aliceOptions: Partial<MessengerOptions> = {}): Promise<{ alice: Desk; bob: Desk; bobAddress: string }> {
   const bobPort = await freePort();
-  const relayPort = await acceptingRelay(bobPort);
+  const relayPort = await udpRelay(cleanups, bobPort, acceptedFor200);
   const bob = await side('bob', bobOptions, { port: bobPort, addressPort: relayPort });
   const alice = await side('alice', aliceOptions);
   return { alice, bob, bobAddress: `sip:bob@127.0.0.1:${relayPort}` };
 }
 
-function statesOf(side: Side, id: number): MessageState[] {
+function statesOf(side: Desk, id: number): MessageState[] {
   const states = side.events.flatMap((event) => (event.type === 'message-state' && event.message.id === id ? [event.message.state] : []));
   return states.filter((state, i) => states[i - 1] !== state);
 }
 
-function lastState(side: Side, id: number): MessageView | undefined {
+function lastState(side: Desk, id: number): MessageView | undefined {
   return side.events.flatMap((event) => (event.type === 'message-state' && event.message.id === id ? [event.message] : [])).at(-1);
 }
 
-function received(side: Side): MessageView[] {
+function received(side: Desk): MessageView[] {
   return side.events.flatMap((event) => (event.type === 'message-received' ? [event.message] : []));
 }
 
 /** The MESSAGE requests `side` sent (its SIP log, retransmissions left out), with the time each first left. */
-function sentMessages(side: Side): Array<{ time: number; text: string }> {
+function sentMessages(side: Desk): Array<{ time: number; text: string }> {
   const seen = new Set<string>();
   return side.events.flatMap((event) => {
     if (event.type !== 'sip-log' || event.entry.direction !== 'out' || !event.entry.summary.startsWith('MESSAGE ')) return [];

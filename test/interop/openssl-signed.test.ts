@@ -11,10 +11,9 @@
  * test; every openssl run is an execFile with a timeout.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   createIdentity,
   exportCertificatePem,
@@ -26,6 +25,7 @@ import {
 } from '../../main/security/certificates.js';
 import { CmsError } from '../../main/security/cms/der.js';
 import { certsOnly, readCertsOnly, signContent, verifySignedData } from '../../main/security/cms/signed-data.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
 const CONTENT = Buffer.from(
   'Content-Type: message/cpim\r\n\r\nFrom: <sip:alice@example.com>\r\nTo: <sip:bob@example.com>\r\n\r\n' +
@@ -55,16 +55,10 @@ async function opensslOk(cwd: string, args: readonly string[]): Promise<Run> {
   return run;
 }
 
-const dirs: string[] = [];
+const cleanups = cleanupsAfterEach();
 function workDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-openssl-cms-'));
-  dirs.push(dir);
-  return dir;
+  return tempDir(cleanups, 'sipnote-openssl-cms-');
 }
-
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
 
 let alice: Identity; // ours, P-256
 let bob: Identity; // ours, RSA-2048

@@ -12,16 +12,16 @@
  * Files go to a temp dir removed after each test; every openssl run is an execFile with a timeout.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseMimeEntity } from '../../main/im/smime/mime-entity.js';
 import { buildMessageEntity, newMessageId, protectMessage, type OurIdentity } from '../../main/im/smime/protect.js';
 import { MemoryReplayCache } from '../../main/im/smime/replay-cache.js';
 import { unprotectMessage, type UnprotectVerdict } from '../../main/im/smime/unprotect.js';
 import { createIdentity, exportCertificatePem, exportPrivateKeyPem, fingerprintSha256, type Identity } from '../../main/security/certificates.js';
 import { pemDecode } from '../../main/security/cms/der.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
 const ALICE = 'sip:alice@example.com';
 const BOB = 'sip:bob@example.org';
@@ -47,16 +47,10 @@ async function opensslOk(cwd: string, args: readonly string[]): Promise<Run> {
   return run;
 }
 
-const dirs: string[] = [];
+const cleanups = cleanupsAfterEach();
 function workDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-smime-msg-'));
-  dirs.push(dir);
-  return dir;
+  return tempDir(cleanups, 'sipnote-smime-msg-');
 }
-
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
 
 let alice: Identity; // ours, P-256
 let bob: Identity; // ours, P-256

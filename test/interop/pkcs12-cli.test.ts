@@ -11,39 +11,33 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { keysCommand, parseKeysArgs } from '../../main/cli/keys-command.js';
-import { forgetIdentity } from '../../main/security/identity-store.js';
-import { KeychainUnavailableError, OsKeychain, type Keychain } from '../../main/security/keychain.js';
+import { OsKeychain } from '../../main/security/keychain.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
+import { unavailableKeychain } from '../support/keychains.js';
+import { runWithMemoryIo, type CommandRun } from '../support/memory-io.js';
+import { opensslFingerprint } from '../support/openssl.js';
 import { exitWithin, startSipnote, stopAll } from '../support/processes.js';
 import { keychainGate } from '../support/secret-service.js';
+import { throwawayIdentity } from '../support/throwaway-identity.js';
 
 const gate = await keychainGate('test/interop/pkcs12-cli.test.ts');
 const keychain = new OsKeychain({ timeoutMs: 15_000 });
 const PASS = 'p12 passphrase';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   await stopAll();
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
 });
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A data dir and an AoR whose identity (and keychain entry) is forgotten after the test. */
 function account(name: string): { dataDir: string; aor: string } {
-  const dataDir = join(tempDir('sipnote-p12-data-'), 'data');
-  const aor = `sip:${name}-${randomBytes(4).toString('hex')}@example.com`;
-  cleanups.push(() => forgetIdentity(dataDir, aor, { keychain }).catch(() => false));
-  return { dataDir, aor };
+  return throwawayIdentity(cleanups, keychain, name, 'sipnote-p12-data-');
 }
 
 /** A key and a certificate for `aor` made by openssl in `dir`, exported as `name` with `passphrase` and `extra` args. */
@@ -52,13 +46,6 @@ function opensslP12(dir: string, aor: string, name: string, passphrase: string, 
   execFileSync('openssl', ['req', '-x509', ...newkey, '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-subj', '/CN=P12 user', '-days', '30', '-addext', `subjectAltName=URI:${aor}`], { cwd: dir, stdio: 'ignore' });
   execFileSync('openssl', ['pkcs12', '-export', '-inkey', 'key.pem', '-in', 'cert.pem', '-out', name, '-passout', `pass:${passphrase}`, ...(options.extra ?? [])], { cwd: dir, stdio: 'ignore' });
   return join(dir, name);
-}
-
-function opensslFingerprint(certificatePem: string): string {
-  const printed = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', certificatePem], { encoding: 'utf8' }).trim();
-  const match = /^sha256 Fingerprint=([0-9A-F:]+)$/i.exec(printed);
-  if (!match?.[1]) throw new Error(`unexpected openssl output: ${printed}`);
-  return match[1].toUpperCase();
 }
 
 /** Runs the real CLI to its end, with stdin closed (no terminal to ask on). */
@@ -78,7 +65,7 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
     ['EC P-256 in a file without a .p12 name (found by content)', 'alice-identity.bin', {}],
   ] as Array<[string, string, { rsa?: boolean; extra?: string[] }]>)('%s: import, then keys show prints the fingerprint openssl prints', async (_, name, options) => {
     const { dataDir, aor } = account('alice');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const file = opensslP12(dir, aor, name, PASS, options);
 
     const imported = await sipnote(['keys', 'import', '--aor', aor, '--cert', file, '--data-dir', dataDir], { SIPNOTE_IMPORT_PASSPHRASE: PASS });
@@ -87,7 +74,7 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
     expect(imported.stdout).toContain(`imported the identity of ${aor} (${options.rsa ? 'RSA-2048' : 'ECDSA-P256'})`);
     expect(imported.stdout).toMatch(/private key: in .*, account /);
 
-    const expected = opensslFingerprint(join(dir, 'cert.pem'));
+    const expected = opensslFingerprint(readFileSync(join(dir, 'cert.pem'), 'utf8'));
     const shown = await sipnote(['keys', 'show', '--aor', aor, '--data-dir', dataDir]);
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain(`SHA-256 fingerprint: ${expected}`);
@@ -100,17 +87,17 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
 
   it('keeps only the end-entity certificate of a file with a CA chain, and says so', async () => {
     const { dataDir, aor } = account('chain');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Corporate CA', '-days', '30'], { cwd: dir, stdio: 'ignore' });
     const file = opensslP12(dir, aor, 'with-chain.p12', PASS, { extra: ['-certfile', 'ca.pem'] });
     const imported = await sipnote(['keys', 'import', '--aor', aor, '--cert', file, '--data-dir', dataDir, '--json'], { SIPNOTE_IMPORT_PASSPHRASE: PASS });
     expect(imported.code, imported.stderr).toBe(0);
-    expect(JSON.parse(imported.stdout)).toMatchObject({ imported: true, aor, fingerprintSha256: opensslFingerprint(join(dir, 'cert.pem')), otherCertificates: 1 });
+    expect(JSON.parse(imported.stdout)).toMatchObject({ imported: true, aor, fingerprintSha256: opensslFingerprint(readFileSync(join(dir, 'cert.pem'), 'utf8')), otherCertificates: 1 });
   });
 
   it('a file exported with an empty passphrase imports without asking', async () => {
     const { dataDir, aor } = account('empty');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const file = opensslP12(dir, aor, 'empty.p12', '');
     const imported = await sipnote(['keys', 'import', '--aor', aor, '--cert', file, '--data-dir', dataDir]);
     expect(imported.stderr).toBe('');
@@ -119,7 +106,7 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
 
   it('asks for the passphrase on the terminal with the hidden prompt', async () => {
     const { dataDir, aor } = account('prompt');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const file = opensslP12(dir, aor, 'prompt.p12', PASS);
     const stdin = Object.assign(new PassThrough(), { isTTY: true });
     const stdout = new PassThrough();
@@ -141,12 +128,12 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
     expect(err).toContain(`Passphrase of ${file}: `);
     expect(err).not.toContain(PASS);
     expect(code).toBe(0);
-    expect(out).toContain(`SHA-256 fingerprint: ${opensslFingerprint(join(dir, 'cert.pem'))}`);
+    expect(out).toContain(`SHA-256 fingerprint: ${opensslFingerprint(readFileSync(join(dir, 'cert.pem'), 'utf8'))}`);
   });
 
   it('refuses a wrong passphrase, a missing one, a certificate for another AoR, and stores nothing', async () => {
     const { dataDir, aor } = account('refused');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const file = opensslP12(dir, aor, 'refused.p12', PASS);
 
     const wrong = await sipnote(['keys', 'import', '--aor', aor, '--cert', file, '--data-dir', dataDir, '--json'], { SIPNOTE_IMPORT_PASSPHRASE: 'not it' });
@@ -169,7 +156,7 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
 
   it('reports a truncated or random .p12 as unreadable (exit 1), and --key next to a PKCS#12 file as a usage error (exit 2)', async () => {
     const { dataDir, aor } = account('broken');
-    const dir = tempDir('sipnote-p12-');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const file = opensslP12(dir, aor, 'whole.p12', PASS);
     writeFileSync(join(dir, 'truncated.p12'), readFileSync(file).subarray(0, 300));
     writeFileSync(join(dir, 'random.pfx'), randomBytes(2000));
@@ -195,29 +182,15 @@ describe.skipIf(gate.skip)('sipnote keys import of a PKCS#12 file, with the OS k
 });
 
 describe('sipnote keys import of a PKCS#12 file, without a keychain', () => {
-  const unavailable: Keychain = {
-    description: 'the Secret Service (service org.sipnote.keys)',
-    get: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-    set: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-    delete: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-  };
+  const unavailable = unavailableKeychain('the Secret Service (service org.sipnote.keys)', 'DBus error: Failed to connect to socket /nowhere', 'linux');
 
-  async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-    const stdin = new PassThrough();
-    const stdout = new PassThrough();
-    const stderr = new PassThrough();
-    let out = '';
-    let err = '';
-    stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    stdin.end();
-    const code = await keysCommand(parseKeysArgs(argv), { stdin, stdout, stderr }, { keychain: unavailable, env, pbkdf2Iterations: 2000 });
-    return { code, stdout: out, stderr: err };
+  function run(argv: string[], env: NodeJS.ProcessEnv): Promise<CommandRun> {
+    return runWithMemoryIo((io) => keysCommand(parseKeysArgs(argv), io, { keychain: unavailable, env, pbkdf2Iterations: 2000 }));
   }
 
   it('--passphrase-key re-encrypts the key from the .p12 into a PBES2 file that openssl opens; a second import is refused before any passphrase is used', async () => {
-    const dataDir = join(tempDir('sipnote-p12-pp-'), 'data');
-    const dir = tempDir('sipnote-p12-');
+    const dataDir = join(tempDir(cleanups, 'sipnote-p12-pp-'), 'data');
+    const dir = tempDir(cleanups, 'sipnote-p12-');
     const aor = 'sip:offline-p12@example.com';
     const file = opensslP12(dir, aor, 'offline.p12', PASS, { extra: ['-legacy'] });
     const env = { SIPNOTE_IMPORT_PASSPHRASE: PASS, SIPNOTE_KEY_PASSPHRASE: 'the new key-file passphrase' };
@@ -225,7 +198,7 @@ describe('sipnote keys import of a PKCS#12 file, without a keychain', () => {
     expect(imported.stderr).toBe('');
     expect(imported.code).toBe(0);
     const view = JSON.parse(imported.stdout) as { fingerprintSha256: string; key: { storage: string; file: string } };
-    expect(view.fingerprintSha256).toBe(opensslFingerprint(join(dir, 'cert.pem')));
+    expect(view.fingerprintSha256).toBe(opensslFingerprint(readFileSync(join(dir, 'cert.pem'), 'utf8')));
     expect(view.key.storage).toBe('passphrase-file');
     const publicFromStored = execFileSync('openssl', ['pkey', '-in', view.key.file, '-passin', 'pass:the new key-file passphrase', '-pubout'], { encoding: 'utf8' });
     const publicFromCertificate = execFileSync('openssl', ['x509', '-in', join(dir, 'cert.pem'), '-noout', '-pubkey'], { encoding: 'utf8' });

@@ -13,80 +13,29 @@
  *
  * Run with a keychain: `sh scripts/with-secret-service.sh npx vitest run test/interop/retry-identity.test.ts`
  */
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Account, ApiEvent, MessageView } from '../../shared/api.js';
-import { Messenger, type MessengerOptions } from '../../main/im/messenger.js';
-import { forgetIdentity } from '../../main/security/identity-store.js';
-import { OsKeychain } from '../../main/security/keychain.js';
+import { createSocket } from 'node:dgram';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { MessageView } from '../../shared/api.js';
+import type { MessengerOptions } from '../../main/im/messenger.js';
+import { cleanupsAfterEach } from '../support/cleanups.js';
+import { FAST_SIP_TIMERS, openDesk, type Desk } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
+import { udpRelay } from '../support/udp-relay.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 let gate: KeychainGate;
 beforeAll(async () => {
   gate = await keychainGate('test/interop/retry-identity.test.ts');
 });
 
-interface Side {
-  readonly messenger: Messenger;
-  readonly account: Account;
-  readonly port: number;
-  readonly events: ApiEvent[];
-  /** Resolves when `check` holds for the events so far; rejects after `ms`. */
-  until<T>(check: () => T | undefined, ms: number, what: string): Promise<T>;
-}
-
-/** `port` is where it listens; `addressPort` the port of its address of record (where others send). */
-async function side(user: string, options: Partial<MessengerOptions>, ports?: { port: number; addressPort: number }): Promise<Side> {
-  const dir = await mkdtemp(join(tmpdir(), `sipnote-retry-${user}-`));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, security: {}, ...options });
-  cleanups.push(() => messenger.close());
-  const events: ApiEvent[] = [];
-  const waiters = new Set<() => void>();
-  messenger.subscribe((event) => {
-    events.push(event);
-    for (const wake of [...waiters]) wake();
-  });
-  const port = ports?.port ?? (await freePort());
-  const sipAddress = `sip:${user}@127.0.0.1:${ports?.addressPort ?? port}`;
-  const account = await messenger.call('accounts.add', {
-    sipAddress,
-    displayName: '',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp',
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: port,
-  });
-  cleanups.push(() => forgetIdentity(dir, sipAddress, { keychain: new OsKeychain() }).catch(() => false));
-  const until = <T>(check: () => T | undefined, ms: number, what: string): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const test = (): void => {
-        const found = check();
-        if (found === undefined) return;
-        clearTimeout(timer);
-        waiters.delete(test);
-        resolve(found);
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(test);
-        reject(new Error(`not within ${ms} ms: ${what}`));
-      }, ms);
-      waiters.add(test);
-      test();
-    });
-  return { messenger, account, port, events, until };
+/**
+ * A Messenger with S/MIME (`options` on top). `port` is where it listens; `addressPort` the
+ * port of its address of record (where others send).
+ */
+function side(user: string, options: Partial<MessengerOptions>, ports: { port: number; addressPort: number }): Promise<Desk> {
+  return openDesk(cleanups, user, { messenger: { security: {}, ...options }, port: ports.port, account: { sipAddress: `sip:${user}@127.0.0.1:${ports.addressPort}` } });
 }
 
 /**
@@ -95,28 +44,18 @@ async function side(user: string, options: Partial<MessengerOptions>, ports?: { 
  * response's first line and CSeq are kept for the assertions.
  */
 async function relay(target: number, drop: (text: string) => boolean): Promise<{ port: number; dropped: string[]; forwarded: string[] }> {
-  const socket: Socket = createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
   const dropped: string[] = [];
   const forwarded: string[] = [];
-  let client: RemoteInfo | undefined;
-  socket.on('message', (data, from) => {
-    if (from.port !== target) {
-      client = from;
-      socket.send(data, target, '127.0.0.1');
-      return;
-    }
-    const text = data.toString('latin1');
+  const port = await udpRelay(cleanups, target, (data, text) => {
     const summary = `${text.slice(0, text.indexOf('\r\n'))} | ${/^CSeq:\s*(.*)$/im.exec(text)?.[1]?.trim() ?? '?'}`;
     if (drop(text)) {
       dropped.push(summary);
-      return;
+      return undefined;
     }
     if (text.startsWith('SIP/2.0')) forwarded.push(summary);
-    if (client !== undefined) socket.send(data, client.port, client.address);
+    return data;
   });
-  return { port: socket.address().port, dropped, forwarded };
+  return { port, dropped, forwarded };
 }
 
 describe('a retry after a lost 200, while the receiver still holds the first transaction', () => {
@@ -133,7 +72,7 @@ describe('a retry after a lost 200, while the receiver still holds the first tra
     const blackhole = createSocket('udp4');
     await new Promise<void>((resolve) => blackhole.bind(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => blackhole.close(() => resolve())));
-    const alice = await side('alice', { timers: { t1: 50, t2: 400, t4: 500 }, retryPolicy: { initialDelayMs: 100, maxDelayMs: 400, maxAttempts: 5 } }, { port: await freePort(), addressPort: blackhole.address().port });
+    const alice = await side('alice', { timers: FAST_SIP_TIMERS, retryPolicy: { initialDelayMs: 100, maxDelayMs: 400, maxAttempts: 5 } }, { port: await freePort(), addressPort: blackhole.address().port });
 
     const sent = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: `sip:bob@127.0.0.1:${lossy.port}`, text: 'are you there?' });
     expect(sent.security).toBe('encrypted-signed');

@@ -4,26 +4,24 @@
  * that fails the call if the MESSAGE carries a Contact header (RFC 3428 §4) or lacks a
  * Content-Type. Every process is started by PID and stopped after each test.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli-events.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { exitWithin, freePort, start, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 
 const SCENARIOS = fileURLToPath(new URL('./sipp/', import.meta.url));
-const dirs: string[] = [];
+const cleanups: Cleanups = [];
 
 afterEach(async () => {
   await stopAll();
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  await runCleanups(cleanups);
 });
 
 function workDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-sipp-'));
-  dirs.push(dir);
-  return dir;
+  return tempDir(cleanups, 'sipnote-sipp-');
 }
 
 describe.each([

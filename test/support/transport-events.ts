@@ -1,5 +1,8 @@
-/** Waiting on a TransportLayer in tests: its bound ports, and its next event of a kind. */
+/** Waiting on a TransportLayer in tests: its bound ports, its next event of a kind, and its refusals. */
+import { expect } from 'vitest';
+import { TransportError } from '../../main/sip/transport/transport-error.js';
 import type { TransportLayer, TransportLayerEvents } from '../../main/sip/transport/transport-layer.js';
+import { within } from './within.js';
 
 export function portOf(layer: TransportLayer, transport: 'udp' | 'tcp' | 'tls'): number {
   const found = layer.localAddresses().find((a) => a.transport === transport);
@@ -31,4 +34,12 @@ export function nextEvent<K extends keyof TransportLayerEvents>(
     };
     on(event, listener);
   });
+}
+
+/** Expects `promise` to reject (within 15 s) with a TransportError of `code`, and returns it. */
+export async function expectTransportError(promise: Promise<unknown>, code: TransportError['code']): Promise<TransportError> {
+  const error = await within(promise.then(() => undefined, (e: unknown) => e), 15_000, 'expected rejection');
+  expect(error).toBeInstanceOf(TransportError);
+  expect((error as TransportError).code).toBe(code);
+  return error as TransportError;
 }

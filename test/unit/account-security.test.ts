@@ -10,11 +10,10 @@
  * Run with a keychain: `sh scripts/with-secret-service.sh npx vitest run test/unit/account-security.test.ts`
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Account, ApiEvent, MessageView } from '../../shared/api.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ApiEvent, MessageView } from '../../shared/api.js';
 import { validateCommand } from '../../shared/api-schema.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { AccountSecurity, MessengerSecurity, type SecurityEvent } from '../../main/im/account-security.js';
@@ -23,26 +22,22 @@ import { PAGER_REQUEST_POLICY } from '../../main/im/incoming-body.js';
 import { securePagerPolicy } from '../../main/im/secure-messaging.js';
 import { AccountPasswords, PASSWORD_KEYCHAIN_SERVICE } from '../../main/security/account-passwords.js';
 import { forgetIdentity, readIdentityRecord } from '../../main/security/identity-store.js';
-import { KEYCHAIN_SERVICE, KeychainUnavailableError, OsKeychain, type Keychain } from '../../main/security/keychain.js';
+import { KEYCHAIN_SERVICE, OsKeychain } from '../../main/security/keychain.js';
 import { UserAgent, type SipTrace } from '../../main/sip/ua/user-agent.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { unavailableKeychain } from '../support/keychains.js';
+import { FAST_SIP_TIMERS, messageInState, messageReceived, openDesk, peerToPeerAccount, type Desk } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 let gate: KeychainGate;
 beforeAll(async () => {
   gate = await keychainGate('test/unit/account-security.test.ts');
 });
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sipnote-account-security-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const TEMP_PREFIX = 'sipnote-account-security-';
 
 interface Side {
   readonly aor: string;
@@ -61,7 +56,7 @@ interface Side {
  * OPTIONS get our certificate. `aor` defaults to the UA's own address; `dataDir` may be shared.
  */
 async function side(user: string, options: { dataDir?: string; aor?: (port: number) => string; acceptPlaintext?: boolean } = {}): Promise<Side> {
-  const dataDir = options.dataDir ?? (await tempDir());
+  const dataDir = options.dataDir ?? tempDir(cleanups, TEMP_PREFIX);
   const events: SecurityEvent[] = [];
   const traces: SipTrace[] = [];
   const opened: Side['opened'] = [];
@@ -77,7 +72,7 @@ async function side(user: string, options: { dataDir?: string; aor?: (port: numb
       { transport: 'tcp', host: '127.0.0.1', port },
     ],
     policy: securePagerPolicy(PAGER_REQUEST_POLICY),
-    timers: { t1: 50, t2: 400, t4: 500 },
+    timers: FAST_SIP_TIMERS,
     onTrace: (trace) => traces.push(trace),
     onMessage: async (message) => {
       const result = await account!.open(message);
@@ -112,7 +107,7 @@ describe('the API arguments of S/MIME', () => {
       expect(checked.ok).toBe(false);
       if (!checked.ok) expect(checked.error.issues?.[0]).toMatch(/^plaintext: /);
     }
-    const account = { sipAddress: 'sip:a@example.com', displayName: '', registrar: '', outboundProxy: '', transport: 'udp', register: false, authUser: '', localAddress: '127.0.0.1', localPort: 0 };
+    const account = peerToPeerAccount('a', 0, { sipAddress: 'sip:a@example.com' });
     expect(validateCommand('accounts.add', { ...account, acceptPlaintext: true }).ok).toBe(true);
     expect(validateCommand('accounts.add', { ...account, acceptPlaintext: 'true' }).ok).toBe(false);
     expect(validateCommand('accounts.update', { id: 'a', changes: { acceptPlaintext: false } }).ok).toBe(true);
@@ -226,7 +221,7 @@ describe('S/MIME between two accounts over loopback, keys in the OS keychain', (
         { transport: 'udp', host: '127.0.0.1', port: legacyPort },
         { transport: 'tcp', host: '127.0.0.1', port: legacyPort },
       ],
-      timers: { t1: 50, t2: 400, t4: 500 },
+      timers: FAST_SIP_TIMERS,
     });
     cleanups.push(() => plain.close());
     const legacy = `sip:legacy@127.0.0.1:${legacyPort}`;
@@ -240,7 +235,7 @@ describe('S/MIME between two accounts over loopback, keys in the OS keychain', (
 describe('account passwords in the OS keychain', () => {
   it('stores, reads back across instances, replaces and removes a password under its own service, scoped to the data dir', async (context) => {
     if (gate.skip) context.skip();
-    const dataDir = await tempDir();
+    const dataDir = tempDir(cleanups, TEMP_PREFIX);
     const passwords = new AccountPasswords(dataDir);
     cleanups.push(() => passwords.delete('acc1').catch(() => false));
     expect(PASSWORD_KEYCHAIN_SERVICE).not.toBe(KEYCHAIN_SERVICE);
@@ -251,7 +246,7 @@ describe('account passwords in the OS keychain', () => {
     expect(await new OsKeychain({ service: PASSWORD_KEYCHAIN_SERVICE }).get(passwords.entryOf('acc1'))).toBeDefined();
     expect(await new OsKeychain().get(passwords.entryOf('acc1'))).toBeUndefined();
     // Another data dir does not see it.
-    expect(await new AccountPasswords(await tempDir()).get('acc1')).toBeUndefined();
+    expect(await new AccountPasswords(tempDir(cleanups, TEMP_PREFIX)).get('acc1')).toBeUndefined();
     await passwords.set('acc1', 'second');
     expect(await passwords.get('acc1')).toBe('second');
     await passwords.set('acc1', '');
@@ -261,73 +256,18 @@ describe('account passwords in the OS keychain', () => {
 
 // ---- Two Messengers (the desktop core) ---------------------------------------------------------
 
-interface Desk {
-  readonly messenger: Messenger;
-  readonly account: Account;
-  readonly dataDir: string;
-  readonly events: ApiEvent[];
-  next<T extends ApiEvent>(match: (event: ApiEvent) => event is T, ms?: number): Promise<T>;
-}
-
 /** A Messenger on its own data dir, S/MIME by default (no `security` option), and one peer-to-peer account on 127.0.0.1. */
-async function desk(user: string, options: { dataDir?: string; sipAddress?: (port: number) => string; password?: string } = {}): Promise<Desk> {
-  const dir = options.dataDir ?? (await tempDir());
-  const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
-  cleanups.push(() => messenger.close());
-  const events: ApiEvent[] = [];
-  const waiters: Array<() => void> = [];
-  messenger.subscribe((event) => {
-    events.push(event);
-    for (const wake of waiters.splice(0)) wake();
-  });
-  const port = await freePort();
-  const sipAddress = options.sipAddress?.(port) ?? `sip:${user}@127.0.0.1:${port}`;
-  const account = await messenger.call('accounts.add', {
-    sipAddress,
-    displayName: '',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp',
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: port,
-    ...(options.password === undefined ? {} : { password: options.password }),
-  });
-  cleanups.push(() => forgetIdentity(dir, sipAddress, { keychain: new OsKeychain() }).catch(() => false));
-  return {
-    messenger,
-    account,
-    dataDir: dir,
-    events,
-    async next(match, ms = 8000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const found = events.find(match);
-        if (found !== undefined) return found;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no matching event within ${ms} ms; saw ${events.map((event) => event.type).join(', ')}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
+function desk(user: string, options: { dataDir?: string; sipAddress?: string; password?: string } = {}): Promise<Desk> {
+  return openDesk(cleanups, user, {
+    messenger: { timers: FAST_SIP_TIMERS },
+    nextTimeoutMs: 8000,
+    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+    account: {
+      ...(options.sipAddress === undefined ? {} : { sipAddress: options.sipAddress }),
+      ...(options.password === undefined ? {} : { password: options.password }),
     },
-  };
+  });
 }
-
-const messageIn =
-  (id: number, state: MessageView['state']) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-state' }> =>
-    event.type === 'message-state' && event.message.id === id && event.message.state === state;
-
-const arrived =
-  (text: string) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-received' }> =>
-    event.type === 'message-received' && event.message.text === text;
 
 const certificateChanged = (event: ApiEvent): event is Extract<ApiEvent, { type: 'certificate-changed' }> => event.type === 'certificate-changed';
 
@@ -340,8 +280,8 @@ describe('two Messengers with S/MIME', () => {
 
     const queued = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'Meet me by the old oak' });
     expect(queued).toMatchObject({ state: 'queued', security: 'encrypted-signed' });
-    await alice.next(messageIn(queued.id, 'delivered'));
-    const got = await bob.next(arrived('Meet me by the old oak'));
+    await alice.next(messageInState(queued.id, 'delivered'));
+    const got = await bob.next(messageReceived('Meet me by the old oak'));
     expect(got.message).toMatchObject({ security: 'encrypted-signed', direction: 'in', contentType: expect.stringMatching(/^text\/plain/) });
 
     const logs = [...(await alice.messenger.call('sipLog.list', {})), ...(await bob.messenger.call('sipLog.list', {}))];
@@ -350,8 +290,8 @@ describe('two Messengers with S/MIME', () => {
 
     // Bob answers: alice is pinned at bob already, so no discovery; labels again true.
     const reply = await bob.messenger.call('messages.send', { accountId: bob.account.id, to: alice.account.sipAddress, text: 'Under the oak, at six' });
-    await bob.next(messageIn(reply.id, 'delivered'));
-    expect((await alice.next(arrived('Under the oak, at six'))).message.security).toBe('encrypted-signed');
+    await bob.next(messageInState(reply.id, 'delivered'));
+    expect((await alice.next(messageReceived('Under the oak, at six'))).message.security).toBe('encrypted-signed');
 
     const [bobAtAlice] = await alice.messenger.call('contacts.list', { accountId: alice.account.id });
     expect(bobAtAlice).toMatchObject({ aor: bob.account.sipAddress, fingerprint: bob.account.certificateFingerprint, trust: 'pinned', policy: 'smime' });
@@ -365,7 +305,7 @@ describe('two Messengers with S/MIME', () => {
     // Plaintext only when the send asks for it, and labelled so; bob (S/MIME only) refuses it.
     const plain = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'clear as day', plaintext: true });
     expect(plain.security).toBe('plaintext');
-    const refused = (await alice.next(messageIn(plain.id, 'failed'))).message;
+    const refused = (await alice.next(messageInState(plain.id, 'failed'))).message;
     expect(refused.status).toBe(415);
   });
 
@@ -373,16 +313,16 @@ describe('two Messengers with S/MIME', () => {
     if (gate.skip) context.skip();
     const bob = await desk('bob');
     const aliceAddress = `sip:alice@127.0.0.1:${await freePort()}`;
-    const alice = await desk('alice', { sipAddress: () => aliceAddress });
+    const alice = await desk('alice', { sipAddress: aliceAddress });
     const first = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'hello from the old laptop' });
-    await bob.next(arrived('hello from the old laptop'));
-    await alice.next(messageIn(first.id, 'delivered'));
+    await bob.next(messageReceived('hello from the old laptop'));
+    await alice.next(messageInState(first.id, 'delivered'));
 
     // The same address on a new install: a new key pair, which bob has never seen.
-    const newAlice = await desk('alice', { sipAddress: () => aliceAddress });
+    const newAlice = await desk('alice', { sipAddress: aliceAddress });
     expect(newAlice.account.certificateFingerprint).not.toBe(alice.account.certificateFingerprint);
     const sent = await newAlice.messenger.call('messages.send', { accountId: newAlice.account.id, to: bob.account.sipAddress, text: 'hello from the new laptop' });
-    const failed = (await newAlice.next(messageIn(sent.id, 'failed'))).message;
+    const failed = (await newAlice.next(messageInState(sent.id, 'failed'))).message;
     expect(failed.status).toBe(403);
     const changed = await bob.next(certificateChanged);
     expect(changed).toMatchObject({ pinnedFingerprint: alice.account.certificateFingerprint, presentedFingerprint: newAlice.account.certificateFingerprint });
@@ -397,14 +337,14 @@ describe('two Messengers with S/MIME', () => {
     const accepted = await bob.messenger.call('contacts.trust', { contactId: changed.contact.id, action: 'accept-change' });
     expect(accepted).toMatchObject({ trust: 'pinned', fingerprint: newAlice.account.certificateFingerprint });
     const again = await newAlice.messenger.call('messages.send', { accountId: newAlice.account.id, to: bob.account.sipAddress, text: 'hello again, new laptop' });
-    await newAlice.next(messageIn(again.id, 'delivered'));
-    const received = (await bob.next(arrived('hello again, new laptop'))).message;
+    await newAlice.next(messageInState(again.id, 'delivered'));
+    const received = (await bob.next(messageReceived('hello again, new laptop'))).message;
     expect(received.security).toBe('encrypted-signed');
   });
 
   it('keeps account passwords in the keychain, not in the data dir; they survive a restart and go with the account', async (context) => {
     if (gate.skip) context.skip();
-    const dir = await tempDir();
+    const dir = tempDir(cleanups, TEMP_PREFIX);
     const first = await desk('carol', { dataDir: dir, password: 'correct horse battery' });
     expect(first.account.password).toBe('keychain');
     const passwords = new AccountPasswords(dir);
@@ -428,32 +368,16 @@ describe('two Messengers with S/MIME', () => {
 
 describe('without a usable keychain', () => {
   /** A keychain that is never there (no Secret Service on the bus). */
-  const absent: Keychain = {
-    description: 'no keychain',
-    get: () => Promise.reject(new KeychainUnavailableError('no-service', 'no bus')),
-    set: () => Promise.reject(new KeychainUnavailableError('no-service', 'no bus')),
-    delete: () => Promise.reject(new KeychainUnavailableError('no-service', 'no bus')),
-  };
+  const absent = unavailableKeychain('no keychain', 'no bus');
 
   it('keeps the account (password for the session only), says why, sends nothing protected and never falls back to plaintext', async () => {
-    const dir = await tempDir();
-    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, security: { keychain: absent, passwordKeychain: absent } });
+    const dir = tempDir(cleanups, TEMP_PREFIX);
+    const messenger = await Messenger.open({ dataDir: dir, networkPollMs: false, timers: FAST_SIP_TIMERS, security: { keychain: absent, passwordKeychain: absent } });
     cleanups.push(() => messenger.close());
     const events: ApiEvent[] = [];
     messenger.subscribe((event) => events.push(event));
     const port = await freePort();
-    const account = await messenger.call('accounts.add', {
-      sipAddress: `sip:dave@127.0.0.1:${port}`,
-      displayName: '',
-      registrar: '',
-      outboundProxy: '',
-      transport: 'udp',
-      register: false,
-      authUser: '',
-      localAddress: '127.0.0.1',
-      localPort: port,
-      password: 'hunter2',
-    });
+    const account = await messenger.call('accounts.add', peerToPeerAccount('dave', port, { password: 'hunter2' }));
     expect(account.password).toBe('session');
     expect(account.certificateFingerprint).toBeUndefined();
     const problems = events.flatMap((event) => (event.type === 'error' ? [`${event.code}: ${event.message}`] : []));

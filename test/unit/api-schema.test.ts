@@ -2,26 +2,15 @@
  * The API gate: every command's arguments are validated (shared/api-schema.ts) and a
  * malformed call is answered `invalid-arguments` before anything reaches the core.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_NAMES, type CommandName } from '../../shared/api.js';
 import { COMMAND_SCHEMAS, LIMITS, validateCommand } from '../../shared/api-schema.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { openStore } from '../../main/store/index.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { peerToPeerAccount } from '../support/messenger-desk.js';
 
-const ACCOUNT = {
-  sipAddress: 'sip:alice@example.com',
-  displayName: 'Alice',
-  registrar: '',
-  outboundProxy: '',
-  transport: 'udp',
-  register: false,
-  authUser: '',
-  localAddress: '127.0.0.1',
-  localPort: 0,
-};
+const ACCOUNT = peerToPeerAccount('alice', 0, { sipAddress: 'sip:alice@example.com', displayName: 'Alice' });
 
 /** One valid argument object per command. */
 const VALID: { readonly [C in CommandName]: unknown } = {
@@ -122,15 +111,11 @@ describe('validateCommand', () => {
   });
 });
 
-/** A fresh data dir for one Messenger; `done` removes it. */
-function tempDataDir(): { dir: string; done: () => void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-api-'));
-  return { dir, done: () => rmSync(dir, { recursive: true, force: true }) };
-}
+const cleanups = cleanupsAfterEach();
 
 describe('Messenger.dispatch', () => {
   it('answers malformed calls invalid-arguments without touching the history, the config or the network', async () => {
-    const { dir, done } = tempDataDir();
+    const dir = tempDir(cleanups, 'sipnote-api-');
     const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     try {
       const events: unknown[] = [];
@@ -154,12 +139,11 @@ describe('Messenger.dispatch', () => {
       expect(store.preferences.get('app')).toBeUndefined();
     } finally {
       store.close();
-      done();
     }
   });
 
   it('never throws: an unknown command, a missing account, an unavailable feature are answers', async () => {
-    const { dir, done } = tempDataDir();
+    const dir = tempDir(cleanups, 'sipnote-api-');
     const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     try {
       expect(await messenger.dispatch('rm -rf', {})).toMatchObject({ ok: false, error: { code: 'unknown-command' } });
@@ -171,7 +155,6 @@ describe('Messenger.dispatch', () => {
       expect(await messenger.dispatch('app.info', {})).toMatchObject({ ok: true, value: { capabilities: { smime: false, history: 'sqlite' } } });
     } finally {
       await messenger.close();
-      done();
     }
     expect(await messenger.dispatch('app.info', {})).toMatchObject({ ok: false, error: { code: 'invalid-state' } });
   });

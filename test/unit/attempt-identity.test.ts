@@ -4,27 +4,18 @@
  * §8.1.1.5, never a merged one, §8.2.2.2), and the receiver's duplicate rule by
  * imdn.Message-ID that makes this safe.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { attemptCSeq, CSEQ_STEP, isMergedRetry, nextAttemptIdentity } from '../../main/im/attempt-identity.js';
 import { retryIdentity } from '../../main/cli/send-command.js';
 import { openStore, type Store } from '../../main/store/index.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 function tempStore(): Store {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-identity-'));
-  const store = openStore(dir, { synchronous: 'normal' });
-  cleanups.push(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const store = openStore(tempDir(cleanups, 'sipnote-identity-'), { synchronous: 'normal' });
+  cleanups.push(() => store.close());
   return store;
 }
 

@@ -3,23 +3,20 @@
  * WebSocket, the Host and Origin checks, the CSP, no path traversal; and `sipnote ui`'s
  * arguments and its `--json` line.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { ApiEndpoint, ApiEvent, ServerFrame } from '../../shared/api.js';
 import { startBrowserHost, type BrowserHost } from '../../main/host/browser-host.js';
 import { parseUiArgs, uiCommand } from '../../main/cli/ui-command.js';
 import { UsageError } from '../../main/cli/usage-error.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 /** A stand-in core that records what reaches it. */
 function fakeEndpoint(): ApiEndpoint & { calls: Array<[string, unknown]>; emit(event: ApiEvent): void } {
@@ -42,8 +39,7 @@ function fakeEndpoint(): ApiEndpoint & { calls: Array<[string, unknown]>; emit(e
 }
 
 function rendererDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-renderer-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(cleanups, 'sipnote-renderer-');
   mkdirSync(join(dir, 'assets'));
   writeFileSync(join(dir, 'index.html'), '<!doctype html><title>sipnote</title>');
   writeFileSync(join(dir, 'assets', 'app.js'), 'console.log(1)');
@@ -220,8 +216,7 @@ describe('sipnote ui', () => {
     stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     let stop!: () => void;
     const stopped = new Promise<void>((resolve) => (stop = resolve));
-    const dataDir = mkdtempSync(join(tmpdir(), 'sipnote-ui-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir(cleanups, 'sipnote-ui-');
     const exit = uiCommand(parseUiArgs(['--json', '--data-dir', dataDir]), { stdin: new PassThrough(), stdout, stderr }, stopped, { rendererDir: rendererDir() });
     while (!out.includes('\n')) await new Promise((resolve) => stdout.once('data', resolve));
     const line = JSON.parse(out.split('\n')[0] as string) as { event: string; url: string };

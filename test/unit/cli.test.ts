@@ -2,40 +2,26 @@
  * The `sipnote` command line: exit codes, JSON output, stdin, usage errors. Most cases run
  * `main()` in-process with injected streams; one runs the real bin file as a child process.
  */
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ListeningEvent, MessageEvent, SendSummary } from '../../shared/cli-events.js';
 import { main } from '../../main/cli/main.js';
 import { buildCpim } from '../../main/im/cpim.js';
+import { runCleanups, tempDir, type Cleanups } from '../support/cleanups.js';
 import { startDnsServer } from '../support/dnsmasq.js';
+import { runWithMemoryIo, type CommandRun } from '../support/memory-io.js';
 import { exitWithin, freePort, startSipnote, stopAll, waitForLine } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+function run(argv: string[], stdin = '', stop?: Promise<void>): Promise<CommandRun> {
+  return runWithMemoryIo((io) => main(argv, io, stop), stdin);
 }
 
-async function run(argv: string[], stdin = '', stop?: Promise<void>): Promise<Run> {
-  const input = new PassThrough();
-  const output = new PassThrough();
-  const errors = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  output.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  errors.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  input.end(stdin);
-  const code = await main(argv, { stdin: input, stdout: output, stderr: errors }, stop);
-  return { code, stdout, stderr };
-}
-
-const cleanups: Array<() => Promise<void> | void> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await runCleanups(cleanups);
   await stopAll();
 });
 
@@ -51,8 +37,7 @@ describe('sipnote parse', () => {
   });
 
   it('reads a file, and reports a ParseError with exit 1', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-cli-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir(cleanups, 'sipnote-cli-');
     writeFileSync(join(dir, 'bad.txt'), 'MESSAGE  sip:bob@example.com SIP/2.0\r\nCall-ID: x\r\n\r\n');
     const result = await run(['parse', join(dir, 'bad.txt'), '--json']);
     expect(result.code).toBe(1);
@@ -173,8 +158,7 @@ describe('sipnote send and listen', () => {
 
   it('runs as the installed bin; without --plaintext it protects with S/MIME and says how to create keys when there are none', async () => {
     const bob = await listener();
-    const dataDir = mkdtempSync(join(tmpdir(), 'sipnote-cli-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const dataDir = tempDir(cleanups, 'sipnote-cli-');
     const send = startSipnote(['send', '--from', 'sip:alice@127.0.0.1', '--to', `sip:bob@127.0.0.1:${bob.port}`, '--data-dir', dataDir, 'hi']);
     expect(await exitWithin(send)).toBe(1);
     expect(send.stderr()).toMatch(/sipnote keys init --aor sip:alice@127\.0\.0\.1/);

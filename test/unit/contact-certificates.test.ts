@@ -2,23 +2,18 @@
  * Pinned contact certificates (trust on first use, loud on change) and the AoR file names
  * they are stored under.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { aorFileName, canonicalAor, certificateNamesAor } from '../../main/security/aor.js';
 import { createIdentity } from '../../main/security/certificates.js';
 import { ContactCertificateError, ContactCertificates } from '../../main/security/contact-certificates.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const cleanups = cleanupsAfterEach();
 
 function store(): ContactCertificates {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-contacts-'));
-  dirs.push(dir);
-  return new ContactCertificates(join(dir, 'data'));
+  return new ContactCertificates(join(tempDir(cleanups, 'sipnote-contacts-'), 'data'));
 }
 
 describe('ContactCertificates', () => {

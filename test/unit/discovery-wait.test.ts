@@ -16,91 +16,29 @@
  * Run with a keychain: `sh scripts/with-secret-service.sh npx vitest run test/unit/discovery-wait.test.ts`
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Account, ApiEvent, MessageView } from '../../shared/api.js';
-import { Messenger, type MessengerOptions } from '../../main/im/messenger.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { ApiEvent } from '../../shared/api.js';
+import type { MessengerOptions } from '../../main/im/messenger.js';
 import { DEFAULT_INITIAL_RETRY_DELAY_MS } from '../../main/im/retry-policy.js';
-import { forgetIdentity } from '../../main/security/identity-store.js';
-import { OsKeychain } from '../../main/security/keychain.js';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { ManualClock } from '../support/manual-clock.js';
+import { messageInState, messageReceived, openDesk, type Desk } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
 
 const T1 = 50;
 const TIMERS = { t1: T1, t2: 400, t4: 500 };
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 let gate: KeychainGate;
 beforeAll(async () => {
   gate = await keychainGate('test/unit/discovery-wait.test.ts');
 });
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sipnote-discovery-wait-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-interface Desk {
-  readonly messenger: Messenger;
-  readonly account: Account;
-  readonly events: ApiEvent[];
-  /** The first event (seen already or still to come) that matches; rejects after `ms` of real time. */
-  next<T extends ApiEvent>(match: (event: ApiEvent) => event is T, ms?: number): Promise<T>;
-}
-
 /** A Messenger with S/MIME (keys in the OS keychain) and one peer-to-peer account on `port`. */
-async function desk(user: string, port: number, options: Pick<MessengerOptions, 'clock' | 'now'> = {}): Promise<Desk> {
-  const dataDir = await tempDir();
-  const messenger = await Messenger.open({ dataDir, networkPollMs: false, timers: TIMERS, security: {}, ...options });
-  cleanups.push(() => messenger.close());
-  const events: ApiEvent[] = [];
-  const waiters: Array<() => void> = [];
-  messenger.subscribe((event) => {
-    events.push(event);
-    for (const wake of waiters.splice(0)) wake();
-  });
-  const sipAddress = `sip:${user}@127.0.0.1:${port}`;
-  const account = await messenger.call('accounts.add', {
-    sipAddress,
-    displayName: '',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp',
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: port,
-  });
-  cleanups.push(() => forgetIdentity(dataDir, sipAddress, { keychain: new OsKeychain() }).catch(() => false));
-  return {
-    messenger,
-    account,
-    events,
-    async next(match, ms = 8000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const found = events.find(match);
-        if (found !== undefined) return found;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no matching event within ${ms} ms; saw ${events.map((event) => event.type).join(', ')}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
-    },
-  };
+function desk(user: string, port: number, options: Pick<MessengerOptions, 'clock' | 'now'> = {}): Promise<Desk> {
+  return openDesk(cleanups, user, { messenger: { timers: TIMERS, security: {}, ...options }, port, nextTimeoutMs: 8000 });
 }
 
 /** A UDP socket on bob's port that takes everything and answers nothing: bob is away. */
@@ -150,16 +88,6 @@ class SilentPort {
   }
 }
 
-const stateOf =
-  (id: number, state: MessageView['state']) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-state' }> =>
-    event.type === 'message-state' && event.message.id === id && event.message.state === state;
-
-const arrived =
-  (text: string) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-received' }> =>
-    event.type === 'message-received' && event.message.text === text;
-
 /** The states `id` went through, in the order the events told them. */
 function statesOf(events: readonly ApiEvent[], id: number): string[] {
   return events.flatMap((event) => (event.type === 'message-state' && event.message.id === id ? [event.message.state] : []));
@@ -190,7 +118,7 @@ describe('the first message to a peer whose certificate is unknown, while the pe
     // timer F (64·T1) ends it as a 408.
     await away.waitFor('OPTIONS');
     clock.advance(64 * T1 + 1);
-    const failed = (await alice.next(stateOf(first.id, 'failed'))).message;
+    const failed = (await alice.next(messageInState(first.id, 'failed'))).message;
     expect(failed).toMatchObject({ status: 408, attempts: 1, security: 'encrypted-signed' });
     // The user is told why it waits: bob's certificate is not known and asking for it got no
     // answer; and that it will be tried again (not a final failure).
@@ -218,18 +146,18 @@ describe('the first message to a peer whose certificate is unknown, while the pe
     expect(bob.account.sipAddress).toBe(bobAddress);
     clock.advance(DEFAULT_INITIAL_RETRY_DELAY_MS);
 
-    const delivered = (await alice.next(stateOf(first.id, 'delivered'))).message;
+    const delivered = (await alice.next(messageInState(first.id, 'delivered'))).message;
     expect(delivered).toMatchObject({ status: 200, attempts: 2, security: 'encrypted-signed' });
-    expect((await alice.next(stateOf(second.id, 'delivered'))).message).toMatchObject({ status: 200, attempts: 1, security: 'encrypted-signed' });
-    const firstIn = (await bob.next(arrived('first, while bob is away'))).message;
-    const secondIn = (await bob.next(arrived('second, behind the first'))).message;
+    expect((await alice.next(messageInState(second.id, 'delivered'))).message).toMatchObject({ status: 200, attempts: 1, security: 'encrypted-signed' });
+    const firstIn = (await bob.next(messageReceived('first, while bob is away'))).message;
+    const secondIn = (await bob.next(messageReceived('second, behind the first'))).message;
     expect(firstIn).toMatchObject({ direction: 'in', security: 'encrypted-signed', peer: alice.account.sipAddress });
     expect(secondIn).toMatchObject({ direction: 'in', security: 'encrypted-signed', peer: alice.account.sipAddress });
     expect(firstIn.id).toBeLessThan(secondIn.id);
 
     // Order: the second message left only after the first was delivered.
-    const firstDelivered = indexOf(alice.events, stateOf(first.id, 'delivered'));
-    const secondSending = indexOf(alice.events, stateOf(second.id, 'sending'));
+    const firstDelivered = indexOf(alice.events, messageInState(first.id, 'delivered'));
+    const secondSending = indexOf(alice.events, messageInState(second.id, 'sending'));
     expect(firstDelivered).toBeGreaterThanOrEqual(0);
     expect(secondSending).toBeGreaterThan(firstDelivered);
     expect(statesOf(alice.events, first.id).slice(0, 5)).toEqual(['queued', 'sending', 'failed', 'sending', 'delivered']);

@@ -6,10 +6,9 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createPrivateKey, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createIdentity, exportPrivateKeyPem, fingerprintSha256 } from '../../main/security/certificates.js';
 import { DER_NULL, derAlgorithm, derOctetString, derOid, derSequence, derTlv, derUnsignedInteger, readDer, readSequence } from '../../main/security/cms/der.js';
 import {
@@ -24,23 +23,21 @@ import {
   readIdentityRecord,
   type StoredIdentity,
 } from '../../main/security/identity-store.js';
-import { KeychainUnavailableError, OsKeychain, type Keychain } from '../../main/security/keychain.js';
+import { KeychainUnavailableError, OsKeychain } from '../../main/security/keychain.js';
 import { PassphraseKeyError, decryptPrivateKeyInfo, encryptPrivateKeyInfo } from '../../main/security/passphrase-key-file.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { MemoryKeychain, unavailableKeychain } from '../support/keychains.js';
 import { keychainGate } from '../support/secret-service.js';
 
 const gate = await keychainGate('test/unit/identity-store.test.ts');
 const keychain = new OsKeychain({ timeoutMs: 15_000 });
 const hasSecretTool = process.platform === 'linux' && spawnSync('sh', ['-c', 'command -v secret-tool'], { stdio: 'ignore' }).status === 0;
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 /** A fresh data dir (not yet created: the store creates it, with mode 0700). */
 function newDataDir(): string {
-  const parent = mkdtempSync(join(tmpdir(), 'sipnote-identity-'));
-  cleanups.push(() => rmSync(parent, { recursive: true, force: true }));
+  const parent = tempDir(cleanups, 'sipnote-identity-');
   return join(parent, 'data');
 }
 
@@ -257,8 +254,7 @@ describe.skipIf(gate.skip)('identities with the key in the OS keychain', () => {
   describe('import', () => {
     /** An OpenSSL-made identity: SEC 1 EC key, self-signed certificate with the given SAN. */
     function opensslIdentity(san: string): { dir: string; keyPem: string; certPem: string } {
-      const dir = mkdtempSync(join(tmpdir(), 'sipnote-openssl-'));
-      cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+      const dir = tempDir(cleanups, 'sipnote-openssl-');
       execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'key.pem')]);
       execFileSync('openssl', ['req', '-x509', '-new', '-key', join(dir, 'key.pem'), '-subj', '/CN=Carol', '-days', '30', '-addext', `subjectAltName=${san}`, '-out', join(dir, 'cert.pem')]);
       return { dir, keyPem: readFileSync(join(dir, 'key.pem'), 'utf8'), certPem: readFileSync(join(dir, 'cert.pem'), 'utf8') };
@@ -333,12 +329,7 @@ describe.skipIf(gate.skip)('identities with the key in the OS keychain', () => {
 });
 
 describe('without a keychain', () => {
-  const unavailable: Keychain = {
-    description: 'a keychain that is not there',
-    get: () => Promise.reject(new KeychainUnavailableError('no-service', 'test', 'linux')),
-    set: () => Promise.reject(new KeychainUnavailableError('no-service', 'test', 'linux')),
-    delete: () => Promise.reject(new KeychainUnavailableError('no-service', 'test', 'linux')),
-  };
+  const unavailable = unavailableKeychain('a keychain that is not there', 'test', 'linux');
 
   it('init fails with KeychainUnavailableError and writes nothing (no silent fallback to a file)', async () => {
     const dataDir = newDataDir();
@@ -349,17 +340,11 @@ describe('without a keychain', () => {
   it('forget leaves the identity alone when its key cannot be deleted', async () => {
     const dataDir = newDataDir();
     const aor = 'sip:stuck@example.com';
-    const memory = new Map<string, Uint8Array>();
-    const working: Keychain = {
-      description: 'memory',
-      get: async (account) => memory.get(account),
-      set: async (account, secret) => void memory.set(account, secret),
-      delete: async (account) => memory.delete(account),
-    };
+    const working = new MemoryKeychain();
     await initIdentity(dataDir, aor, { keychain: working });
     await expect(forgetIdentity(dataDir, aor, { keychain: unavailable })).rejects.toBeInstanceOf(KeychainUnavailableError);
     expect(await readIdentityRecord(dataDir, aor)).toBeDefined();
-    expect(memory.size).toBe(1);
+    expect(working.entries.size).toBe(1);
   });
 
   it('opted in: the key goes to a PBES2 file that openssl opens, and nowhere else', async () => {
@@ -411,8 +396,7 @@ describe('PBES2 EncryptedPrivateKeyInfo', () => {
     expect(await decryptPrivateKeyInfo(encrypted, 'passphrase 1')).toEqual(privateKeyPkcs8);
     await expect(decryptPrivateKeyInfo(encrypted, 'passphrase 2')).rejects.toMatchObject({ code: 'bad-passphrase' });
 
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-pbes2-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir(cleanups, 'sipnote-pbes2-');
     writeFileSync(join(dir, 'plain.pem'), exportPrivateKeyPem(privateKeyPkcs8));
     for (const [cipher, prf] of [['aes-128-cbc', 'hmacWithSHA1'], ['aes-192-cbc', 'hmacWithSHA256'], ['aes-256-cbc', 'hmacWithSHA512'], ['des-ede3-cbc', 'hmacWithSHA256']] as const) {
       const der = execFileSync('openssl', ['pkcs8', '-topk8', '-in', join(dir, 'plain.pem'), '-v2', cipher, '-v2prf', prf, '-iter', '2048', '-passout', 'pass:from openssl', '-outform', 'DER']);
@@ -423,8 +407,7 @@ describe('PBES2 EncryptedPrivateKeyInfo', () => {
   it('turns garbage, PBES1 and absurd iteration counts into PassphraseKeyError, not crashes', async () => {
     await expect(decryptPrivateKeyInfo(Uint8Array.of(0x30, 0x03, 0x02, 0x01), 'x')).rejects.toMatchObject({ code: 'malformed' });
     const { privateKeyPkcs8 } = await createIdentity({ aor: 'sip:pbes1@example.com' });
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-pbes1-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = tempDir(cleanups, 'sipnote-pbes1-');
     writeFileSync(join(dir, 'plain.pem'), exportPrivateKeyPem(privateKeyPkcs8));
     const pbes1 = spawnSync('openssl', ['pkcs8', '-topk8', '-in', join(dir, 'plain.pem'), '-v1', 'PBE-SHA1-3DES', '-passout', 'pass:legacy', '-outform', 'DER']);
     if (pbes1.status === 0) await expect(decryptPrivateKeyInfo(new Uint8Array(pbes1.stdout), 'legacy')).rejects.toMatchObject({ code: 'unsupported' });

@@ -5,65 +5,34 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defaultDataDir, resolveDataDir } from '../../main/cli/data-dir.js';
 import { keysCommand, parseKeysArgs, type KeysDependencies } from '../../main/cli/keys-command.js';
 import { UsageError } from '../../main/cli/usage-error.js';
 import { createIdentity, exportCertificatePem as certificatePem } from '../../main/security/certificates.js';
 import { forgetIdentity, readIdentityRecord } from '../../main/security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../../main/security/keychain.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { unavailableKeychain } from '../support/keychains.js';
+import { opensslFingerprint } from '../support/openssl.js';
+import { runWithMemoryIo, type CommandRun } from '../support/memory-io.js';
 import { keychainGate } from '../support/secret-service.js';
+import { throwawayIdentity } from '../support/throwaway-identity.js';
 
 const gate = await keychainGate('test/unit/keys-command.test.ts');
 const keychain = new OsKeychain({ timeoutMs: 15_000 });
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+function run(argv: string[], dependencies: KeysDependencies = { keychain }): Promise<CommandRun> {
+  return runWithMemoryIo((io) => keysCommand(parseKeysArgs(argv), io, dependencies));
 }
 
-async function run(argv: string[], dependencies: KeysDependencies = { keychain }): Promise<Run> {
-  const input = new PassThrough();
-  const output = new PassThrough();
-  const errors = new PassThrough();
-  let stdout = '';
-  let stderr = '';
-  output.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  errors.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  input.end();
-  const code = await keysCommand(parseKeysArgs(argv), { stdin: input, stdout: output, stderr: errors }, dependencies);
-  return { code, stdout, stderr };
-}
-
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const cleanups = cleanupsAfterEach();
 
 /** A data dir and an AoR whose identity (and keychain entry) is forgotten after the test. */
 function account(name: string): { dataDir: string; aor: string } {
-  const dataDir = join(tempDir('sipnote-keys-'), 'data');
-  const aor = `sip:${name}-${randomBytes(4).toString('hex')}@example.com`;
-  cleanups.push(() => forgetIdentity(dataDir, aor, { keychain }).catch(() => false));
-  return { dataDir, aor };
-}
-
-function opensslFingerprint(pem: string): string {
-  const printed = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256'], { input: pem, encoding: 'utf8' }).trim();
-  const match = /^sha256 Fingerprint=([0-9A-F:]+)$/i.exec(printed);
-  if (!match?.[1]) throw new Error(`unexpected openssl output: ${printed}`);
-  return match[1].toUpperCase();
+  return throwawayIdentity(cleanups, keychain, name, 'sipnote-keys-');
 }
 
 describe.skipIf(gate.skip)('sipnote keys with the OS keychain', () => {
@@ -115,7 +84,7 @@ describe.skipIf(gate.skip)('sipnote keys with the OS keychain', () => {
 
   it('import --cert --key takes an OpenSSL-made identity; show reports the key missing when it is deleted', async () => {
     const { dataDir, aor } = account('carol');
-    const dir = tempDir('sipnote-import-');
+    const dir = tempDir(cleanups, 'sipnote-import-');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=Carol', '-days', '30', '-addext', `subjectAltName=URI:${aor}`], { stdio: 'ignore' });
     const imported = await run(['import', '--aor', aor, '--cert', join(dir, 'cert.pem'), '--key', join(dir, 'key.pem'), '--data-dir', dataDir]);
     expect(imported.stderr).toBe('');
@@ -138,7 +107,7 @@ describe.skipIf(gate.skip)('sipnote keys with the OS keychain', () => {
   });
 
   it('uses $XDG_DATA_HOME/sipnote when no --data-dir is given', async () => {
-    const xdg = tempDir('sipnote-xdg-');
+    const xdg = tempDir(cleanups, 'sipnote-xdg-');
     const aor = `sip:xdg-${randomBytes(4).toString('hex')}@example.com`;
     cleanups.push(() => forgetIdentity(join(xdg, 'sipnote'), aor, { keychain }).catch(() => false));
     const env = { ...process.env, XDG_DATA_HOME: xdg };
@@ -149,15 +118,10 @@ describe.skipIf(gate.skip)('sipnote keys with the OS keychain', () => {
 });
 
 describe('sipnote keys without a keychain', () => {
-  const unavailable: Keychain = {
-    description: 'the Secret Service (service org.sipnote.keys)',
-    get: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-    set: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-    delete: () => Promise.reject(new KeychainUnavailableError('no-service', 'DBus error: Failed to connect to socket /nowhere', 'linux')),
-  };
+  const unavailable = unavailableKeychain('the Secret Service (service org.sipnote.keys)', 'DBus error: Failed to connect to socket /nowhere', 'linux');
 
   it('init fails with exit 1 and says how to get a keychain; nothing is written', async () => {
-    const dataDir = join(tempDir('sipnote-nokc-'), 'data');
+    const dataDir = join(tempDir(cleanups, 'sipnote-nokc-'), 'data');
     const result = await run(['init', '--aor', 'sip:alice@example.com', '--data-dir', dataDir, '--json'], { keychain: unavailable });
     expect(result.code).toBe(1);
     expect(JSON.parse(result.stdout)).toMatchObject({ error: 'KeychainUnavailableError', code: 'no-service' });
@@ -167,7 +131,7 @@ describe('sipnote keys without a keychain', () => {
   });
 
   it('--passphrase-key keeps the key in a PBES2 file (passphrase from SIPNOTE_KEY_PASSPHRASE) that openssl opens', async () => {
-    const dataDir = join(tempDir('sipnote-pp-'), 'data');
+    const dataDir = join(tempDir(cleanups, 'sipnote-pp-'), 'data');
     const aor = 'sip:offline@example.com';
     const env = { ...process.env, SIPNOTE_KEY_PASSPHRASE: 'a passphrase for tests' };
     const init = await run(['init', '--aor', aor, '--passphrase-key', '--data-dir', dataDir, '--json'], { keychain: unavailable, env, pbkdf2Iterations: 2000 });
@@ -182,8 +146,8 @@ describe('sipnote keys without a keychain', () => {
   });
 
   it('import opens an encrypted key with SIPNOTE_IMPORT_PASSPHRASE, and re-encrypts it under SIPNOTE_KEY_PASSPHRASE', async () => {
-    const dataDir = join(tempDir('sipnote-ppi-'), 'data');
-    const dir = tempDir('sipnote-ppi-in-');
+    const dataDir = join(tempDir(cleanups, 'sipnote-ppi-'), 'data');
+    const dir = tempDir(cleanups, 'sipnote-ppi-in-');
     const aor = 'sip:importer@example.com';
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-passout', 'pass:the import passphrase', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=Importer', '-days', '30', '-addext', `subjectAltName=URI:${aor}`], { stdio: 'ignore' });
     expect(readFileSync(join(dir, 'key.pem'), 'utf8')).toContain('ENCRYPTED PRIVATE KEY');
@@ -202,7 +166,7 @@ describe('sipnote keys without a keychain', () => {
   });
 
   it('--passphrase-key without SIPNOTE_KEY_PASSPHRASE and without a terminal fails instead of hanging', async () => {
-    const dataDir = join(tempDir('sipnote-pp-'), 'data');
+    const dataDir = join(tempDir(cleanups, 'sipnote-pp-'), 'data');
     const env = { ...process.env };
     delete env.SIPNOTE_KEY_PASSPHRASE;
     const result = await run(['init', '--aor', 'sip:alice@example.com', '--passphrase-key', '--data-dir', dataDir], { keychain: unavailable, env });
@@ -212,8 +176,8 @@ describe('sipnote keys without a keychain', () => {
   });
 
   it('trust pins a contact certificate, refuses a different one until --replace, and forget --peer unpins', async () => {
-    const dataDir = join(tempDir('sipnote-trust-'), 'data');
-    const dir = tempDir('sipnote-certs-');
+    const dataDir = join(tempDir(cleanups, 'sipnote-trust-'), 'data');
+    const dir = tempDir(cleanups, 'sipnote-certs-');
     const peer = 'sip:bob@example.com';
     const first = await createIdentity({ aor: peer });
     const second = await createIdentity({ aor: peer });

@@ -5,10 +5,7 @@
  * reads the conversation, once; a bare application/im-iscomposing+xml drives the `composing`
  * event; neither a notification nor a status is stored as a message.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ApiEvent } from '../../shared/api.js';
 import { buildCpim, parseCpim } from '../../main/im/cpim.js';
 import { readImdnNotifications, requestImdn } from '../../main/im/imdn.js';
@@ -16,13 +13,12 @@ import { buildIsComposing } from '../../main/im/is-composing.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { parseMessage } from '../../main/sip/message/parse.js';
 import type { SipRequest } from '../../main/sip/message/sip-message.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { FAST_SIP_TIMERS, peerToPeerAccount } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 let sequence = 0;
 
@@ -69,14 +65,13 @@ async function next(peer: RawUdpPeer, seen: Set<string>, match: (sip: ReturnType
 
 describe('notifications and isComposing with a plaintext peer', () => {
   it('answers a CPIM IM with delivery, then display on read; takes isComposing; stores neither', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-notifications-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    const dir = tempDir(cleanups, 'sipnote-notifications-');
+    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
     cleanups.push(() => bob.close());
     const events: ApiEvent[] = [];
     bob.subscribe((event) => events.push(event));
     const bobPort = await freePort();
-    const account = await bob.call('accounts.add', { sipAddress: `sip:bob@127.0.0.1:${bobPort}`, displayName: '', registrar: '', outboundProxy: '', transport: 'udp', register: false, authUser: '', localAddress: '127.0.0.1', localPort: bobPort });
+    const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
     expect((await bob.call('app.info', {})).capabilities.composing).toBe(true);
     const alice = await RawUdpPeer.open();
     cleanups.push(() => alice.close());
@@ -118,13 +113,12 @@ describe('notifications and isComposing with a plaintext peer', () => {
     expect(history.messages.map((view) => view.text)).toEqual(['read me']);
   });
   it('sends no display notification when the user turned read receipts off (RFC 5438 §7.2.1.1 consent); delivery still goes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'sipnote-notifications-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    const dir = tempDir(cleanups, 'sipnote-notifications-');
+    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
     cleanups.push(() => bob.close());
     expect((await bob.call('settings.update', { readReceipts: false })).readReceipts).toBe(false);
     const bobPort = await freePort();
-    const account = await bob.call('accounts.add', { sipAddress: `sip:bob@127.0.0.1:${bobPort}`, displayName: '', registrar: '', outboundProxy: '', transport: 'udp', register: false, authUser: '', localAddress: '127.0.0.1', localPort: bobPort, acceptPlaintext: true });
+    const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort, { acceptPlaintext: true }));
     const alice = await RawUdpPeer.open();
     cleanups.push(() => alice.close());
     const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;

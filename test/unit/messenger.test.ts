@@ -4,93 +4,47 @@
  * retry and cancel, history paging, search, read marks, the SIP log, settings, and what
  * survives a restart (accounts, settings, history; never the password).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Account, ApiEvent, MessageState, MessageView, NewAccount } from '../../shared/api.js';
+import { describe, expect, it } from 'vitest';
+import type { ApiEvent, MessageView } from '../../shared/api.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { describeSipBytes, SipLog } from '../../main/im/sip-log.js';
+import type { SipRequest } from '../../main/sip/message/sip-message.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 import { ManualClock } from '../support/manual-clock.js';
+import { FAST_SIP_TIMERS, messageInState, messageReceived, openDesk, peerToPeerAccount, type Desk } from '../support/messenger-desk.js';
 import { freePort } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 /** A fresh data dir, removed after the test. */
 function dataDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-messenger-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return tempDir(cleanups, 'sipnote-messenger-');
 }
 
-function p2p(user: string, port: number): NewAccount {
-  return {
-    sipAddress: `sip:${user}@127.0.0.1:${port}`,
-    displayName: '',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp',
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: port,
-  };
+/** A plaintext-only Messenger (`security: false`) with fast SIP timers and one peer-to-peer account on a free port. */
+function peer(user: string, clock?: ManualClock): Promise<Desk> {
+  return openDesk(cleanups, user, { messenger: { security: false, timers: FAST_SIP_TIMERS, ...(clock === undefined ? {} : { clock }) } });
 }
 
-interface Peer {
-  readonly messenger: Messenger;
-  readonly account: Account;
-  readonly events: ApiEvent[];
-  /** Resolves with the first event (already seen or still to come) that matches. */
-  next<T extends ApiEvent>(match: (event: ApiEvent) => event is T, ms?: number): Promise<T>;
+/** The registrar's 200 OK to `request`, granting `expires` seconds to the Contact it carried (RFC 3261 §10.3 step 8). */
+function registerOk(request: SipRequest, expires: number): string {
+  const contact = request.headers.get('contact') ?? '';
+  return [
+    'SIP/2.0 200 OK',
+    `Via: ${request.headers.get('via') ?? ''}`,
+    `From: ${request.headers.get('from') ?? ''}`,
+    `To: ${request.headers.get('to') ?? ''};tag=reg`,
+    `Call-ID: ${request.callId}`,
+    `CSeq: ${request.cseq.seq} REGISTER`,
+    `Contact: ${contact.replace(/;expires=\d+/, '')};expires=${expires}`,
+    'Content-Length: 0',
+    '',
+    '',
+  ].join('\r\n');
 }
-
-async function peer(user: string, clock?: ManualClock): Promise<Peer> {
-  const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 }, ...(clock === undefined ? {} : { clock }) });
-  cleanups.push(() => messenger.close());
-  const events: ApiEvent[] = [];
-  const waiters: Array<() => void> = [];
-  messenger.subscribe((event) => {
-    events.push(event);
-    for (const wake of waiters.splice(0)) wake();
-  });
-  const account = await messenger.call('accounts.add', p2p(user, await freePort()));
-  return {
-    messenger,
-    account,
-    events,
-    async next(match, ms = 5000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const found = events.find(match);
-        if (found !== undefined) return found;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`no matching event within ${ms} ms; saw ${events.map((event) => event.type).join(', ')}`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
-        });
-      }
-    },
-  };
-}
-
-const stateOf =
-  (id: number, state: MessageState) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-state' }> =>
-    event.type === 'message-state' && event.message.id === id && event.message.state === state;
-
-const received =
-  (text: string) =>
-  (event: ApiEvent): event is Extract<ApiEvent, { type: 'message-received' }> =>
-    event.type === 'message-received' && event.message.text === text;
 
 describe('Messenger peer to peer over loopback', () => {
   it('sends alice → bob: queued, sending, delivered; bob stores it, counts it unread, and logs the SIP', async () => {
@@ -100,12 +54,12 @@ describe('Messenger peer to peer over loopback', () => {
 
     const queued = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'Hello Bob ✓' });
     expect(queued).toMatchObject({ state: 'queued', direction: 'out', security: 'plaintext', attempts: 0, peer: bob.account.sipAddress });
-    await alice.next(stateOf(queued.id, 'sending'));
-    const delivered = (await alice.next(stateOf(queued.id, 'delivered'))).message;
+    await alice.next(messageInState(queued.id, 'sending'));
+    const delivered = (await alice.next(messageInState(queued.id, 'delivered'))).message;
     expect(delivered).toMatchObject({ status: 200, reason: 'OK', attempts: 1 });
     expect(delivered.callId).toBeTruthy();
 
-    const arrival = await bob.next(received('Hello Bob ✓'));
+    const arrival = await bob.next(messageReceived('Hello Bob ✓'));
     expect(arrival.message).toMatchObject({ direction: 'in', state: 'received', security: 'plaintext', peer: alice.account.sipAddress });
     expect(arrival.conversation).toMatchObject({ peer: alice.account.sipAddress, unread: 1, total: 1 });
     const [conversation] = await bob.messenger.call('conversations.list', {});
@@ -185,7 +139,7 @@ describe('Messenger peer to peer over loopback', () => {
     const alice = await peer('alice');
     const closed = await freePort();
     const sent = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: `sip:nobody@127.0.0.1:${closed};transport=tcp`, text: 'hello?' });
-    const failed = (await alice.next(stateOf(sent.id, 'failed'))).message;
+    const failed = (await alice.next(messageInState(sent.id, 'failed'))).message;
     expect(failed).toMatchObject({ status: 503, attempts: 1 });
     // A transport error may pass later: the outbox will retry it by itself (after 30 s).
     expect(failed.reason).toMatch(/transport error.*; will retry$/);
@@ -193,7 +147,7 @@ describe('Messenger peer to peer over loopback', () => {
     alice.events.length = 0;
     const retried = await alice.messenger.call('messages.retry', { messageId: sent.id });
     expect(retried).toMatchObject({ state: 'queued', attempts: 1 });
-    const again = (await alice.next(stateOf(sent.id, 'failed'))).message;
+    const again = (await alice.next(messageInState(sent.id, 'failed'))).message;
     expect(again.attempts).toBe(2);
 
     const cancelled = await alice.messenger.call('messages.cancel', { messageId: sent.id });
@@ -224,7 +178,7 @@ describe('Messenger peer to peer over loopback', () => {
     for (let i = 1; i <= 5; i++) {
       const message = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: `note ${i} about Lunch` });
       sent.push(message);
-      await alice.next(stateOf(message.id, 'delivered'));
+      await alice.next(messageInState(message.id, 'delivered'));
     }
     const conversationId = sent[0]!.conversationId;
     const newest = await alice.messenger.call('conversations.history', { conversationId, limit: 2 });
@@ -252,12 +206,12 @@ describe('Messenger peer to peer over loopback', () => {
     expect(clash.error).toMatch(/cannot listen/);
     expect(clash.listening).toEqual([]);
     const failedSend = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob.account.sipAddress, text: 'x' });
-    expect((await alice.next(stateOf(failedSend.id, 'failed'))).message.reason).toMatch(/^Not sent: cannot listen/);
+    expect((await alice.next(messageInState(failedSend.id, 'failed'))).message.reason).toMatch(/^Not sent: cannot listen/);
 
     const fixed = await alice.messenger.call('accounts.update', { id: alice.account.id, changes: { localPort: alice.account.localPort, displayName: 'Alice' } });
     expect(fixed.error).toBeUndefined();
     expect(fixed.displayName).toBe('Alice');
-    expect(await alice.messenger.dispatch('accounts.add', p2p('alice', alice.account.localPort))).toMatchObject({ ok: false, error: { code: 'invalid-arguments' } });
+    expect(await alice.messenger.dispatch('accounts.add', peerToPeerAccount('alice', alice.account.localPort))).toMatchObject({ ok: false, error: { code: 'invalid-arguments' } });
     await alice.messenger.call('accounts.remove', { id: alice.account.id });
     expect(await alice.messenger.call('accounts.list', {})).toEqual([]);
     expect(await alice.messenger.call('conversations.list', {})).toEqual([]);
@@ -266,12 +220,12 @@ describe('Messenger peer to peer over loopback', () => {
   it('registers with a registrar, reports the state, and unregisters on close', async () => {
     const registrar = await RawUdpPeer.open();
     cleanups.push(() => registrar.close());
-    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
+    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
     const events: ApiEvent[] = [];
     messenger.subscribe((event) => events.push(event));
     const port = await freePort();
     const account = await messenger.call('accounts.add', {
-      ...p2p('carol', port),
+      ...peerToPeerAccount('carol', port),
       sipAddress: 'sip:carol@example.test',
       register: true,
       registrar: `sip:127.0.0.1:${registrar.port}`,
@@ -281,21 +235,8 @@ describe('Messenger peer to peer over loopback', () => {
     const answer = async (n: number, expires: number): Promise<string> => {
       const [request] = (await registrar.waitFor(n)).slice(n - 1);
       if (request?.kind !== 'request' || request.method !== 'REGISTER') throw new Error('expected a REGISTER');
-      const contact = request.headers.get('contact') ?? '';
-      const response = [
-        'SIP/2.0 200 OK',
-        `Via: ${request.headers.get('via') ?? ''}`,
-        `From: ${request.headers.get('from') ?? ''}`,
-        `To: ${request.headers.get('to') ?? ''};tag=reg`,
-        `Call-ID: ${request.callId}`,
-        `CSeq: ${request.cseq.seq} REGISTER`,
-        `Contact: ${contact.replace(/;expires=\d+/, '')};expires=${expires}`,
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n');
-      await registrar.send(response, port);
-      return contact;
+      await registrar.send(registerOk(request, expires), port);
+      return request.headers.get('contact') ?? '';
     };
     const registeredEvent = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not registered; saw ${JSON.stringify(events)}`)), 5000);
@@ -322,7 +263,7 @@ describe('Messenger peer to peer over loopback', () => {
     const clock = new ManualClock();
     const registrar = await RawUdpPeer.open();
     cleanups.push(() => registrar.close());
-    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, clock, timers: { t1: 50, t2: 400, t4: 500 }, unregisterTimeoutMs: 100 });
+    const messenger = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false, clock, timers: FAST_SIP_TIMERS, unregisterTimeoutMs: 100 });
     cleanups.push(() => messenger.close());
     const events: ApiEvent[] = [];
     const waiters: Array<() => void> = [];
@@ -344,7 +285,7 @@ describe('Messenger peer to peer over loopback', () => {
       }
     };
     const port = await freePort();
-    const account = await messenger.call('accounts.add', { ...p2p('carol', port), sipAddress: 'sip:carol@example.test', register: true, registrar: `sip:127.0.0.1:${registrar.port}` });
+    const account = await messenger.call('accounts.add', { ...peerToPeerAccount('carol', port), sipAddress: 'sip:carol@example.test', register: true, registrar: `sip:127.0.0.1:${registrar.port}` });
     const [register] = await registrar.waitFor(1);
 
     // Nobody at bob's address yet: a transport error, retried by the backoff in 30 s (manual clock: never).
@@ -353,26 +294,11 @@ describe('Messenger peer to peer over loopback', () => {
     await until((event) => event.type === 'message-state' && event.message.id === sent.id && event.message.state === 'failed', 'failure');
     const bob = await Messenger.open({ dataDir: dataDir(), security: false, networkPollMs: false });
     cleanups.push(() => bob.close());
-    await bob.call('accounts.add', p2p('bob', bobPort));
+    await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
 
     // The registrar answers: registered, and the outbox flushes carol's retries at once.
     if (register?.kind !== 'request') throw new Error('expected a REGISTER');
-    const contact = register.headers.get('contact') ?? '';
-    await registrar.send(
-      [
-        'SIP/2.0 200 OK',
-        `Via: ${register.headers.get('via') ?? ''}`,
-        `From: ${register.headers.get('from') ?? ''}`,
-        `To: ${register.headers.get('to') ?? ''};tag=reg`,
-        `Call-ID: ${register.callId}`,
-        `CSeq: ${register.cseq.seq} REGISTER`,
-        `Contact: ${contact.replace(/;expires=\d+/, '')};expires=600`,
-        'Content-Length: 0',
-        '',
-        '',
-      ].join('\r\n'),
-      port,
-    );
+    await registrar.send(registerOk(register, 600), port);
     await until((event) => event.type === 'message-state' && event.message.id === sent.id && event.message.state === 'delivered', 'delivery after the registration');
     expect(clock.now()).toBe(0);
     const states = events.flatMap((event) => (event.type === 'message-state' && event.message.id === sent.id ? [event.message.state] : []));
@@ -382,8 +308,8 @@ describe('Messenger peer to peer over loopback', () => {
   it('keeps accounts, settings and history in the store of the data dir, never the password', async () => {
     const dir = dataDir();
     const bob = await peer('bob');
-    const first = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: { t1: 50, t2: 400, t4: 500 } });
-    const account = await first.call('accounts.add', { ...p2p('alice', await freePort()), register: false, password: 'hunter2-secret' });
+    const first = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
+    const account = await first.call('accounts.add', { ...peerToPeerAccount('alice', await freePort()), register: false, password: 'hunter2-secret' });
     expect(account.password).toBe('session');
     await first.call('settings.update', { theme: 'dark' });
     const delivered = new Promise<void>((resolve) =>
@@ -392,7 +318,7 @@ describe('Messenger peer to peer over loopback', () => {
       }),
     );
     const sent = await first.call('messages.send', { accountId: account.id, to: bob.account.sipAddress, text: 'kept across restarts' });
-    await bob.next(received('kept across restarts'));
+    await bob.next(messageReceived('kept across restarts'));
     await delivered;
     await first.close();
     for (const file of readdirSync(dir)) expect(readFileSync(join(dir, file)).includes('hunter2'), file).toBe(false);
@@ -410,13 +336,13 @@ describe('Messenger peer to peer over loopback', () => {
     // Removing the account keeps its history in the store; adding it again shows it again.
     await second.call('accounts.remove', { id: account.id });
     expect(await second.call('conversations.list', {})).toEqual([]);
-    const again = await second.call('accounts.add', p2p('alice', account.localPort));
+    const again = await second.call('accounts.add', peerToPeerAccount('alice', account.localPort));
     expect((await second.call('conversations.list', {}))[0]).toMatchObject({ accountId: again.id, total: 1 });
   });
 
   it('imports the config.json of an earlier build once', async () => {
     const dir = dataDir();
-    const account = { id: 'old1', ...p2p('dora', await freePort()) };
+    const account = { id: 'old1', ...peerToPeerAccount('dora', await freePort()) };
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ version: 1, accounts: [account], settings: { theme: 'light' } }));
     const messenger = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false });
     cleanups.push(() => messenger.close());

@@ -4,13 +4,11 @@
  * final failures, flushes (registration or network back), crash recovery with the same SIP
  * identity, and the pure rules `planOutbox` and `resultOf`.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { OutboxWorker, planOutbox, resultOf, type DeliveryResult } from '../../main/im/outbox-worker.js';
 import { addressesOf, watchNetwork } from '../../main/im/network-watch.js';
 import { openStore, type AttemptIdentity, type Message, type Store } from '../../main/store/index.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 import { ManualClock } from '../support/manual-clock.js';
 
 const EPOCH = 1_800_000_000_000;
@@ -18,10 +16,7 @@ const ALICE = 'sip:alice@example.test';
 const BOB = 'sip:bob@example.test';
 const CAROL = 'sip:carol@example.test';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 interface Call {
   readonly message: Message;
@@ -50,14 +45,11 @@ interface Rig {
 }
 
 function rig(options: { handles?: (account: string) => boolean } = {}): Rig {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-outbox-'));
+  const dir = tempDir(cleanups, 'sipnote-outbox-');
   const clock = new ManualClock();
   const now = (): number => EPOCH + clock.now();
   const store = openStore(dir, { now, synchronous: 'normal' });
-  cleanups.push(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(() => store.close());
   const calls: Call[] = [];
   const changes: Message[] = [];
   let identities = 0;

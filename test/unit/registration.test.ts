@@ -3,19 +3,17 @@
  * reads each REGISTER and answers it as a registrar would. Time (refresh, back-off) runs on a
  * ManualClock.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { serializeMessage } from '../../main/sip/message/serialize.js';
 import type { SipRequest } from '../../main/sip/message/sip-message.js';
 import { Registration, type RegistrationEvent } from '../../main/sip/ua/registration.js';
 import { createResponse } from '../../main/sip/ua/responses.js';
 import { UserAgent } from '../../main/sip/ua/user-agent.js';
+import { cleanupsAfterEach } from '../support/cleanups.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 async function setup(): Promise<{ clock: ManualClock; ua: UserAgent; registrar: RawUdpPeer; events: RegistrationEvent[]; registration: Registration }> {
   const clock = new ManualClock();

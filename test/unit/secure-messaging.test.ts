@@ -5,10 +5,9 @@
  * (415, a changed certificate), replays, plaintext; and the user agent's OPTIONS hook and Date
  * override these rely on. Identities are made in memory (no keychain needed here).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   SMIME_MEDIA_TYPES,
   SecureMessaging,
@@ -28,18 +27,12 @@ import { ContactCertificates } from '../../main/security/contact-certificates.js
 import { parseMessage } from '../../main/sip/message/parse.js';
 import type { SipRequest } from '../../main/sip/message/sip-message.js';
 import { UserAgent, type IncomingMessage, type MessageDecision, type SipTrace } from '../../main/sip/ua/user-agent.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sipnote-secure-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const TEMP_PREFIX = 'sipnote-secure-';
 
 async function newIdentity(aor: string): Promise<AccountIdentity> {
   const identity = await createIdentity({ aor });
@@ -70,7 +63,7 @@ async function peer(
   user: string,
   options: { dataDir?: string; identity?: AccountIdentity; acceptPlaintext?: boolean; contacts?: ContactCertificates; aor?: string; udpPort?: number; now?: () => Date } = {},
 ): Promise<Peer> {
-  const dataDir = options.dataDir ?? (await tempDir());
+  const dataDir = options.dataDir ?? tempDir(cleanups, TEMP_PREFIX);
   const traces: SipTrace[] = [];
   const received: ReceivedMessage[] = [];
   const shown: Peer['shown'] = [];
@@ -219,7 +212,7 @@ describe('what the peer answers', () => {
   it('after a 493, encrypts to the offered certificate when none is pinned, and retries once', async () => {
     const bob = await peer('bob');
     const stale = await newIdentity(bob.uri);
-    const aliceDir = await tempDir();
+    const aliceDir = tempDir(cleanups, TEMP_PREFIX);
     // The first lookup finds a stale certificate (what was pinned when the send began); by the
     // 493 the pin is gone, so the offered certificate is pinned and used.
     class StaleOnce extends ContactCertificates {
@@ -246,7 +239,7 @@ describe('what the peer answers', () => {
     await alice.secure.send(alice.agent, { to: bob.uri, text: 'hello' });
     // Bob makes a new key and comes back on the same address; alice still has the old one pinned.
     await bob.close();
-    const renewed = await peer('bob', { dataDir: await tempDir(), identity: await newIdentity(bob.uri), udpPort: bob.port });
+    const renewed = await peer('bob', { dataDir: tempDir(cleanups, TEMP_PREFIX), identity: await newIdentity(bob.uri), udpPort: bob.port });
     await expect(alice.secure.send(alice.agent, { to: bob.uri, text: 'who are you?' })).rejects.toMatchObject({ code: 'certificate-changed', result: { status: 493 } });
     const notice = alice.notices.at(-1);
     expect(notice).toMatchObject({

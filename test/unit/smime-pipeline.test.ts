@@ -8,11 +8,9 @@
  * model is a peer that signs malicious content, or a network that alters bytes.
  * Interop with `openssl cms` is in test/interop/openssl-smime-message.test.ts.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCpim } from '../../main/im/cpim.js';
 import { AUTH_ENVELOPED_CONTENT_TYPE, SIGNED_CONTENT_TYPE, SMIME_ACCEPT, classifyBody } from '../../main/im/smime/media-types.js';
 import { parseMimeEntity } from '../../main/im/smime/mime-entity.js';
@@ -39,6 +37,7 @@ import { encryptAuthEnveloped, openEnvelope } from '../../main/security/cms/auth
 import { CmsError } from '../../main/security/cms/der.js';
 import { readCertsOnly, verifySignedData } from '../../main/security/cms/signed-data.js';
 import { parseContentType } from '../../main/sip/header-values.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 
 const ALICE = 'sip:alice@example.com';
 const BOB = 'sip:bob@example.org';
@@ -74,15 +73,10 @@ beforeAll(async () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-const dirs: string[] = [];
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const cleanups = cleanupsAfterEach();
 
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sipnote-smime-'));
-  dirs.push(dir);
-  return dir;
+function workDir(): string {
+  return tempDir(cleanups, 'sipnote-smime-');
 }
 
 const identity = (id: Identity): OurIdentity => ({ certificateDer: id.certificateDer, privateKeyPkcs8: id.privateKeyPkcs8 });
@@ -387,7 +381,7 @@ describe('replay', () => {
   });
 
   it('is still a replay after a restart (a new cache object over the same SQLite file)', async () => {
-    const file = join(tempDir(), 'replay.sqlite');
+    const file = join(workDir(), 'replay.sqlite');
     const sent = await protectFromAlice();
     // Pruning follows the injected clock: the system clock is years after NOW.
     const before = SqliteReplayCache.open(file, { now: () => NOW });
@@ -428,7 +422,7 @@ describe('replay', () => {
 
 describe('SqliteReplayCache', () => {
   it('remembers, reports duplicates, keeps the later expiry, prunes what expired, and survives reopening', () => {
-    const file = join(tempDir(), 'replay.sqlite');
+    const file = join(workDir(), 'replay.sqlite');
     let clock = new Date('2025-03-04T00:00:00Z');
     const cache = SqliteReplayCache.open(file, { now: () => clock, pruneEvery: 1000 });
     expect(cache.remember('a', new Date('2025-03-05T00:00:00Z'))).toBe(true);
@@ -449,7 +443,7 @@ describe('SqliteReplayCache', () => {
 
   it('prunes every pruneEvery inserts', () => {
     const clock = new Date('2025-03-04T00:00:00Z');
-    const cache = SqliteReplayCache.open(join(tempDir(), 'r.sqlite'), { now: () => clock, pruneEvery: 3 });
+    const cache = SqliteReplayCache.open(join(workDir(), 'r.sqlite'), { now: () => clock, pruneEvery: 3 });
     cache.remember('old1', new Date('2025-03-01T00:00:00Z'));
     cache.remember('old2', new Date('2025-03-01T00:00:00Z'));
     expect(cache.size).toBe(2);

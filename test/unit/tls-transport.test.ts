@@ -23,7 +23,8 @@ import { TransportError } from '../../main/sip/transport/transport-error.js';
 import { TransportLayer } from '../../main/sip/transport/transport-layer.js';
 import type { TransportLayerEvents, TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
 import { ManualClock } from '../support/manual-clock.js';
-import { nextEvent, portOf, type EventArg } from '../support/transport-events.js';
+import { expectTransportError, nextEvent, portOf, type EventArg } from '../support/transport-events.js';
+import { within } from '../support/within.js';
 
 // ---------------------------------------------------------------- certificates
 
@@ -149,29 +150,6 @@ function collect<K extends keyof TransportLayerEvents>(layer: TransportLayer, ev
   const seen: EventArg<K>[] = [];
   (layer.on.bind(layer) as (e: K, l: (arg: EventArg<K>) => void) => void)(event, (arg) => seen.push(arg));
   return seen;
-}
-
-function within<T>(promise: Promise<T>, ms = 5000, what = 'operation'): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
-
-async function expectTransportError(promise: Promise<unknown>, code: TransportError['code']): Promise<TransportError> {
-  const error = await within(promise.then(() => undefined, (e: unknown) => e), 15_000, 'expected rejection');
-  expect(error).toBeInstanceOf(TransportError);
-  expect((error as TransportError).code).toBe(code);
-  return error as TransportError;
 }
 
 function sipMessage(tag: string, body = `hello ${tag}`): Buffer {

@@ -31,6 +31,7 @@ import { parseListenSpec } from '../../main/sip/transport/listen-spec.js';
 import { StreamConnection } from '../../main/sip/transport/stream-connection.js';
 import { TransportLayer, type TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
 import { nextEvent, portOf, type EventArg } from '../support/transport-events.js';
+import { within } from '../support/within.js';
 
 // The real listenCommand, watched: the flag tests read the ListenArgs it was given (and most of
 // them stub it for one call so that nothing binds); the end-to-end test lets it run.
@@ -105,22 +106,6 @@ async function connectInbound(layer: TransportLayer, from = '127.0.0.1'): Promis
   const info = await opened;
   expect(info.remote.port).toBe(client.socket.localPort);
   return { client, info };
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }
 
 function messageHead(tag: string, contentLength: number): string {

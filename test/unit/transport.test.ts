@@ -7,7 +7,8 @@ import { parseListenSpec, withTcpCompanions } from '../../main/sip/transport/lis
 import { TransportError } from '../../main/sip/transport/transport-error.js';
 import { TransportLayer } from '../../main/sip/transport/transport-layer.js';
 import type { TransportLayerOptions } from '../../main/sip/transport/transport-layer.js';
-import { nextEvent, portOf, type EventArg } from '../support/transport-events.js';
+import { expectTransportError, nextEvent, portOf, type EventArg } from '../support/transport-events.js';
+import { within } from '../support/within.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -111,22 +112,6 @@ async function rawClient(host: string, port: number): Promise<RawClient> {
   };
 }
 
-function within<T>(promise: Promise<T>, ms = 5000, what = 'operation'): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
-
 function sipMessage(tag: string, body = `hello ${tag}`): Buffer {
   const bodyBytes = Buffer.from(body, 'utf8');
   const head = [
@@ -142,13 +127,6 @@ function sipMessage(tag: string, body = `hello ${tag}`): Buffer {
     '',
   ].join('\r\n');
   return Buffer.concat([Buffer.from(head, 'latin1'), bodyBytes]);
-}
-
-async function expectTransportError(promise: Promise<unknown>, code: TransportError['code']): Promise<TransportError> {
-  const error = await within(promise.then(() => undefined, (e: unknown) => e), 15_000, 'expected rejection');
-  expect(error).toBeInstanceOf(TransportError);
-  expect((error as TransportError).code).toBe(code);
-  return error as TransportError;
 }
 
 /** A TCP port with nobody listening: bind an ephemeral one, then release it. */

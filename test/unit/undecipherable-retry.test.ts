@@ -19,10 +19,7 @@
  *
  * Identities are made in memory; the desktop case keeps its key in an in-memory keychain.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MessengerSecurity, type SecurityEvent } from '../../main/im/account-security.js';
 import { resultOf } from '../../main/im/outbox-worker.js';
 import { SecureMessaging, securePagerPolicy, type AccountIdentity, type SecurityNotice } from '../../main/im/secure-messaging.js';
@@ -30,19 +27,13 @@ import { CERTS_ONLY_CONTENT_TYPE } from '../../main/im/smime/media-types.js';
 import { createIdentity, fingerprintSha256 } from '../../main/security/certificates.js';
 import { certsOnly } from '../../main/security/cms/signed-data.js';
 import { ContactCertificates } from '../../main/security/contact-certificates.js';
-import type { Keychain } from '../../main/security/keychain.js';
 import { UserAgent, type IncomingMessage, type MessageDecision } from '../../main/sip/ua/user-agent.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
+import { MemoryKeychain } from '../support/keychains.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sipnote-undecipherable-'));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+const TEMP_PREFIX = 'sipnote-undecipherable-';
 
 async function newIdentity(aor: string): Promise<AccountIdentity> {
   const identity = await createIdentity({ aor });
@@ -83,7 +74,7 @@ async function undecipheringBob(): Promise<{ uri: string; identity: AccountIdent
 async function realBob(identity?: (uri: string) => Promise<AccountIdentity>): Promise<{ uri: string; identity: AccountIdentity; statuses: number[] }> {
   const statuses: number[] = [];
   let secure: SecureMessaging | undefined;
-  const dataDir = await tempDir();
+  const dataDir = tempDir(cleanups, TEMP_PREFIX);
   const { uri } = await agentAt(
     (port) => `sip:bob@127.0.0.1:${port}`,
     async (message) => {
@@ -119,7 +110,7 @@ class StaleFirstLookup extends ContactCertificates {
 
 /** Alice's sending side: a user agent and SecureMessaging on its own data dir. */
 async function alice(options: { contacts?: (dataDir: string) => ContactCertificates } = {}): Promise<{ agent: UserAgent; secure: SecureMessaging; notices: SecurityNotice[]; contacts: ContactCertificates }> {
-  const dataDir = await tempDir();
+  const dataDir = tempDir(cleanups, TEMP_PREFIX);
   const notices: SecurityNotice[] = [];
   const agent = await UserAgent.start({ aor: ALICE, listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }], policy: securePagerPolicy() });
   cleanups.push(() => agent.close());
@@ -180,15 +171,9 @@ describe('the desktop outbox, after a 493 offering a certificate other than the 
       old = await newIdentity(uri);
       return newIdentity(uri);
     });
-    const memory = new Map<string, Uint8Array>();
-    const keychain: Keychain = {
-      description: 'memory',
-      get: async (account) => memory.get(account),
-      set: async (account, secret) => void memory.set(account, secret),
-      delete: async (account) => memory.delete(account),
-    };
+    const keychain = new MemoryKeychain();
     const events: SecurityEvent[] = [];
-    const security = await MessengerSecurity.open({ dataDir: await tempDir(), keychain, passwordKeychain: keychain }, (event) => events.push(event));
+    const security = await MessengerSecurity.open({ dataDir: tempDir(cleanups, TEMP_PREFIX), keychain, passwordKeychain: keychain }, (event) => events.push(event));
     const account = await security.account({ id: 'alice-id', sipAddress: ALICE });
     cleanups.push(() => account.close());
     expect(account.problem).toBeUndefined();
