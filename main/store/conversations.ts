@@ -6,11 +6,24 @@
  * that stores an incoming message and recomputed (over the unread rows only) when the
  * watermark moves, so the conversation list costs one row per conversation, not a count over
  * the history.
+ *
+ * The incoming insert path (`sipnote listen` stores every MESSAGE before its 200) keeps two
+ * things in memory so a message costs no conversation query and at most one counter update
+ * per transaction:
+ * - the conversation id of each (account, peer) as the caller spelled them. Only committed
+ *   rows are remembered (after the commit): a conversation created in a transaction that rolls
+ *   back is gone, and its id would be given to the next conversation created. The store never
+ *   deletes a conversation (only a cascade from deleting an account would, and the store has
+ *   no such operation); whatever deletes one must call `forget()`.
+ * - the unread increments of the open transaction, per conversation, written in one UPDATE
+ *   each just before it commits (sql.ts `openTransaction`), or at once when something in the
+ *   same transaction reads a count (`list`, `get`, `markRead`). A rollback discards them with
+ *   the transaction.
  */
 import type { AccountRepository } from './accounts.js';
 import type { AorCanonicalizer } from './aor.js';
 import { MESSAGE_SELECT, toMessage, type MessageRow } from './message-row.js';
-import { atomically, type Db, type Statement } from './sql.js';
+import { atomically, openTransaction, type Db, type OpenTransaction, type Statement } from './sql.js';
 import { StoreError } from './store-error.js';
 import type { ConversationSummary } from './types.js';
 
@@ -21,6 +34,9 @@ export interface ConversationKey {
   /** Canonical peer AoR. */
   readonly peer: string;
 }
+
+/** Bounded, as the canonicalizer's cache (aor.ts): a flood of From URIs cannot grow it without limit. */
+const KNOWN_CONVERSATIONS_LIMIT = 4096;
 
 interface SummaryRow {
   id: number;
@@ -45,6 +61,12 @@ export class ConversationRepository {
   private readonly selectSummariesOfAccount: Statement;
   private readonly selectSummaryById: Statement;
   private readonly selectIdsOfPeer: Statement;
+  private readonly addUnread: Statement;
+  /** Committed conversations by `account \0 peer` as given to `resolve` (module comment). */
+  private readonly known = new Map<string, ConversationKey>();
+  /** Unread increments not yet written, and the transaction they belong to. */
+  private pendingUnread = new Map<number, number>();
+  private pendingTransaction: OpenTransaction | undefined;
 
   constructor(
     private readonly db: Db,
@@ -57,6 +79,7 @@ export class ConversationRepository {
     );
     this.insertRow = db.prepare('INSERT INTO conversations (account_id, peer, created_at) VALUES (?, ?, ?)');
     this.incrementUnread = db.prepare('UPDATE conversations SET unread_count = unread_count + 1 WHERE id = ?');
+    this.addUnread = db.prepare('UPDATE conversations SET unread_count = unread_count + ? WHERE id = ?');
     this.selectLatestId = db.prepare('SELECT max(id) FROM messages WHERE conversation_id = ?').pluck();
     this.selectReadMark = db.prepare('SELECT last_read_message_id FROM conversations WHERE id = ?').pluck();
     this.countUnread = db
@@ -83,15 +106,37 @@ export class ConversationRepository {
 
   /** The conversation of `account` with `peer`, creating the account and the conversation on first use. */
   resolve(account: string, peer: string): ConversationKey {
+    const key = `${account}\0${peer}`;
+    const known = this.known.get(key);
+    if (known !== undefined) return known;
     const accountAor = this.aors.canonical(account);
     const peerAor = this.aors.canonical(peer);
     const row = this.selectId.get(accountAor, peerAor) as { id: number } | undefined;
-    if (row) return { id: row.id, account: accountAor, peer: peerAor };
-    const id = atomically(this.db, () => {
-      const accountId = this.accounts.idOf(accountAor);
-      return Number(this.insertRow.run(accountId, peerAor, this.now()).lastInsertRowid);
-    });
-    return { id, account: accountAor, peer: peerAor };
+    const id =
+      row?.id ??
+      atomically(this.db, () => {
+        const accountId = this.accounts.idOf(accountAor);
+        return Number(this.insertRow.run(accountId, peerAor, this.now()).lastInsertRowid);
+      });
+    const conversation: ConversationKey = { id, account: accountAor, peer: peerAor };
+    this.remember(key, conversation);
+    return conversation;
+  }
+
+  /** Forgets the remembered conversation ids; call after deleting conversations. */
+  forget(): void {
+    this.known.clear();
+  }
+
+  /** Remembers `conversation` once it is known to be committed (module comment). */
+  private remember(key: string, conversation: ConversationKey): void {
+    const add = (): void => {
+      if (this.known.size >= KNOWN_CONVERSATIONS_LIMIT) this.known.clear();
+      this.known.set(key, conversation);
+    };
+    if (!this.db.inTransaction) add();
+    else openTransaction(this.db)?.afterCommit.push(add);
+    // In a transaction opened elsewhere nobody tells us whether it commits: not remembered.
   }
 
   /** Ids of the conversations with `peer` (one per account, or only `account`'s). */
@@ -103,11 +148,36 @@ export class ConversationRepository {
 
   /** Called by the message repository inside the transaction that stores an incoming message. */
   countIncoming(conversationId: number): void {
-    this.incrementUnread.run(conversationId);
+    const transaction = openTransaction(this.db);
+    if (transaction === undefined) {
+      this.incrementUnread.run(conversationId);
+      return;
+    }
+    if (this.pendingTransaction !== transaction) {
+      // The first increment of this transaction (those of a rolled-back one are dropped here).
+      this.pendingUnread = new Map();
+      this.pendingTransaction = transaction;
+      transaction.beforeCommit.push(() => this.writeUnread());
+    }
+    this.pendingUnread.set(conversationId, (this.pendingUnread.get(conversationId) ?? 0) + 1);
+  }
+
+  /** Writes the open transaction's pending unread increments (before a read, or the commit). */
+  private writeUnread(): void {
+    const transaction = this.pendingTransaction;
+    if (transaction === undefined) return;
+    const pending = this.pendingUnread;
+    this.pendingUnread = new Map();
+    if (transaction !== openTransaction(this.db)) {
+      this.pendingTransaction = undefined; // that transaction rolled back: nothing to write
+      return;
+    }
+    for (const [conversationId, count] of pending) this.addUnread.run(count, conversationId);
   }
 
   /** Conversations, the most recently active first, with unread counts and the last message. */
   list(account?: string): ConversationSummary[] {
+    this.writeUnread();
     const rows = (
       account === undefined
         ? this.selectSummaries.all()
@@ -118,6 +188,7 @@ export class ConversationRepository {
 
   /** One conversation's summary, or undefined. */
   get(conversationId: number): ConversationSummary | undefined {
+    this.writeUnread();
     const row = this.selectSummaryById.get(conversationId) as SummaryRow | undefined;
     return row && this.toSummary(row);
   }
@@ -141,6 +212,7 @@ export class ConversationRepository {
    */
   markRead(conversationId: number, upToMessageId?: number): number {
     return atomically(this.db, () => {
+      this.writeUnread();
       const current = this.selectReadMark.get(conversationId) as number | undefined;
       if (current === undefined) throw new StoreError('not-found', `no conversation ${conversationId}`);
       const target = upToMessageId ?? ((this.selectLatestId.get(conversationId) as number | null) ?? 0);

@@ -289,7 +289,12 @@ export class MessageRepository {
       } else {
         const currentRank = SUCCESS_RANK[current.state];
         if (currentRank !== undefined && currentRank >= (SUCCESS_RANK[result.state] ?? 0)) {
-          return toDeliveryUpdate(current);
+          // The state stays. But a notification can overtake the response it follows (the IMDN
+          // arrives while the sender is still recording its 202): keep the response's status then.
+          if (current.status !== null || result.status === undefined) return toDeliveryUpdate(current);
+          const late: DeliveryUpdate = { ...toDeliveryUpdate(current), status: result.status, reason: result.reason ?? current.reason, updatedAt: this.now() };
+          this.setOutcome.run(late.state, late.status, late.reason, late.nextAttemptAt, late.updatedAt, id);
+          return late;
         }
       }
       // A failure reports its own status; a notification (no status) keeps the response's.

@@ -37,8 +37,47 @@ export class StatementCache {
  * therefore wrong. (The operations are written so that the statement that can fail on input,
  * a constraint, comes before any write but harmless ones such as creating an empty
  * conversation.)
+ *
+ * The transaction it opens carries hooks (`openTransaction`) for work to do just before the
+ * commit, or only once the commit has happened.
  */
 export function atomically<T>(db: Db, fn: () => T): T {
   if (db.inTransaction) return fn();
-  return db.transaction(fn)();
+  const transaction: OpenTransaction = { beforeCommit: [], afterCommit: [] };
+  openTransactions.set(db, transaction);
+  let result: T;
+  try {
+    result = db.transaction(() => {
+      const value = fn();
+      // By index: a hook may add another.
+      for (let i = 0; i < transaction.beforeCommit.length; i++) transaction.beforeCommit[i]!();
+      return value;
+    })();
+  } finally {
+    openTransactions.delete(db);
+  }
+  for (const hook of transaction.afterCommit) hook();
+  return result;
+}
+
+/**
+ * Work attached to the transaction `atomically` opened: `beforeCommit` hooks run inside it,
+ * after everything else (their writes commit or roll back with it); `afterCommit` hooks run
+ * once it has committed, and never if it rolls back. Repositories use them for state kept
+ * in memory that must only reflect committed rows (conversations.ts).
+ */
+export interface OpenTransaction {
+  readonly beforeCommit: (() => void)[];
+  readonly afterCommit: (() => void)[];
+}
+
+const openTransactions = new WeakMap<Db, OpenTransaction>();
+
+/**
+ * The transaction `atomically` has open on `db`, or undefined: none is open, or one was
+ * opened some other way (then nobody can tell when it ends, and callers must not defer work).
+ * The object identifies the transaction: a new one is a different object.
+ */
+export function openTransaction(db: Db): OpenTransaction | undefined {
+  return db.inTransaction ? openTransactions.get(db) : undefined;
 }

@@ -5,7 +5,7 @@
  * Batcher that logs, and flushes and syncs are driven by hand: no disk, no timing.
  */
 import { describe, expect, it } from 'vitest';
-import { GroupCommit, type Batcher } from '../../main/store/group-commit.js';
+import { GroupCommit, MAX_HELD_WRITES, type Batcher } from '../../main/store/group-commit.js';
 
 class LoggingStore implements Batcher {
   readonly log: string[] = [];
@@ -58,25 +58,69 @@ describe('GroupCommit with sync', () => {
     await settle();
     expect(done).toEqual([]); // committed, not yet synced
 
-    // Committed while the first sync runs: they wait for a second one.
+    // Written while the first sync runs: held, then committed together when it has finished,
+    // and covered by a second sync.
     const second = [write('c')];
     flush!();
     const third = [write('d')];
     flush!();
-    expect(store.log).toEqual(['commit', 'sync', 'commit', 'commit']);
+    expect(store.log).toEqual(['commit', 'sync']);
     expect(running()).toBe(1);
 
     finish();
     await Promise.all(first);
     expect(done).toEqual(['a', 'b']);
     await settle();
-    expect(store.log).toEqual(['commit', 'sync', 'commit', 'commit', 'sync']); // one sync for both batches
+    expect(store.log).toEqual(['commit', 'sync', 'commit', 'sync']); // one commit and one sync for both turns
     expect(done).toEqual(['a', 'b']);
 
     finish();
     await Promise.all([...second, ...third]);
     expect(done).toEqual(['a', 'b', 'c', 'd']);
     expect(running()).toBe(0);
+  });
+
+  it('commits at once, while a sync runs, when MAX_HELD_WRITES writes are waiting', async () => {
+    const store = new LoggingStore();
+    const { sync, finish, running } = manualSync(store.log);
+    let flush: (() => void) | undefined;
+    const group = new GroupCommit(store, (f) => (flush = f), sync);
+    const first = group.run(() => 'first');
+    flush!();
+    const held = Array.from({ length: MAX_HELD_WRITES - 1 }, (_, i) => group.run(() => i));
+    flush!();
+    expect(store.log).toEqual(['commit', 'sync']);
+    const many = [...held, group.run(() => 'one too many')];
+    flush!();
+    expect(store.log).toEqual(['commit', 'sync', 'commit']); // committed, but not yet synced
+    expect(running()).toBe(1);
+    let resolved = 0;
+    for (const write of many) void write.then(() => (resolved += 1));
+    finish();
+    await first;
+    await settle();
+    expect(resolved).toBe(0); // the first sync began before their commit
+    expect(store.log).toEqual(['commit', 'sync', 'commit', 'sync']);
+    finish();
+    await Promise.all(many);
+    expect(resolved).toBe(MAX_HELD_WRITES);
+  });
+
+  it('commits the writes held during a failed sync, and syncs them again', async () => {
+    const store = new LoggingStore();
+    const { sync, finish } = manualSync(store.log);
+    let flush: (() => void) | undefined;
+    const group = new GroupCommit(store, (f) => (flush = f), sync);
+    const lost = group.run(() => 'lost');
+    flush!();
+    const held = group.run(() => 'held');
+    flush!();
+    finish(new Error('EIO'));
+    await expect(lost).rejects.toThrow('EIO');
+    await settle();
+    expect(store.log).toEqual(['commit', 'sync', 'commit', 'sync']);
+    finish();
+    await expect(held).resolves.toBe('held');
   });
 
   it('rejects the writes a failed sync was to cover, and goes on with later ones', async () => {

@@ -398,6 +398,14 @@ describe('outbox', () => {
     expect(store.messages.markResult(message.id, { state: 'accepted', status: 202 }).state).toBe('displayed');
     expect(store.messages.findOutgoingByImdnId(ME, BOB, 'unknown')).toBeUndefined();
 
+    // The notification overtook the response (the sender was still recording its 202): the state
+    // stays delivered, and the response's status is kept once it is recorded.
+    const overtaken = store.messages.enqueueOutgoing({ account: ME, peer: BOB, body: 'y', contentType: 'text/plain', security: 'plaintext', imdnMessageId: 'imdn-8' });
+    store.messages.markSending(overtaken.id);
+    expect(store.messages.markResult(overtaken.id, { state: 'delivered' })).toMatchObject({ state: 'delivered', status: null });
+    expect(store.messages.markResult(overtaken.id, { state: 'accepted', status: 202, reason: 'Accepted' })).toMatchObject({ state: 'delivered', status: 202, reason: 'Accepted' });
+    expect(store.messages.get(overtaken.id)).toMatchObject({ state: 'delivered', status: 202 });
+
     // A delivery IMDN proves delivery even when the 200 was lost and the row is queued again.
     const lost = outgoing(store);
     store.messages.markSending(lost.id);
