@@ -1,21 +1,36 @@
 /**
  * S/MIME throughput: sipnote's `protectMessage` and `unprotectMessage` (main/im/smime) against
- * the bare WebCrypto operations they are made of, composed by hand. The issue's target: the
+ * the bare WebCrypto operations they are made of, composed by hand. The issue's target (#4): the
  * pipeline takes at most 1.5× the time of its WebCrypto operations.
  *
- *   npm run bench:smime                      # ~65 s: 8 fresh processes, 2 s warm-up, 5 × 1 s rounds
- *   npm run bench:smime -- --quick           # ~15 s: 0.5 s warm-up, 3 × 0.3 s rounds
- *   npm run bench:smime -- --reps 3          # 3 interleaved processes per measurement
- *   npm run bench:smime -- --only protect --in-flight 1 --cpu-prof   # build/bench/profiles/*.cpuprofile
+ *   npm run bench:smime                      # ~1.5 min: 6 processes, warm-up ≥ 2 s and ≥ 2 500 messages a side, 10 pairs of ~0.3 s batches
+ *   npm run bench:smime -- --quick           # ~25 s: warm-up ≥ 0.5 s and ≥ 300 messages a side, 5 pairs of ~0.15 s batches
+ *   npm run bench:smime -- --reps 3          # 3 processes per scenario, their pairs pooled
+ *   npm run bench:smime -- --only unprotect --in-flight 1 --cpu-prof   # build/bench/profiles/*.cpuprofile
  *
- * The method is bench/parse.ts's: every measurement runs in its own fresh `node` process (this
- * file, started with `--worker <kind> --in-flight <n>`), warms up, calibrates a round to the
- * requested length, times the rounds and prints one JSON line; the parent takes medians and
- * prints the table and the ratios. A measurement is one kind at one concurrency:
+ * Method (bench/interleave.ts): one fresh `node` process per scenario (this file, started with
+ * `--worker <scenario> --in-flight <n>`) holds both the pipeline and its WebCrypto composition
+ * and runs them in alternating batches of about 0.3 s, pair after pair. The other work on the
+ * shared 2-core VM changes from second to second, so timing the two sides in separate processes
+ * one after the other compared different machines (the same code gave unprotect ratios from
+ * 1.2x to 3.7x); two batches next to each other see nearly the same machine. Per scenario the
+ * parent reports each side's msg/s (median and best batch), the median of the per-pair ratios,
+ * the ratio of the best batches, and CPU per message (whole process, and the main thread alone).
+ * The price of one process: both sides share V8's type feedback for the builtins they both call
+ * and each side's garbage can be collected during the other's batch; the alternating order
+ * spreads that evenly.
  *
- * - 1 in flight: each message awaited before the next starts (the latency view);
- * - 32 in flight: as /work/shared/notes/performance.md §4 measured WebCrypto, enough to keep
- *   the libuv pool (4 threads) and both cores busy (the throughput view).
+ * Scenarios, each with 1 message in flight (each awaited before the next starts: the latency
+ * view) and with 32 (as /work/shared/notes/performance.md §4 measured WebCrypto, enough to keep
+ * the libuv pool (4 threads) and both cores busy: the throughput view):
+ *
+ * - `protect`: `protectMessage` with a fresh `now` and a random imdn.Message-ID.
+ * - `unprotect`: `unprotectMessage` as Bob, with Alice's certificate pinned and a
+ *   MemoryReplayCache that remembers every accepted message. The messages come from a pool of
+ *   distinct protected messages made before the clock starts; the pool is walked in order and
+ *   each pass over it gets a new cache, so no message is ever seen twice by the same cache, and
+ *   every verdict must be `accept` (a replay would skip half the work).
+ * - `round-trip`: one protect, then the unprotect of its result (a new cache every 512 messages).
  *
  * The fixture (the same in every process): two EC P-256 identities from `createIdentity`, Alice
  * sending to Bob, a 100-character text, Alice's certificate left out of the SignedData (Bob has
@@ -23,27 +38,17 @@
  * herself (the `encryptToSelf` default). That gives a signed entity of about 700 octets inside
  * the AuthEnvelopedData.
  *
- * What each kind does per message:
- *
- * - `protect`: `protectMessage` with a fresh `now` and a random imdn.Message-ID.
- * - `unprotect`: `unprotectMessage` as Bob, with Alice's certificate pinned and a
- *   MemoryReplayCache that remembers every accepted message. The messages come from a pool of
- *   distinct protected messages made before the clock starts; the pool is walked in order and
- *   each pass over it gets a new cache, so no message is ever seen twice by the same cache, and
- *   the worker checks that every verdict is `accept` (a replay would skip half the work).
- * - `webcrypto-protect` / `webcrypto-unprotect`: the WebCrypto calls the pipelines make, in the
- *   same order and with the same parallelism (see `webcryptoProtect`), on the same sizes, with
- *   every long-term key imported beforehand and nothing else: no DER, MIME, CPIM, URI or
- *   certificate handling. Per-message calls that no implementation can avoid stay in (the
- *   content key, the ephemeral keys, the KEK import, the import of the sender's ephemeral
- *   point). The content digest is node:crypto's `createHash`, as in signed-data.ts.
- *
- * The ratio is the pipeline's time per message over the WebCrypto composition's, from the
- * median rates; "round trip" is one protect plus one unprotect.
+ * Fairness: the WebCrypto side (`webcryptoProtect` / `webcryptoUnprotect`) makes the WebCrypto
+ * calls the pipelines make, in the same order and with the same parallelism, on the same sizes,
+ * with every long-term key imported beforehand and nothing else: no DER, MIME, CPIM, URI or
+ * certificate handling. Per-message calls that no implementation can avoid stay in (the content
+ * key, the ephemeral keys, the KEK import, the import of the sender's ephemeral point). The
+ * content digest and the KDF's digest are node:crypto's `createHash`, as in signed-data.ts and
+ * key-agreement.ts.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash, type webcrypto } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +58,8 @@ import { OID, bytesEqual, derAlgorithm, derExplicit, derOctetString, derOid, der
 import { buildMessageEntity, protectMessage, signEntity, signedDataEntity, type ProtectedBody } from '../main/im/smime/protect.js';
 import { MemoryReplayCache } from '../main/im/smime/replay-cache.js';
 import { unprotectMessage } from '../main/im/smime/unprotect.js';
-import { cliFlags, int, median, printTable } from './harness.js';
+import { cliFlags, int, printTable } from './harness.js';
+import { runInterleaved, summarisePairs, type InterleaveOptions, type InterleavedRun, type MeasuredPair, type MessageOperation, type PairsSummary } from './interleave.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 const subtle = globalThis.crypto.subtle;
@@ -126,9 +132,9 @@ const ECDH_P256 = { name: 'ECDH', namedCurve: 'P-256' } as const;
 const ECDSA_SHA256 = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 /**
- * Long-term keys, imported once, and byte strings of the real sizes. The pipelines cache their
- * private keys and the signer's public key too; protectMessage does not cache the recipients'
- * public keys (see `webcryptoProtect`).
+ * Long-term keys, imported once, and byte strings of the real sizes. The pipelines cache the
+ * same keys: their private keys, the signer's public key, and the recipients' public keys (once
+ * per certificate, key-agreement.ts `importRecipientKey`).
  */
 interface WebCryptoFixture {
   /** Alice's ECDSA key, to sign. */
@@ -206,24 +212,28 @@ interface SealedPieces {
   readonly signature: ArrayBuffer;
 }
 
-/** X9.63 KDF with SHA-256 for a 128-bit KEK: one digest, then the KEK import (key-agreement.ts `keyEncryptionKey`). */
+/**
+ * X9.63 KDF with SHA-256 for a 128-bit KEK: one digest, then the KEK import (key-agreement.ts
+ * `keyEncryptionKey`). The digest is node:crypto's `createHash`, as in key-agreement.ts
+ * `x963Kdf`: the same calls on both sides (`subtle.digest` here would add a thread-pool round
+ * trip that the pipeline does not make).
+ */
 async function keyEncryptionKey(w: WebCryptoFixture, sharedSecret: ArrayBuffer, usage: 'wrapKey' | 'unwrapKey'): Promise<CryptoKey> {
   const input = new Uint8Array(sharedSecret.byteLength + 4 + w.sharedInfo.length);
   input.set(new Uint8Array(sharedSecret), 0);
   input[sharedSecret.byteLength + 3] = 1;
   input.set(w.sharedInfo, sharedSecret.byteLength + 4);
-  const digest = await subtle.digest('SHA-256', input);
-  return subtle.importKey('raw', new Uint8Array(digest, 0, 16), 'AES-KW', false, [usage]);
+  const digest = createHash('sha256').update(input).digest();
+  return subtle.importKey('raw', digest.subarray(0, 16), 'AES-KW', false, [usage]);
 }
 
 /**
  * protectMessage's WebCrypto calls, in its order: the content digest (node:crypto) and the
  * ECDSA signature of the signed attributes; then an AES-128-GCM content key; then, side by
  * side, AES-GCM over the signed entity and for each recipient a fresh ephemeral ECDH key pair,
- * the export of its public point and deriveBits, the KDF, and AES-KW wrap.
- * The one call protectMessage makes beyond these is left out on purpose: it imports each
- * recipient's public key from the certificate for every message (`importRecipientKey`),
- * which an implementation can do once per peer.
+ * the export of its public point and deriveBits, the KDF, and AES-KW wrap. (protectMessage
+ * also awaits each recipient's public key next to `generateKey`; after the first message that
+ * comes from its per-certificate cache, as the keys here are imported beforehand.)
  */
 async function webcryptoProtect(w: WebCryptoFixture): Promise<SealedPieces> {
   const signedAttributes = w.signedAttributesTemplate.slice();
@@ -269,66 +279,72 @@ async function webcryptoUnprotect(w: WebCryptoFixture, pieces: SealedPieces): Pr
 }
 
 // ---------------------------------------------------------------------------------------------
-// Worker: time one kind at one concurrency in this (fresh) process
+// Worker: one scenario at one concurrency, both sides interleaved in this (fresh) process
 // ---------------------------------------------------------------------------------------------
 
-type KindName = 'protect' | 'webcrypto-protect' | 'unprotect' | 'webcrypto-unprotect';
-const KIND_NAMES: readonly KindName[] = ['protect', 'webcrypto-protect', 'unprotect', 'webcrypto-unprotect'];
+type ScenarioName = 'protect' | 'unprotect' | 'round-trip';
+const SCENARIO_NAMES: readonly ScenarioName[] = ['protect', 'unprotect', 'round-trip'];
 
-/** The work of one message; `sequence` counts the messages of the run from 0. */
-type MessageOperation = (sequence: number) => Promise<unknown>;
+/** The two sides of a scenario: the pipeline, and its WebCrypto operations alone. */
+interface ScenarioOperations {
+  readonly pipeline: MessageOperation;
+  readonly webcrypto: MessageOperation;
+}
 
-interface BatchTime {
-  /** Wall-clock seconds. */
-  seconds: number;
-  /** CPU seconds of the whole process, user + system: the main thread and the libuv pool. */
-  cpuSeconds: number;
-  /** CPU seconds of the main thread alone (Linux only, 10 ms resolution): the JavaScript side. */
-  mainThreadCpuSeconds: number | undefined;
+/** Makes `count` results with `inFlight` at a time, in order. */
+async function makePool<T>(count: number, inFlight: number, make: () => Promise<T>): Promise<T[]> {
+  const pool = new Array<T>(count);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      pool[i] = await make();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, lane));
+  return pool;
 }
 
 /**
- * User + system CPU seconds of the main thread so far, from /proc (fields 14 and 15, in clock
- * ticks of 1/100 s, USER_HZ), or undefined where there is no /proc. The main thread is where all
- * JavaScript runs, the pipeline's own work included; WebCrypto's work runs on the libuv pool.
+ * A MemoryReplayCache per run of POOL_SIZE consecutive messages: a pass over the pool never
+ * meets a message twice, and the cache stays the size it has in a real conversation's window.
+ * A message still in flight from the previous pass keeps the cache it was given.
  */
-function mainThreadCpuSeconds(): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
+function replayCachePerPass(): (sequence: number) => MemoryReplayCache {
+  let cache = new MemoryReplayCache();
+  let pass = 0;
+  return (sequence) => {
+    const messagePass = Math.floor(sequence / POOL_SIZE);
+    if (messagePass !== pass) {
+      pass = messagePass;
+      cache = new MemoryReplayCache();
+    }
+    return cache;
+  };
+}
+
+async function prepare(scenario: ScenarioName, fixture: Fixture): Promise<ScenarioOperations> {
+  const w = await makeWebCryptoFixture(fixture);
+  switch (scenario) {
+    case 'protect':
+      return { pipeline: () => protectOnce(fixture), webcrypto: () => webcryptoProtect(w) };
+    case 'unprotect': {
+      const pool = await makePool(POOL_SIZE, 32, () => protectOnce(fixture));
+      const webcryptoPool = await makePool(POOL_SIZE, 32, () => webcryptoProtect(w));
+      const cacheFor = replayCachePerPass();
+      return {
+        pipeline: (sequence) => unprotectOnce(fixture, pool[sequence % POOL_SIZE]!, cacheFor(sequence)),
+        webcrypto: (sequence) => webcryptoUnprotect(w, webcryptoPool[sequence % POOL_SIZE]!),
+      };
+    }
+    case 'round-trip': {
+      const cacheFor = replayCachePerPass();
+      return {
+        pipeline: async (sequence) => unprotectOnce(fixture, await protectOnce(fixture), cacheFor(sequence)),
+        webcrypto: async () => webcryptoUnprotect(w, await webcryptoProtect(w)),
+      };
+    }
   }
-}
-
-/** Runs `count` messages with at most `inFlight` at a time. */
-async function runBatch(operation: MessageOperation, first: number, count: number, inFlight: number): Promise<BatchTime> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < count) await operation(first + next++);
-  };
-  const mainStart = mainThreadCpuSeconds();
-  const cpuStart = process.cpuUsage();
-  const start = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: Math.min(inFlight, count) }, lane));
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  const cpu = process.cpuUsage(cpuStart);
-  const mainEnd = mainThreadCpuSeconds();
-  return {
-    seconds,
-    cpuSeconds: (cpu.user + cpu.system) / 1e6,
-    mainThreadCpuSeconds: mainStart === undefined || mainEnd === undefined ? undefined : mainEnd - mainStart,
-  };
-}
-
-/** Makes `count` messages with `inFlight` at a time, in order. */
-async function makePool<T>(count: number, inFlight: number, make: () => Promise<T>): Promise<T[]> {
-  const pool = new Array<T>(count);
-  await runBatch(async (i) => {
-    pool[i] = await make();
-  }, 0, count, inFlight);
-  return pool;
 }
 
 interface Sizes {
@@ -341,158 +357,69 @@ interface Sizes {
   signedAttributes: number;
 }
 
-async function prepare(kind: KindName, fixture: Fixture): Promise<MessageOperation> {
-  switch (kind) {
-    case 'protect':
-      return () => protectOnce(fixture);
-    case 'unprotect': {
-      const pool = await makePool(POOL_SIZE, 32, () => protectOnce(fixture));
-      // One cache per pass over the pool: no message is seen twice by the same cache. A message
-      // still in flight from the previous pass keeps the cache it was given.
-      let cache = new MemoryReplayCache();
-      let pass = 0;
-      return (sequence) => {
-        const messagePass = Math.floor(sequence / POOL_SIZE);
-        if (messagePass !== pass) {
-          pass = messagePass;
-          cache = new MemoryReplayCache();
-        }
-        return unprotectOnce(fixture, pool[sequence % POOL_SIZE]!, cache);
-      };
-    }
-    case 'webcrypto-protect': {
-      const w = await makeWebCryptoFixture(fixture);
-      return () => webcryptoProtect(w);
-    }
-    case 'webcrypto-unprotect': {
-      const w = await makeWebCryptoFixture(fixture);
-      const pool = await makePool(POOL_SIZE, 32, () => webcryptoProtect(w));
-      return (sequence) => webcryptoUnprotect(w, pool[sequence % POOL_SIZE]!);
-    }
-  }
-}
-
 async function measureSizes(fixture: Fixture): Promise<Sizes> {
   const w = await makeWebCryptoFixture(fixture);
   const message = await protectOnce(fixture);
   return { body: message.body.length, signedEntity: w.signedEntity.length, content: w.content.length, signedAttributes: w.signedAttributesTemplate.length };
 }
 
-interface TimingOptions {
-  warmupSeconds: number;
-  roundSeconds: number;
-  rounds: number;
-}
-
 interface WorkerResult {
-  kind: KindName;
+  scenario: ScenarioName;
   inFlight: number;
-  messagesPerRound: number;
-  /** messages/s of each timed round. */
-  rates: number[];
-  /** CPU µs per message of each timed round (all threads of the process). */
-  cpuMicros: number[];
-  /** Main-thread CPU µs per message of each timed round; empty without /proc. */
-  mainThreadCpuMicros: number[];
+  /** Subject = the pipeline, baseline = its WebCrypto operations. */
+  run: InterleavedRun;
   setupSeconds: number;
   sizes: Sizes;
 }
 
-async function runWorker(kind: KindName, inFlight: number, timing: TimingOptions): Promise<WorkerResult> {
+async function runWorker(scenario: ScenarioName, timing: InterleaveOptions): Promise<WorkerResult> {
   const setupStart = process.hrtime.bigint();
   const fixture = await makeFixture();
   const sizes = await measureSizes(fixture);
-  const operation = await prepare(kind, fixture);
+  const { pipeline, webcrypto } = await prepare(scenario, fixture);
   const setupSeconds = Number(process.hrtime.bigint() - setupStart) / 1e9;
-
-  let sequence = 0;
-  const batch = async (count: number): Promise<BatchTime> => {
-    const time = await runBatch(operation, sequence, count, inFlight);
-    sequence += count;
-    return time;
-  };
-
-  // Warm-up: grow the batch until one takes ≥ 50 ms, keep going until warmupSeconds have
-  // passed; the batches of full size also calibrate the round.
-  let count = inFlight;
-  let warmed = 0;
-  let calibrationMessages = 0;
-  let calibrationSeconds = 0;
-  while (warmed < timing.warmupSeconds || calibrationSeconds === 0) {
-    const { seconds } = await batch(count);
-    warmed += seconds;
-    if (seconds < 0.05) count *= 2;
-    else {
-      calibrationMessages += count;
-      calibrationSeconds += seconds;
-    }
-  }
-  const messagesPerRound = Math.max(inFlight, Math.round((calibrationMessages / calibrationSeconds) * timing.roundSeconds));
-  const rates: number[] = [];
-  const cpuMicros: number[] = [];
-  const mainThreadCpuMicros: number[] = [];
-  for (let round = 0; round < timing.rounds; round++) {
-    const time = await batch(messagesPerRound);
-    rates.push(messagesPerRound / time.seconds);
-    cpuMicros.push((time.cpuSeconds * 1e6) / messagesPerRound);
-    if (time.mainThreadCpuSeconds !== undefined) mainThreadCpuMicros.push((time.mainThreadCpuSeconds * 1e6) / messagesPerRound);
-  }
-  return { kind, inFlight, messagesPerRound, rates, cpuMicros, mainThreadCpuMicros, setupSeconds, sizes };
+  const run = await runInterleaved(pipeline, webcrypto, timing);
+  return { scenario, inFlight: timing.inFlight, run, setupSeconds, sizes };
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parent: spawn one worker per kind, concurrency and repetition; summarise
+// Parent: one worker per scenario, concurrency and repetition, one after another; the summary
 // ---------------------------------------------------------------------------------------------
 
 interface CliOptions {
-  quick: boolean;
   reps: number;
-  only: KindName[];
+  only: ScenarioName[];
   inFlight: number[];
   cpuProf: boolean;
   json: boolean;
-  timing: TimingOptions;
+  /** The warm-up (seconds and messages), the batch length and the pairs; inFlight is set per worker. */
+  timing: Omit<InterleaveOptions, 'inFlight'>;
 }
 
 function parseCli(argv: readonly string[]): CliOptions {
   const flags = cliFlags(argv);
   const quick = flags.has('--quick');
-  const valueOf = flags.value;
-  const numberOf = flags.positiveNumber;
-  const onlyText = valueOf('--only');
-  const inFlightText = valueOf('--in-flight');
+  const onlyText = flags.value('--only');
+  const inFlightText = flags.value('--in-flight');
   return {
-    quick,
-    reps: Math.round(numberOf('--reps', 1)),
-    only: onlyText === undefined ? [...KIND_NAMES] : expandKinds(onlyText),
+    reps: Math.round(flags.positiveNumber('--reps', 1)),
+    only: onlyText === undefined ? [...SCENARIO_NAMES] : onlyText.split(',').map(scenarioName),
     inFlight: inFlightText === undefined ? [1, 32] : inFlightText.split(',').map((text) => positiveInteger(text, '--in-flight')),
-    cpuProf: argv.includes('--cpu-prof'),
-    json: argv.includes('--json'),
+    cpuProf: flags.has('--cpu-prof'),
+    json: flags.has('--json'),
     timing: {
-      warmupSeconds: numberOf('--warmup', quick ? 0.5 : 2),
-      roundSeconds: numberOf('--round', quick ? 0.3 : 1),
-      rounds: Math.round(numberOf('--rounds', quick ? 3 : 5)),
+      warmupSeconds: flags.positiveNumber('--warmup', quick ? 0.5 : 2),
+      warmupMessages: Math.round(flags.positiveNumber('--warmup-messages', quick ? 300 : 2500)),
+      // --round and --rounds are the names these had when every kind ran in its own process.
+      batchSeconds: flags.positiveNumber('--batch', flags.positiveNumber('--round', quick ? 0.15 : 0.3)),
+      pairs: Math.round(flags.positiveNumber('--pairs', flags.positiveNumber('--rounds', quick ? 5 : 10))),
     },
   };
 }
 
-/** `--only protect` means the pipeline and its WebCrypto composition; a full kind name means just it. */
-function expandKinds(text: string): KindName[] {
-  const kinds = new Set<KindName>();
-  for (const name of text.split(',')) {
-    if (name === 'protect' || name === 'unprotect') {
-      kinds.add(name);
-      kinds.add(`webcrypto-${name}`);
-    } else {
-      kinds.add(kindName(name));
-    }
-  }
-  return KIND_NAMES.filter((kind) => kinds.has(kind));
-}
-
-function kindName(text: string): KindName {
-  const found = KIND_NAMES.find((name) => name === text);
-  if (found === undefined) throw new Error(`unknown kind ${JSON.stringify(text)}; known: ${KIND_NAMES.join(', ')}`);
+function scenarioName(text: string): ScenarioName {
+  const found = SCENARIO_NAMES.find((name) => name === text || name.replace('-', '') === text);
+  if (found === undefined) throw new Error(`unknown scenario ${JSON.stringify(text)}; known: ${SCENARIO_NAMES.join(', ')}`);
   return found;
 }
 
@@ -504,173 +431,120 @@ function positiveInteger(text: string, flag: string): number {
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
-function spawnWorker(kind: KindName, inFlight: number, options: CliOptions): WorkerResult {
-  const { warmupSeconds, roundSeconds, rounds } = options.timing;
+function spawnWorker(scenario: ScenarioName, inFlight: number, options: CliOptions): WorkerResult {
+  const { warmupSeconds, warmupMessages, batchSeconds, pairs } = options.timing;
   const nodeArgs: string[] = [];
   if (options.cpuProf) {
     const dir = join(dirname(SCRIPT), 'profiles');
     mkdirSync(dir, { recursive: true });
-    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=smime-${kind}-${inFlight}-${Date.now()}.cpuprofile`);
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=smime-${scenario}-${inFlight}-${Date.now()}.cpuprofile`);
   }
   const args = [
     ...nodeArgs,
     SCRIPT,
     '--worker',
-    kind,
+    scenario,
     '--in-flight',
     String(inFlight),
     '--warmup',
     String(warmupSeconds),
-    '--round',
-    String(roundSeconds),
-    '--rounds',
-    String(rounds),
+    '--warmup-messages',
+    String(warmupMessages),
+    '--batch',
+    String(batchSeconds),
+    '--pairs',
+    String(pairs),
   ];
-  // Generous bound: the planned time three times over, plus start-up and the message pool.
-  const timeoutMs = Math.round((warmupSeconds + roundSeconds * rounds) * 3000 + 60_000);
+  // Generous bound: the planned time three times over, plus the warm-up's messages at 100/s,
+  // start-up and the message pools.
+  const timeoutMs = Math.round((warmupSeconds + warmupMessages / 100 + 2 * batchSeconds * pairs) * 3000 + 60_000);
   const child = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'inherit'] });
-  if (child.error !== undefined) throw new Error(`worker ${kind}@${inFlight} failed: ${child.error.message}`);
-  if (child.status !== 0) throw new Error(`worker ${kind}@${inFlight} exited with ${String(child.status ?? child.signal)}`);
+  if (child.error !== undefined) throw new Error(`worker ${scenario}@${inFlight} failed: ${child.error.message}`);
+  if (child.status !== 0) throw new Error(`worker ${scenario}@${inFlight} exited with ${String(child.status ?? child.signal)}`);
   const line = child.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as WorkerResult;
 }
 
-interface Summary {
-  kind: KindName;
-  inFlight: number;
-  rates: number[];
-  median: number;
-  min: number;
-  max: number;
-  /** Median CPU µs per message. */
-  cpuMicros: number;
-  /** Median main-thread CPU µs per message, when measured. */
-  mainThreadCpuMicros: number | undefined;
-}
-
-
-function summarise(results: readonly WorkerResult[]): Summary[] {
-  const groups = new Map<string, WorkerResult[]>();
-  for (const result of results) {
-    const key = `${result.kind}@${result.inFlight}`;
-    groups.set(key, [...(groups.get(key) ?? []), result]);
-  }
-  return [...groups.values()].map((runs) => {
-    const rates = runs.flatMap((run) => run.rates);
-    const mainThread = runs.flatMap((run) => run.mainThreadCpuMicros);
-    return {
-      kind: runs[0]!.kind,
-      inFlight: runs[0]!.inFlight,
-      rates,
-      median: median(rates),
-      min: Math.min(...rates),
-      max: Math.max(...rates),
-      cpuMicros: median(runs.flatMap((run) => run.cpuMicros)),
-      mainThreadCpuMicros: mainThread.length > 0 ? median(mainThread) : undefined,
-    };
-  });
-}
-
-
-
-const KIND_LABELS: Readonly<Record<KindName, string>> = {
-  protect: 'protectMessage',
-  'webcrypto-protect': '  its WebCrypto operations',
-  unprotect: 'unprotectMessage',
-  'webcrypto-unprotect': '  its WebCrypto operations',
-};
-
 const TARGET = 1.5;
 
-function printResults(summaries: readonly Summary[], options: CliOptions): void {
-  const { warmupSeconds, roundSeconds, rounds } = options.timing;
-  console.log(
-    `Throughput: ${options.reps} fresh process(es) per row, ~${warmupSeconds} s warm-up, ${rounds} rounds of ~${roundSeconds} s each; ` +
-      'median (min–max) over all rounds.',
-  );
-  const find = (kind: KindName, inFlight: number): Summary | undefined => summaries.find((s) => s.kind === kind && s.inFlight === inFlight);
+/**
+ * Whether a ratio meets the target, judged as printed (two decimals: the noise is far larger
+ * than 0.005), so that the table never shows `1.50x > 1.5x`.
+ */
+const meetsTarget = (ratio: number): boolean => Number(ratio.toFixed(2)) <= TARGET;
+
+/** A ratio with the target next to it: `1.23x ≤ 1.5x ok` or `1.71x > 1.5x MISSED`. */
+const judged = (ratio: number): string => `${ratio.toFixed(2)}x ${meetsTarget(ratio) ? `≤ ${TARGET}x ok` : `> ${TARGET}x MISSED`}`;
+const pairOf = (pipeline: number | undefined, webcrypto: number | undefined): string =>
+  pipeline === undefined || webcrypto === undefined ? '–' : `${int(pipeline)} / ${int(webcrypto)}`;
+
+function printSummary(results: readonly WorkerResult[], options: CliOptions): void {
+  const { warmupSeconds, warmupMessages, batchSeconds, pairs } = options.timing;
   const rows: string[][] = [];
+  const missed: string[] = [];
+  const spreads: string[] = [];
   for (const inFlight of options.inFlight) {
-    for (const kind of KIND_NAMES) {
-      const s = find(kind, inFlight);
-      if (s === undefined) continue;
-      const mainThread = s.mainThreadCpuMicros === undefined ? '–' : int(s.mainThreadCpuMicros);
-      rows.push([KIND_LABELS[kind], String(inFlight), int(s.median), `${int(s.min)}–${int(s.max)}`, int(1e6 / s.median), int(s.cpuMicros), mainThread, String(s.rates.length)]);
+    for (const scenario of options.only) {
+      const runs = results.filter((result) => result.scenario === scenario && result.inFlight === inFlight);
+      const measured: MeasuredPair[] = runs.flatMap((result) => [...result.run.pairs]);
+      if (measured.length === 0) continue;
+      const s: PairsSummary = summarisePairs(measured);
+      const rate = (medianRate: number, bestRate: number): string => `${int(medianRate)} (${int(bestRate)})`;
+      rows.push([
+        scenario,
+        String(inFlight),
+        rate(s.subject.medianRate, s.subject.bestRate),
+        rate(s.baseline.medianRate, s.baseline.bestRate),
+        judged(s.medianPairRatio),
+        judged(s.bestBatchRatio),
+        pairOf(s.subject.mainThreadCpuMicros, s.baseline.mainThreadCpuMicros),
+        pairOf(s.subject.processCpuMicros, s.baseline.processCpuMicros),
+        s.mainThreadWaitShare === undefined ? '–' : `${Math.round(s.mainThreadWaitShare * 100)} %`,
+      ]);
+      if (!meetsTarget(s.medianPairRatio)) missed.push(`${scenario} with ${inFlight} in flight (median of pairs)`);
+      if (!meetsTarget(s.bestBatchRatio)) missed.push(`${scenario} with ${inFlight} in flight (best batches)`);
+      const sorted = [...s.pairRatios].sort((a, b) => a - b);
+      spreads.push(`${scenario}@${inFlight}: ${sorted[0]!.toFixed(2)}–${sorted[sorted.length - 1]!.toFixed(2)}x`);
     }
   }
-  printTable(['', 'in flight', 'msg/s', 'min–max', 'µs/msg', 'CPU µs/msg', 'main thread', 'rounds'], rows);
-  console.log('  CPU µs/msg: user + system time of the whole process (main thread and libuv pool) per message, median.');
-  console.log('  main thread: the part of it on the main thread, where all JavaScript runs (WebCrypto computes on the pool).');
-  console.log('');
-
-  // Time per message of the pipeline over that of its WebCrypto operations; the round trip is
-  // one protect and one unprotect, so its times add up. The CPU ratio is the same for CPU time,
-  // which other load on the machine disturbs much less than wall-clock time.
-  const ratioRows: string[][] = [];
-  const verdicts: string[] = [];
-  for (const inFlight of options.inFlight) {
-    const cost = (kind: KindName): { time: number; cpu: number } | undefined => {
-      const s = find(kind, inFlight);
-      return s === undefined ? undefined : { time: 1 / s.median, cpu: s.cpuMicros };
-    };
-    const sum = (a: ReturnType<typeof cost>, b: ReturnType<typeof cost>): ReturnType<typeof cost> =>
-      a === undefined || b === undefined ? undefined : { time: a.time + b.time, cpu: a.cpu + b.cpu };
-    const row = (label: string, pipeline: ReturnType<typeof cost>, primitives: ReturnType<typeof cost>): void => {
-      if (pipeline === undefined || primitives === undefined) return;
-      const ratio = pipeline.time / primitives.time;
-      const met = ratio <= TARGET;
-      ratioRows.push([
-        label,
-        String(inFlight),
-        int(1 / pipeline.time),
-        int(1 / primitives.time),
-        `${ratio.toFixed(2)}x`,
-        met ? 'met' : 'MISSED',
-        `${(pipeline.cpu / primitives.cpu).toFixed(2)}x`,
-      ]);
-      if (!met) verdicts.push(`${label} with ${inFlight} in flight`);
-    };
-    const [p, pw, u, uw] = [cost('protect'), cost('webcrypto-protect'), cost('unprotect'), cost('webcrypto-unprotect')];
-    row('protect', p, pw);
-    row('unprotect', u, uw);
-    row('round trip', sum(p, u), sum(pw, uw));
-  }
-  if (ratioRows.length === 0) return;
-  console.log(`Pipeline vs its WebCrypto operations: time per message, pipeline ÷ WebCrypto (target ≤ ${TARGET}x).`);
-  console.log('Round trip = one protect + one unprotect: msg/s = 1 / (1/protect + 1/unprotect).');
-  printTable(['', 'in flight', 'pipeline msg/s', 'WebCrypto msg/s', 'ratio', `≤ ${TARGET}x`, 'CPU ratio'], ratioRows);
-  console.log('');
-  console.log(verdicts.length === 0 ? `Target met: every ratio is at most ${TARGET}x.` : `Target MISSED for: ${verdicts.join('; ')}.`);
   console.log(
-    '  Shared 2-vCPU VM: the speed of a whole process can differ by 1.5x from the next one; ' +
-      (options.reps === 1 ? 'rerun with --reps 3 before believing a ratio.' : 'compare the ratios, not the rates of different runs.'),
+    `${options.reps} process(es) per scenario; in each, a warm-up of ${warmupSeconds} s and ${warmupMessages} messages a side at least, then ${pairs} pairs of ` +
+      `~${batchSeconds} s batches, pipeline and WebCrypto alternating (pairs pooled over processes).`,
   );
+  printTable(
+    ['scenario', 'in flight', 'pipeline msg/s', 'WebCrypto msg/s', 'ratio, median of pairs', 'ratio, best batches', 'main-thread CPU µs/msg', 'process CPU µs/msg', 'core wait'],
+    rows,
+  );
+  console.log('  msg/s: median batch (best batch); a round trip is one protect plus one unprotect.');
+  console.log('  ratio: pipeline time per message ÷ WebCrypto time per message; median of the per-pair ratios, and fastest pipeline batch ÷ fastest WebCrypto batch.');
+  console.log('  CPU µs/msg (pipeline / WebCrypto, median over batches): main thread (all JavaScript; /proc schedstat) and whole process (process.cpuUsage: main thread + libuv pool + V8 helpers).');
+  console.log('  core wait: median share of a batch the main thread was ready to run but waited for a core (load from other processes).');
+  console.log(`  per-pair ratios, lowest–highest: ${spreads.join('; ')}.`);
+  console.log('');
+  console.log(missed.length === 0 ? `Target met: every ratio is at most ${TARGET}x.` : `Target MISSED for: ${missed.join('; ')}.`);
 }
 
 async function main(argv: readonly string[]): Promise<void> {
+  const options = parseCli(argv);
   const workerIndex = argv.indexOf('--worker');
   if (workerIndex >= 0) {
-    const kind = kindName(argv[workerIndex + 1] ?? '');
-    const options = parseCli(argv);
+    const scenario = scenarioName(argv[workerIndex + 1] ?? '');
     const inFlight = options.inFlight[0] ?? 1;
-    console.log(JSON.stringify(await runWorker(kind, inFlight, options.timing)));
+    console.log(JSON.stringify(await runWorker(scenario, { ...options.timing, inFlight })));
     return;
   }
 
-  const options = parseCli(argv);
   const threadPool = process.env['UV_THREADPOOL_SIZE'] ?? '4 (default)';
   console.log(
     `sipnote S/MIME benchmark — Node ${process.version}, OpenSSL ${process.versions.openssl}, ` +
       `${availableParallelism()} CPUs, libuv pool ${threadPool}, load average before the run ${loadavg()[0]!.toFixed(2)}`,
   );
-
   const results: WorkerResult[] = [];
-  // Interleaved: each pipeline right next to its WebCrypto composition, repetition by repetition.
-  for (const inFlight of options.inFlight) {
-    for (let rep = 0; rep < options.reps; rep++) {
-      for (const kind of options.only) {
-        process.stderr.write(`  timing ${kind}, ${inFlight} in flight (process ${rep + 1}/${options.reps})…\n`);
-        results.push(spawnWorker(kind, inFlight, options));
+  for (let rep = 0; rep < options.reps; rep++) {
+    for (const inFlight of options.inFlight) {
+      for (const scenario of options.only) {
+        process.stderr.write(`  timing ${scenario}, ${inFlight} in flight (process ${rep + 1}/${options.reps})…\n`);
+        results.push(spawnWorker(scenario, inFlight, options));
       }
     }
   }
@@ -682,10 +556,11 @@ async function main(argv: readonly string[]): Promise<void> {
         `signed entity (AES-GCM plaintext) ${sizes.signedEntity} B, SIP body ${sizes.body} B.`,
     );
   }
+  console.log(`Load average after the run ${loadavg()[0]!.toFixed(2)}.`);
   console.log('');
-  printResults(summarise(results), options);
+  printSummary(results, options);
   if (options.json) for (const result of results) console.log(JSON.stringify(result));
-  if (options.cpuProf) console.log(`\nCPU profiles: ${join(dirname(SCRIPT), 'profiles')}`);
+  if (options.cpuProf) console.log(`\nCPU profiles (both sides of a scenario in one profile): ${join(dirname(SCRIPT), 'profiles')}`);
 }
 
 await main(process.argv.slice(2));
