@@ -10,50 +10,18 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBrowserHost, type BrowserHost } from '../../main/host/browser-host.js';
-import { ConfigStore, type StoredAccount } from '../../main/im/config-store.js';
 import { Messenger } from '../../main/im/messenger.js';
-import { openStore, type Store } from '../../main/store/index.js';
+import { seedLongThread } from '../../bench/long-thread-seed.js';
 import { launchChromium, type RunningChromium } from './chromium.js';
 import { ensureRendererBuilt, RENDERER_BUILD, REPO_ROOT } from './renderer-build.js';
 
 const COUNT = 100_000;
-const PEER = 'sip:carol@127.0.0.1:5999';
 
 let chromium: RunningChromium;
 let messenger: Messenger;
 let host: BrowserHost;
 let page: Page;
 let dataDir: string;
-
-function seed(store: Store, account: StoredAccount): void {
-  const start = Date.now() - COUNT * 60_000;
-  new ConfigStore(store).saveAccount(account);
-  store.batch(() => {
-    for (let i = 0; i < COUNT; i++) {
-      // Some long, wrapped and multi-line messages, so rows differ in height.
-      const text = i % 17 === 0 ? `Message ${i + 1}\n${'a longer line that wraps around the bubble '.repeat(4)}` : `Message ${i + 1}`;
-      if (i % 3 === 0) {
-        const sent = store.messages.enqueueOutgoing({ account: account.sipAddress, peer: PEER, body: text, contentType: 'text/plain', security: 'plaintext' });
-        store.messages.markSending(sent.id, { callId: `out-${i}`, cseq: 1, fromTag: `out-tag-${i}` });
-        store.messages.markResult(sent.id, { state: 'delivered', status: 200, reason: 'OK' });
-      } else {
-        store.messages.recordIncoming({
-          account: account.sipAddress,
-          peer: PEER,
-          body: text,
-          contentType: 'text/plain',
-          security: 'plaintext',
-          callId: `call-${i}`,
-          cseq: 1,
-          fromTag: `tag-${i}`,
-          receivedAt: start + i * 60_000,
-        });
-      }
-    }
-  });
-  const [conversation] = store.conversations.list();
-  store.conversations.markRead(conversation!.id);
-}
 
 async function rowsInDom(target: Page): Promise<number> {
   return target.locator('[role=feed] article').count();
@@ -62,24 +30,7 @@ async function rowsInDom(target: Page): Promise<number> {
 beforeAll(async () => {
   await ensureRendererBuilt();
   dataDir = mkdtempSync(join(tmpdir(), 'sipnote-long-thread-'));
-  const account: StoredAccount = {
-    id: 'acc1',
-    sipAddress: 'sip:dave@127.0.0.1',
-    displayName: 'Dave',
-    registrar: '',
-    outboundProxy: '',
-    transport: 'udp' as const,
-    register: false,
-    authUser: '',
-    localAddress: '127.0.0.1',
-    localPort: 0,
-  };
-  const store = openStore(dataDir, { synchronous: 'normal' });
-  try {
-    seed(store, account);
-  } finally {
-    store.close();
-  }
+  seedLongThread(dataDir, 'acc1', COUNT);
   messenger = await Messenger.open({ dataDir, security: false, networkPollMs: false });
   [host, chromium] = await Promise.all([startBrowserHost({ endpoint: messenger, rendererDir: RENDERER_BUILD }), launchChromium()]);
   const context = await chromium.browser.newContext({ viewport: { width: 1200, height: 760 } });
