@@ -292,6 +292,20 @@ function readQuotedString(raw: string, start: number): { text: string; end: numb
  * and so is a URN's `urn:NID:` part (RFC 8141 §3.1); the rest is compared exactly.
  */
 function namespaceKey(uri: string): string {
+  // Every header lookup compares keys of the same few URIs (the core namespace, imdn's).
+  const known = namespaceKeys.get(uri);
+  if (known !== undefined) return known;
+  const key = computeNamespaceKey(uri);
+  if (namespaceKeys.size >= NAMESPACE_KEY_CACHE_SIZE) namespaceKeys.clear();
+  namespaceKeys.set(uri, key);
+  return key;
+}
+
+/** URI → `namespaceKey`, remembered; bounded (emptied when full) since URIs come from peers. */
+const namespaceKeys = new Map<string, string>();
+const NAMESPACE_KEY_CACHE_SIZE = 64;
+
+function computeNamespaceKey(uri: string): string {
   if (uri === CORE_NAMESPACE_TYPO) return CPIM_CORE_NAMESPACE;
   const colon = uri.indexOf(':');
   if (colon < 0) return uri;
@@ -327,40 +341,65 @@ function splitHeaderName(fullName: string): { prefix: string | undefined; localN
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** The lines of one header block, and whether they may hold control characters. */
+interface HeaderBlock {
+  readonly lines: readonly string[];
+  /** The offset just past the empty line that ends the block. */
+  readonly end: number;
+  /**
+   * False when no line can contain a control character (RFC 3862 §2.3): no C0 byte other than
+   * HTAB and the CRLF/LF line ends, no DEL. UTF-8 spells these only as themselves (every octet
+   * of a multi-octet sequence is ≥ 0x80), so the bytes tell; the line checks then need not run.
+   */
+  readonly mayHaveControls: boolean;
+}
+
+const EMPTY_BLOCK_LINES: readonly string[] = [];
+
 /**
  * Reads header lines from `start` up to and including the next empty line. Lines end in CRLF
  * or, tolerantly, a bare LF. Returns the decoded lines and the offset just past the empty line.
  */
-function readHeaderBlock(body: Uint8Array, start: number, what: string): { lines: string[]; end: number } {
+function readHeaderBlock(body: Uint8Array, start: number, what: string): HeaderBlock {
+  let mayHaveControls = false;
   let lineStart = start;
-  for (;;) {
-    const lf = body.indexOf(0x0a, lineStart);
-    if (lf < 0) throw new ParseError('truncated', `${what}: no empty line ends the header block`);
-    const lineEnd = lf > lineStart && body[lf - 1] === 0x0d ? lf - 1 : lf;
-    if (lineEnd === lineStart) {
-      if (lineStart === start) return { lines: [], end: lf + 1 };
-      let text: string;
-      try {
-        text = utf8.decode(body.subarray(start, lineStart));
-      } catch {
-        throw new ParseError('bad-header', `${what}: header block is not valid UTF-8`);
+  // One pass over the octets: line ends, the empty line, and any control character.
+  for (let i = start; i < body.length; i++) {
+    const byte = body[i] as number;
+    if (byte === 0x0a) {
+      const lineEnd = i > lineStart && body[i - 1] === 0x0d ? i - 1 : i;
+      if (lineEnd === lineStart) {
+        if (lineStart === start) return { lines: EMPTY_BLOCK_LINES, end: i + 1, mayHaveControls: false };
+        let text: string;
+        try {
+          text = utf8.decode(body.subarray(start, lineStart));
+        } catch {
+          throw new ParseError('bad-header', `${what}: header block is not valid UTF-8`);
+        }
+        // The block's lines all ended in LF; drop the last one's and split the rest.
+        const lines = text.slice(0, -1).split('\n');
+        for (let l = 0; l < lines.length; l++) {
+          const line = lines[l] as string;
+          if (line.endsWith('\r')) lines[l] = line.slice(0, -1);
+        }
+        return { lines, end: i + 1, mayHaveControls };
       }
-      // The block's lines all ended in LF; drop the last one's and split the rest.
-      const lines = text.slice(0, -1).split('\n');
-      return { lines: lines.map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line)), end: lf + 1 };
+      lineStart = i + 1;
+    } else if (byte < 0x20 ? byte !== 0x09 && !(byte === 0x0d && body[i + 1] === 0x0a) : byte === 0x7f) {
+      mayHaveControls = true;
     }
-    lineStart = lf + 1;
   }
+  throw new ParseError('truncated', `${what}: no empty line ends the header block`);
 }
 
 /**
  * Parses MIME header lines (RFC 2045 §3 / RFC 5322 §2.2): case-insensitive names, values
  * trimmed, folded lines unfolded (tolerated on receipt; `buildCpim` never folds).
  */
-function parseMimeHeaders(lines: ReadonlyArray<string>, what: string): Array<[string, string]> {
+function parseMimeHeaders(block: HeaderBlock, what: string): Array<[string, string]> {
   const headers: Array<[string, string]> = [];
-  for (const line of lines) {
-    if (CONTROL_CHARACTER.test(line)) throw new ParseError('bad-header', `${what}: control character in a header line`);
+  for (const line of block.lines) {
+    if (block.mayHaveControls && CONTROL_CHARACTER.test(line)) throw new ParseError('bad-header', `${what}: control character in a header line`);
     const last = headers[headers.length - 1];
     if (isSpaceOrTab(line[0])) {
       if (last === undefined) throw new ParseError('bad-header', `${what}: continuation line before any header`);
@@ -412,8 +451,8 @@ interface HeaderLine {
 }
 
 /** Header = Header-name ":" *( ";" Parameter ) SP Header-value CRLF */
-function parseHeaderLine(line: string): HeaderLine {
-  if (CONTROL_CHARACTER.test(line)) {
+function parseHeaderLine(line: string, mayHaveControls: boolean): HeaderLine {
+  if (mayHaveControls && CONTROL_CHARACTER.test(line)) {
     throw new ParseError('bad-header', 'CPIM header line contains a control character (RFC 3862 §2.3)');
   }
   const colon = line.indexOf(':');
@@ -442,7 +481,7 @@ function parseHeaderLine(line: string): HeaderLine {
   // Exactly one SP is required (§2.2); a missing SP, or more whitespace at either end, is
   // tolerated and dropped (§2.2 also forbids whitespace at the end of a line, which is why
   // `escapeCpimValue` writes edge spaces as escapes).
-  return { name, ...split, rawValue: trimRawValue(line.slice(pos)), lang, params };
+  return { name, prefix: split.prefix, localName: split.localName, rawValue: trimRawValue(line.slice(pos)), lang, params };
 }
 
 /**
@@ -513,7 +552,7 @@ export function parseCpim(body: Uint8Array): CpimMessage {
   let block = readHeaderBlock(body, 0, 'message/cpim');
   let mimeHeaders: Array<[string, string]> = [];
   if (looksLikeOuterMimeBlock(block.lines)) {
-    mimeHeaders = parseMimeHeaders(block.lines, 'message/cpim MIME headers');
+    mimeHeaders = parseMimeHeaders(block, 'message/cpim MIME headers');
     block = readHeaderBlock(body, block.end, 'message/cpim');
   }
 
@@ -521,7 +560,7 @@ export function parseCpim(body: Uint8Array): CpimMessage {
   const headers: CpimHeader[] = [];
   const required: CpimName[] = [];
   for (const lineText of block.lines) {
-    const line = parseHeaderLine(lineText);
+    const line = parseHeaderLine(lineText, block.mayHaveControls);
     let namespace: string;
     if (line.prefix !== undefined) {
       const bound = bindings.get(line.prefix);
@@ -537,28 +576,24 @@ export function parseCpim(body: Uint8Array): CpimMessage {
       namespace = bindings.get('')!;
     }
 
-    if (isCoreNamespace(namespace) && line.localName === 'NS') {
+    if (line.localName === 'NS' && isCoreNamespace(namespace)) {
       const declaration = parseNamespaceDeclaration(line.rawValue, line.name);
       bindings.set(declaration.prefix, declaration.uri);
-    } else if (isCoreNamespace(namespace) && line.localName === 'Require') {
+    } else if (line.localName === 'Require' && isCoreNamespace(namespace)) {
       required.push(...parseRequire(unescapeCpimValue(line.rawValue), bindings, line.name));
     }
 
-    const header: CpimHeader = {
-      name: line.name,
-      prefix: line.prefix,
-      localName: line.localName,
-      namespace,
-      value: unescapeCpimValue(line.rawValue),
-      rawValue: line.rawValue,
-      params: line.params,
-      ...(line.lang === undefined ? {} : { lang: line.lang }),
-    };
+    const value = unescapeCpimValue(line.rawValue);
+    // Two literals rather than a spread: one object per header, of one of two shapes.
+    const header: CpimHeader =
+      line.lang === undefined
+        ? { name: line.name, prefix: line.prefix, localName: line.localName, namespace, value, rawValue: line.rawValue, params: line.params }
+        : { name: line.name, prefix: line.prefix, localName: line.localName, namespace, value, rawValue: line.rawValue, params: line.params, lang: line.lang };
     headers.push(header);
   }
 
   const entity = readHeaderBlock(body, block.end, 'message/cpim encapsulated entity');
-  const entityHeaders = parseMimeHeaders(entity.lines, 'message/cpim encapsulated entity');
+  const entityHeaders = parseMimeHeaders(entity, 'message/cpim encapsulated entity');
   const contentTypes = entityHeaders.filter(([name]) => name.toLowerCase() === 'content-type');
   const contentType = contentTypes[0]?.[1];
   if (contentType === undefined) {
@@ -598,7 +633,11 @@ function parseRequire(value: string, bindings: ReadonlyMap<string, string>, head
 /** All headers named `localName` in namespace `namespaceUri`, whatever prefix the sender chose. */
 export function cpimHeaders(message: CpimMessage, namespaceUri: string, localName: string): CpimHeader[] {
   const key = namespaceKey(namespaceUri);
-  return message.headers.filter((h) => h.localName === localName && namespaceKey(h.namespace) === key);
+  const found: CpimHeader[] = [];
+  for (const header of message.headers) {
+    if (header.localName === localName && namespaceKey(header.namespace) === key) found.push(header);
+  }
+  return found;
 }
 
 /** The first header named `localName` in namespace `namespaceUri`, if any (see `cpimHeaders`). */
@@ -685,27 +724,41 @@ function daysInMonth(year: number, month: number): number {
  */
 export function parseCpimDateTime(text: string, header = 'DateTime'): { date: Date; utcOffsetMinutes: number } {
   const m = DATE_TIME.exec(text);
-  const bad = () => new ParseError('bad-header-value', `not an RFC 3339 date-time: ${JSON.stringify(text)}`, header);
-  if (m === null) throw bad();
-  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [
-    number, number, number, number, number, number,
-  ];
+  if (m === null) throw badDateTime(text, header);
+  const year = Number(m[1]);
+  const month = Number(m[2]);
+  const day = Number(m[3]);
+  const hour = Number(m[4]);
+  const minute = Number(m[5]);
+  const second = Number(m[6]);
   const offsetHours = Number(m[10] ?? 0);
   const offsetMinutesPart = Number(m[11] ?? 0);
   if (
     month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month) ||
     hour > 23 || minute > 59 || second > 60 || offsetHours > 23 || offsetMinutesPart > 59
   ) {
-    throw bad();
+    throw badDateTime(text, header);
   }
   // `|| 0` turns the -0 of "-00:00" (RFC 3339 §4.3: offset unknown) into a plain 0.
   const utcOffsetMinutes = (m[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutesPart) || 0;
-  const millis = Number((m[7] ?? '').slice(0, 3).padEnd(3, '0'));
-  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0–99 to 1900–1999.
-  const date = new Date(0);
-  date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute, second, millis);
-  return { date: new Date(date.getTime() - utcOffsetMinutes * 60_000), utcOffsetMinutes };
+  const fraction = m[7];
+  const millis = fraction === undefined ? 0 : Number(fraction.slice(0, 3).padEnd(3, '0'));
+  let localTime: number;
+  if (year >= 100) {
+    localTime = Date.UTC(year, month - 1, day, hour, minute, second, millis);
+  } else {
+    // setUTCFullYear, not Date.UTC: Date.UTC maps years 0–99 to 1900–1999.
+    const date = new Date(0);
+    date.setUTCFullYear(year, month - 1, day);
+    date.setUTCHours(hour, minute, second, millis);
+    localTime = date.getTime();
+  }
+  return { date: new Date(localTime - utcOffsetMinutes * 60_000), utcOffsetMinutes };
+}
+
+/** A function, not a closure per call: the DateTime of every signed message is parsed. */
+function badDateTime(text: string, header: string): ParseError {
+  return new ParseError('bad-header-value', `not an RFC 3339 date-time: ${JSON.stringify(text)}`, header);
 }
 
 function pad(value: number, width: number): string {

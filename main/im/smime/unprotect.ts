@@ -779,7 +779,9 @@ function sameAddress(text: string, aor: Uri): boolean {
   } catch {
     return false;
   }
-  if (uriEquals(uri, aor)) return true;
+  // `parsedAor` hands out one Uri per text, so the usual case (the same address written the
+  // same way) is the same object; uriEquals is reflexive.
+  if (uri === aor || uriEquals(uri, aor)) return true;
   const [im, sip] = isImUri(uri) ? [uri, aor] : isImUri(aor) ? [aor, uri] : [undefined, undefined];
   return (
     im !== undefined && sip !== undefined && isSipUri(sip) && sip.scheme === 'sip' && im.scheme === 'im' &&

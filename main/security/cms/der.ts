@@ -140,6 +140,8 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  // The same array often comes back (a pinned certificate is the signer's): no need to read it.
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -228,7 +230,16 @@ export function readDer(bytes: Uint8Array, what: string): DerElement {
 export function readChildren(parent: DerElement, what: string): DerElement[] {
   if (!parent.constructed) throw new CmsError('malformed', `${what}: expected a constructed element`);
   // Elements of this reader know where they sit in their buffer; others are read from `content`.
-  const [buf, start, end] = parent instanceof Element ? [parent.buf, parent.contentStart, parent.contentEnd] : [parent.content, 0, parent.content.length];
+  let buf: Uint8Array, start: number, end: number;
+  if (parent instanceof Element) {
+    buf = parent.buf;
+    start = parent.contentStart;
+    end = parent.contentEnd;
+  } else {
+    buf = parent.content;
+    start = 0;
+    end = buf.length;
+  }
   const children: DerElement[] = [];
   for (let offset = start; offset < end; ) {
     const child = readElementAt(buf, offset, end, what, 1);
@@ -336,13 +347,26 @@ export function readSequence(element: DerElement | undefined, what: string, tagN
 
 /** The dotted form of an OBJECT IDENTIFIER element (X.690 §8.19). */
 export function readOid(element: DerElement | undefined, what: string): string {
-  const content = expectUniversal(element, Tag.oid, what).content;
-  if (content.length === 0 || content.length > 64) throw new CmsError('malformed', `${what}: bad object identifier`);
-  // Built as a string as it goes: this runs a dozen times per message.
+  const oid = expectUniversal(element, Tag.oid, what);
+  // Read in place (no subarray) when the element is one of ours; this runs a dozen times per message.
+  let buf: Uint8Array, start: number, end: number;
+  if (oid instanceof Element) {
+    buf = oid.buf;
+    start = oid.contentStart;
+    end = oid.contentEnd;
+  } else {
+    buf = oid.content;
+    start = 0;
+    end = buf.length;
+  }
+  if (end === start || end - start > 64) throw new CmsError('malformed', `${what}: bad object identifier`);
+  // The OIDs of the `OID` table (nearly all a message holds) come back as the table's own strings.
+  const known = knownOid(buf, start, end);
+  if (known !== undefined) return known;
   let text = '';
   let value = 0;
-  for (let i = 0; i < content.length; i++) {
-    const byte = content[i] as number;
+  for (let i = start; i < end; i++) {
+    const byte = buf[i] as number;
     if (value === 0 && byte === 0x80) throw new CmsError('malformed', `${what}: non-minimal object identifier`);
     value = value * 128 + (byte & 0x7f);
     if (value > Number.MAX_SAFE_INTEGER / 256) throw new CmsError('malformed', `${what}: object identifier arc too large`);
@@ -350,11 +374,47 @@ export function readOid(element: DerElement | undefined, what: string): string {
       if (text === '') text = value < 80 ? `${Math.floor(value / 40)}.${value % 40}` : `2.${value - 80}`;
       else text += `.${value}`;
       value = 0;
-    } else if (i === content.length - 1) {
+    } else if (i === end - 1) {
       throw new CmsError('malformed', `${what}: truncated object identifier`);
     }
   }
   return text;
+}
+
+/** Content octets → dotted form of every OID in `OID`, bucketed by `oidHash`; built on first use. */
+let knownOids: Map<number, { readonly content: Uint8Array; readonly dotted: string }[]> | undefined;
+
+function oidHash(buf: Uint8Array, start: number, end: number): number {
+  let hash = end - start;
+  for (let i = start; i < end; i++) hash = (Math.imul(hash, 31) + (buf[i] as number)) | 0;
+  return hash;
+}
+
+/**
+ * The dotted form of `buf[start..end)` if those are the content octets of a known OID. Those
+ * encodings are valid, so a match gives exactly what decoding would, without building a string.
+ */
+function knownOid(buf: Uint8Array, start: number, end: number): string | undefined {
+  if (knownOids === undefined) {
+    knownOids = new Map();
+    for (const dotted of Object.values(OID)) {
+      const content = derOid(dotted).subarray(2); // every OID here is shorter than 128 octets
+      const hash = oidHash(content, 0, content.length);
+      const bucket = knownOids.get(hash);
+      if (bucket === undefined) knownOids.set(hash, [{ content, dotted }]);
+      else bucket.push({ content, dotted });
+    }
+  }
+  const bucket = knownOids.get(oidHash(buf, start, end));
+  if (bucket === undefined) return undefined;
+  for (const candidate of bucket) {
+    const content = candidate.content;
+    if (content.length !== end - start) continue;
+    let same = true;
+    for (let i = 0; i < content.length && same; i++) same = content[i] === buf[start + i];
+    if (same) return candidate.dotted;
+  }
+  return undefined;
 }
 
 /**
