@@ -14,6 +14,7 @@
  *   npm run bench:load -- --bigbuf        # Kamailio with maxbuffer=4194304 (performance.md §3)
  *   npm run bench:load -- --json          # also one JSON line with every step
  *   npm run bench:load -- --warmup 0      # no warm-up before each step (seconds; default 2, --quick 1)
+ *   npm run bench:load -- --bin /tmp/old/bin/sipnote.js  # sipnote from another build (a before/after comparison)
  *
  * The method is performance.md §3 (appendix B), shortened to fit in two minutes:
  * - The scenario is bench/load/message-uac.xml (one MESSAGE per call, 200 expected; a UDP
@@ -72,6 +73,8 @@ interface Options {
   readonly servers: readonly ServerName[];
   readonly bigBuffer: boolean;
   readonly json: boolean;
+  /** The sipnote entry point to run (bin/sipnote.js of this checkout by default). */
+  readonly sipnoteBin: string;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -102,6 +105,7 @@ function parseOptions(argv: readonly string[]): Options {
     servers,
     bigBuffer: argv.includes('--bigbuf'),
     json: argv.includes('--json'),
+    sipnoteBin: valueOf('--bin') ?? SIPNOTE_BIN,
   };
 }
 
@@ -214,7 +218,7 @@ interface Server {
 
 async function startServer(name: ServerName, dir: string, options: Options): Promise<Server> {
   const port = await freePort();
-  const sipnote = [SIPNOTE_BIN, 'listen', '--aor', 'sip:bob@127.0.0.1', '--listen', `udp:127.0.0.1:${port}`, '--plaintext', '--json'];
+  const sipnote = [options.sipnoteBin, 'listen', '--aor', 'sip:bob@127.0.0.1', '--listen', `udp:127.0.0.1:${port}`, '--plaintext', '--json'];
   const child =
     name === 'sipnote'
       ? launch(process.execPath, sipnote, dir)
@@ -410,7 +414,8 @@ function best(steps: readonly Step[]): Step | undefined {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  console.log(`MESSAGE load over loopback UDP: ${options.stepSeconds} s per step, sipp -buff_size 4194304${options.bigBuffer ? ', Kamailio maxbuffer=4194304' : ''}`);
+  console.log(`MESSAGE load over loopback UDP: ${options.stepSeconds} s per step, sipp -buff_size 4194304${options.bigBuffer ? ', Kamailio maxbuffer=4194304' : ''}` +
+    (options.sipnoteBin === SIPNOTE_BIN ? '' : `; sipnote from ${options.sipnoteBin}`));
   const results = new Map<ServerName, Step[]>();
   for (const name of options.servers) results.set(name, await ladder(name, options, (step) => console.log(stepLine(step))));
 

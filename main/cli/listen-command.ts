@@ -96,25 +96,29 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     throw error;
   }
   const history = store === undefined ? undefined : new HistoryWriter(store, args.aor, join(dataDir, `${DATABASE_FILE}-wal`));
-  /** A plaintext body, taken only with --plaintext. */
-  const takePlaintext = async (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): Promise<MessageDecision | void> => {
+  /**
+   * A plaintext body, taken only with --plaintext. Not `async`: the promise it returns is the
+   * printer's (or the store's), one fewer per message (every message of a plaintext listener
+   * comes through here).
+   */
+  const takePlaintext = (message: IncomingMessage, contentType: string, body: Buffer, security: MessageSecurity): Promise<void> | MessageDecision => {
     const reading = readMessageBody(contentType, body);
     if (reading.kind === 'rejected') {
       return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
     }
-    const event = messageEvent(message, reading, security, { contentType, body });
-    if (history !== undefined) {
-      const stored = await history.record(message, {
+    // Without --data-dir, showing a message is delivering it: the 200 waits until it is shown.
+    const show = (): Promise<void> =>
+      output.print(args.json ? messageEventLine(message, reading, security, { contentType, body }) : `${message.from} -> ${message.to} [${security}]: ${reading.text}\n`);
+    if (history === undefined) return show();
+    return history
+      .record(message, {
         body: reading.text,
         contentType,
         security,
         ...(reading.cpim?.messageId === undefined ? {} : { imdnMessageId: reading.cpim.messageId }),
         ...(reading.cpim?.dateTime === undefined ? {} : { sentAt: reading.cpim.dateTime.getTime() }),
-      });
-      if (!stored) return; // a duplicate: the same 200, shown once
-    }
-    // Without --data-dir, showing a message is delivering it: the 200 waits until it is shown.
-    await print(event, `${message.from} -> ${message.to} [${security}]: ${reading.text}`);
+      })
+      .then((stored) => (stored ? show() : undefined)); // not stored: a duplicate, the same 200, shown once
   };
   let agent: UserAgent | undefined;
   const imdnPacer = new NotificationPacer<ProtectedPayload>(systemClock, (peer, payload) => {
@@ -123,8 +127,11 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       if (args.verbose) io.stderr.write(`sipnote: IMDN to ${peer}: ${error instanceof Error ? error.message : String(error)}\n`);
     });
   });
-  const onMessage = async (message: IncomingMessage): Promise<MessageDecision | void> => {
+  const onMessage = (message: IncomingMessage): Promise<MessageDecision | void> | MessageDecision => {
     if (secure === undefined) return takePlaintext(message, message.contentType, message.body, 'plaintext');
+    return onSecureMessage(secure, message);
+  };
+  const onSecureMessage = async (secure: SecureMessaging, message: IncomingMessage): Promise<MessageDecision | void> => {
     const received = await secure.receive(message);
     if (args.verbose) io.stderr.write(`sipnote: ${describeReceived(message, received)}\n`);
     switch (received.kind) {
@@ -414,6 +421,43 @@ function describeRegistration(event: RegistrationEvent): string {
   }
 }
 
+/**
+ * `JSON.stringify(messageEvent(…)) + '\n'`, written directly: the fixed parts as text, only the
+ * values through JSON.stringify, and a text/plain body's text escaped once for both `body` and
+ * `text` (test/unit/listen-event-line.test.ts checks it against the object's serialization).
+ */
+export function messageEventLine(
+  message: IncomingMessage,
+  reading: Extract<BodyReading, { kind: 'text' }>,
+  security: MessageSecurity = 'plaintext',
+  opened: { readonly contentType: string; readonly body: Buffer } = message,
+): string {
+  const body = TEXT_PLAIN.test(opened.contentType) && reading.textType === 'text/plain' ? { text: reading.text, encoding: 'text' as const } : bodyText(opened.contentType, opened.body);
+  const json = JSON.stringify;
+  const text = json(reading.text);
+  let line = `{"event":"message","security":${json(security)},"from":${json(message.from)}`;
+  if (message.fromDisplayName !== undefined) line += `,"fromDisplayName":${json(message.fromDisplayName)}`;
+  line += `,"to":${json(message.to)},"callId":${json(message.callId)},"cseq":${json(message.cseq)},"contentType":${json(message.contentType)}`;
+  line += `,"transport":${json(message.transport)},"remote":${json(`${message.remote.address}:${message.remote.port}`)}`;
+  if (message.date !== undefined) line += `,"date":${json(dateTimes.iso(message.date))}`;
+  if (message.expiresAt !== undefined) line += `,"expiresAt":${json(message.expiresAt.toISOString())}`;
+  line += `,"receivedAt":${json(receiveTimes.iso(message.receivedAt))}`;
+  line += `,"body":${body.text === reading.text ? text : json(body.text)},"bodyEncoding":${json(body.encoding)},"text":${text}`;
+  if (reading.attachments > 0) line += `,"attachments":${json(reading.attachments)}`;
+  if (reading.cpim !== undefined) line += `,"cpim":${json(cpimFields(reading.cpim))}`;
+  return `${line}}\n`;
+}
+
+/** The `cpim` of a plaintext message's event. */
+function cpimFields(cpim: NonNullable<Extract<BodyReading, { kind: 'text' }>['cpim']>): NonNullable<MessageEvent['cpim']> {
+  return {
+    to: cpim.to,
+    ...(cpim.from === undefined ? {} : { from: cpim.from }),
+    ...(cpim.dateTime === undefined ? {} : { dateTime: cpim.dateTime.toISOString() }),
+    ...(cpim.messageId === undefined ? {} : { messageId: cpim.messageId }),
+  };
+}
+
 export function messageEvent(
   message: IncomingMessage,
   reading: Extract<BodyReading, { kind: 'text' }>,
@@ -432,16 +476,7 @@ export function messageEvent(
     bodyEncoding: body.encoding,
     text: reading.text,
     ...(reading.attachments > 0 ? { attachments: reading.attachments } : {}),
-    ...(reading.cpim === undefined
-      ? {}
-      : {
-          cpim: {
-            to: reading.cpim.to,
-            ...(reading.cpim.from === undefined ? {} : { from: reading.cpim.from }),
-            ...(reading.cpim.dateTime === undefined ? {} : { dateTime: reading.cpim.dateTime.toISOString() }),
-            ...(reading.cpim.messageId === undefined ? {} : { messageId: reading.cpim.messageId }),
-          },
-        }),
+    ...(reading.cpim === undefined ? {} : { cpim: cpimFields(reading.cpim) }),
   };
 }
 

@@ -165,14 +165,15 @@ export class NonInviteServerTransaction<Req, Res> {
 
   /** Absolute time of the next running timer, or undefined when none runs. */
   pollTimeout(): number | undefined {
-    return this.#nextTimer()?.at;
+    const next = this.#nextTimer();
+    return next === undefined ? undefined : this.#dueTime(next);
   }
 
   /** Fire every timer due at `now`, earliest first; calling early or late is safe. */
   handleTimeout(now: number): ServerEvent<Res>[] {
     const events: ServerEvent<Res>[] = [];
-    for (let due = this.#nextTimer(); due !== undefined && due.at <= now; due = this.#nextTimer()) {
-      if (due.timer === 'J') {
+    for (let due = this.#nextTimer(); due !== undefined && this.#dueTime(due) <= now; due = this.#nextTimer()) {
+      if (due === 'J') {
         events.push(...this.#terminate());
       } else {
         // RFC 4320 §4.1: still no response when Timer E would reach T2, so a 100 is now owed.
@@ -206,12 +207,20 @@ export class NonInviteServerTransaction<Req, Res> {
     return [{ type: 'send', response }];
   }
 
-  #nextTimer(): { timer: ServerTimer; at: number } | undefined {
-    let next: { timer: ServerTimer; at: number } | undefined;
-    for (const [timer, at] of [['J', this.#timerJ], ['trying', this.#timerTrying]] as const) {
-      if (at !== undefined && (next === undefined || at < next.at)) next = { timer, at };
-    }
-    return next;
+  /**
+   * The running timer due first (J on a tie), or undefined. Asked after every input (the driver
+   * re-arms from `pollTimeout`), so it allocates nothing.
+   */
+  #nextTimer(): ServerTimer | undefined {
+    const j = this.#timerJ;
+    const trying = this.#timerTrying;
+    if (j === undefined) return trying === undefined ? undefined : 'trying';
+    return trying !== undefined && trying < j ? 'trying' : 'J';
+  }
+
+  /** When a running timer is due. */
+  #dueTime(timer: ServerTimer): number {
+    return (timer === 'J' ? this.#timerJ : this.#timerTrying) as number;
   }
 
   #terminate(): ServerEvent<Res>[] {

@@ -21,6 +21,20 @@ export interface Endpoint {
  * without brackets and with a zone (`fe80::1%eth0`); IPv4-mapped IPv6 becomes plain IPv4.
  */
 export function canonicalIp(text: string): string | undefined {
+  // Every datagram's source and every response's target come through here, mostly the same
+  // address again and again; an IPv6 one costs a URL parse.
+  if (text === lastText) return lastCanonical;
+  const canonical = canonicalIpOf(text);
+  lastText = text;
+  lastCanonical = canonical;
+  return canonical;
+}
+
+/** The last address `canonicalIp` was asked about, and its answer. */
+let lastText = '';
+let lastCanonical: string | undefined;
+
+function canonicalIpOf(text: string): string | undefined {
   const bare = text.startsWith('[') && text.endsWith(']') ? text.slice(1, -1) : text;
   const kind = isIP(bare);
   if (kind === 4) return bare;

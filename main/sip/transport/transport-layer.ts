@@ -684,6 +684,35 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   }
 
   /**
+   * `send` of one datagram to `to`:`port` (an IP literal) from the socket `udpSocketFor` picks,
+   * with the outcome passed to `done` (undefined once it went out, else
+   * the TransportError `send` would reject with) rather than a promise: a UAS sends a response
+   * per request, and three promises a response (the caller's, `send`'s and this one's) cost
+   * more than the rest of the send. `done` is never called before this returns.
+   */
+  sendDatagramThen(data: Uint8Array, to: string, port: number, done: (error: TransportError | undefined) => void): void {
+    let address: string;
+    let listener: UdpListener;
+    try {
+      if (this.closing) throw new TransportError('closed', 'transport layer is closed');
+      address = this.checkAddress(to, port);
+      if (data.length > this.limits.maxDatagramBytes) {
+        throw new TransportError('too-large', `${data.length}-byte datagram exceeds ${this.limits.maxDatagramBytes} bytes`);
+      }
+      listener = this.udpSocketFor(address, undefined);
+    } catch (error) {
+      if (!(error instanceof TransportError)) throw error;
+      queueMicrotask(() => done(error));
+      return;
+    }
+    listener.socket.send(data, port, address, (error) => {
+      if (!error) return done(undefined);
+      const code = (error as NodeJS.ErrnoException).code;
+      done(new TransportError(code === 'EMSGSIZE' ? 'too-large' : 'send-failed', `UDP send to ${endpointKey(address, port)} failed: ${error.message}`, { cause: error }));
+    });
+  }
+
+  /**
    * The UDP socket to send from: the one bound at `local` if asked for, else one of the target's
    * family - a loopback-bound socket only for loopback targets (the kernel cannot route from
    * 127.0.0.1 elsewhere), preferring a specific address over the wildcard.
@@ -715,9 +744,14 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   // ---------------------------------------------------------------- TCP and TLS
 
   private checkTarget(target: Endpoint): string {
-    const address = canonicalIp(target.address);
-    if (address === undefined || !isValidPort(target.port)) {
-      throw new TransportError('invalid-address', `send target ${target.address}:${target.port} is not an IP address and port`);
+    return this.checkAddress(target.address, target.port);
+  }
+
+  /** The canonical form of a send target's address; TransportError unless it is an IP literal with a valid port. */
+  private checkAddress(text: string, port: number): string {
+    const address = canonicalIp(text);
+    if (address === undefined || !isValidPort(port)) {
+      throw new TransportError('invalid-address', `send target ${text}:${port} is not an IP address and port`);
     }
     return address;
   }

@@ -33,4 +33,21 @@ export class ResponseStore {
     this.#used = start + bytes.length;
     return this.#slab.subarray(start, this.#used);
   }
+
+  /**
+   * `keep(Buffer.from(text, 'utf8'))` without the intermediate buffer: the text is encoded
+   * straight into the slab. A UTF-8 character takes at most 3 bytes per UTF-16 unit, so a slab
+   * with room for 3 bytes a unit takes it whole.
+   */
+  keepText(text: string): Buffer {
+    const most = text.length * 3;
+    if (most > SLAB_BYTES / 4) return this.keep(Buffer.from(text, 'utf8'));
+    if (this.#used + most > SLAB_BYTES) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#used = 0;
+    }
+    const start = this.#used;
+    this.#used = start + this.#slab.write(text, start, 'utf8');
+    return this.#slab.subarray(start, this.#used);
+  }
 }

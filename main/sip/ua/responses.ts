@@ -71,7 +71,8 @@ export function createResponse(request: SipRequest, status: number, options: Res
   return new SipResponse(status, options.reason ?? reasonPhrase(status), headers, body);
 }
 
-function hasTag(request: SipRequest): boolean {
+/** Whether the request's To has a tag already (§8.2.6.2: then ours is not added). */
+export function hasTag(request: SipRequest): boolean {
   try {
     return request.to.params.has('tag');
   } catch {

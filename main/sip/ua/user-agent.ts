@@ -17,15 +17,14 @@
  * 200 with our capabilities (§11.2), which the application's `onOptions` handler may extend
  * with headers and a body (our certificate, RFC 3261 §23.2).
  */
-import { formatVia, parseNameAddr, parseVia, splitHeaderList } from '../header-values.js';
-import { parseMessage } from '../message/parse.js';
+import { formatVia, parseNameAddr, parseVia, splitHeaderList, type Via } from '../header-values.js';
+import { parseMessage, type ParseOptions } from '../message/parse.js';
 import { ParseError } from '../message/parse-error.js';
 import { serializeMessage } from '../message/serialize.js';
 import { SipRequest, type SipMessage, type SipResponse } from '../message/sip-message.js';
 import { systemClock, type Clock } from '../transaction/clock.js';
 import { TransactionDriver } from '../transaction/driver.js';
 import { NonInviteClientTransaction, type ClientEvent } from '../transaction/non-invite-client.js';
-import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non-invite-server.js';
 import { DEFAULT_TIMERS, type TimerConfig } from '../transaction/timer-config.js';
 import { clientTransactionKey, serverTransactionKey } from '../transaction/transaction-keys.js';
 import { chooseTransport, MTU_HEADROOM } from '../transport/choose-transport.js';
@@ -43,8 +42,14 @@ import { buildMessageRequest, type MessageRequestInput, type SentBy, type SipTra
 import { outcomeOfStatus, type SendResult } from './outcome.js';
 import { DEFAULT_REQUEST_POLICY, judgeRequest, judgeResponse, type RequestPolicy } from './request-policy.js';
 import { SourceRateLimiter, type RateLimitConfig } from './rate-limit.js';
-import { createResponse } from './responses.js';
+import { createResponse, type ResponseOptions } from './responses.js';
+import { isSimpleResponse, simpleResponseText } from './response-bytes.js';
 import { ResponseStore } from './response-store.js';
+import { ServerTransaction, ServerTransactions } from './server-transactions.js';
+
+/** How messages are framed (§18.3), as parse options: made once rather than per message. */
+const DATAGRAM_FRAMING: ParseOptions = { framing: 'datagram' };
+const STREAM_FRAMING: ParseOptions = { framing: 'stream' };
 
 /** RFC 3428 §8: the largest MESSAGE request allowed over a path not known to be congestion-controlled. */
 export const MESSAGE_SIZE_LIMIT = 1300;
@@ -199,13 +204,6 @@ export interface RequestOutcome {
 }
 
 type ClientDriver = TransactionDriver<NonInviteClientTransaction<SipRequest, SipResponse>>;
-/**
- * A server transaction as the UA runs it: filed under its key (the `Req` it keeps is that key)
- * and holding its response as the bytes sent. Over UDP a completed transaction lives 64*T1 =
- * 32 s (Timer J, §17.2.2) to absorb retransmissions, so at thousands of requests a second what
- * it keeps is what the heap holds: the wire bytes to resend, not the parsed request and response.
- */
-type ServerDriver = TransactionDriver<NonInviteServerTransaction<string, Buffer>>;
 
 export class UserAgent {
   readonly aor: Uri;
@@ -214,9 +212,13 @@ export class UserAgent {
   private readonly policy: RequestPolicy;
   private readonly queue = new DestinationQueue();
   private readonly clients = new Map<string, ClientDriver>();
-  private readonly servers = new Map<string, ServerDriver>();
-  /** (From tag, Call-ID, CSeq) of live server transactions, for merged-request detection (§8.2.2.2). */
-  private readonly serverIdentities = new Map<string, string>();
+  /**
+   * Server transactions, filed under their keys with their merged-request identities (§8.2.2.2).
+   * Each keeps its response as the bytes sent: over UDP a completed transaction lives 64*T1 =
+   * 32 s (Timer J, §17.2.2) to absorb retransmissions, so at thousands of requests a second what
+   * it keeps is what the heap holds: the wire bytes to resend, not the parsed request and response.
+   */
+  private readonly servers: ServerTransactions;
   /** Servers that failed recently go to the back of the list for a while (RFC 3263 §4.3). */
   private readonly health = new TargetHealth();
   private messageHandler: MessageHandler | undefined;
@@ -237,6 +239,7 @@ export class UserAgent {
     this.messageHandler = options.onMessage;
     this.optionsHandler = options.onOptions;
     this.rateLimiter = options.rateLimit === undefined ? undefined : new SourceRateLimiter(options.rateLimit);
+    this.servers = new ServerTransactions(this.clock, this.timers, (transaction, response) => this.sendServerResponse(transaction, response));
   }
 
   static async start(options: UserAgentOptions): Promise<UserAgent> {
@@ -291,9 +294,9 @@ export class UserAgent {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const driver of [...this.clients.values(), ...this.servers.values()]) driver.dispose();
+    for (const driver of this.clients.values()) driver.dispose();
     this.clients.clear();
-    this.servers.clear();
+    this.servers.close();
     await this.transport.close();
   }
 
@@ -538,7 +541,7 @@ export class UserAgent {
     this.options.onTrace?.({ direction: 'in', transport: inbound.transport, remote: inbound.remote, data: inbound.data });
     let message: SipMessage;
     try {
-      message = parseMessage(inbound.data, { framing: inbound.transport === 'udp' ? 'datagram' : 'stream' });
+      message = parseMessage(inbound.data, inbound.transport === 'udp' ? DATAGRAM_FRAMING : STREAM_FRAMING);
     } catch (error) {
       if (!(error instanceof ParseError)) throw error;
       this.options.onDiagnostic?.(`unparseable message from ${inbound.remote.address}:${inbound.remote.port}: ${error.message}`);
@@ -579,7 +582,7 @@ export class UserAgent {
     }
     const existing = this.servers.get(key);
     if (existing !== undefined) {
-      existing.feed((tx, now) => tx.receiveRequestRetransmission(now));
+      this.servers.retransmission(existing);
       return;
     }
     if (request.method === 'ACK') return; // never answered (§17.1.1.3); no INVITE transactions here
@@ -592,19 +595,12 @@ export class UserAgent {
     }
 
     // §8.2.2.2: the same request reaching us twice by different paths (a fork) gets 482.
-    const identity = mergeIdentity(request);
-    const driver = this.createServerTransaction(request, inbound, key, identity);
-    const respond = (status: number, options: Parameters<typeof createResponse>[2] = {}): void => {
-      const response = this.responseStore.keep(serializeMessage(createResponse(request, status, { toTag: newTag(), ...options })));
-      driver.feed((tx, now) => tx.respond(status, response, now));
-    };
-
-    const holder = this.serverIdentities.get(identity);
-    if (holder !== undefined && holder !== key) {
-      respond(482);
+    // Nothing the transaction keeps refers to `request` or `inbound` (see server-transactions.ts).
+    const transaction = this.servers.create(key, mergeIdentity(request), inbound.transport, inbound.remote.address, responsePort(request, inbound), inbound.connectionId);
+    if (!transaction.ownsIdentity) {
+      this.respondIn(transaction, request, 482);
       return;
     }
-    this.serverIdentities.set(identity, key);
 
     const verdict = judgeRequest(request, this.policy);
     if (verdict.action === 'ignore') {
@@ -612,102 +608,133 @@ export class UserAgent {
       return;
     }
     if (verdict.action === 'respond') {
-      respond(verdict.status, { headers: verdict.headers, ...(verdict.reason === undefined ? {} : { reason: verdict.reason }) });
+      this.respondIn(transaction, request, verdict.status, { headers: verdict.headers, ...(verdict.reason === undefined ? {} : { reason: verdict.reason }) });
       return;
     }
     if (request.method === 'OPTIONS') {
       const handler = this.optionsHandler;
       if (handler === undefined) {
-        respond(200, { headers: this.capabilityHeaders() });
+        this.respondIn(transaction, request, 200, { headers: this.capabilityHeaders() });
         return;
       }
       void Promise.resolve()
         .then(() => handler(request))
         .then(
-          (answer) => respond(200, optionsResponse(this.capabilityHeaders(), answer)),
+          (answer) => this.respondIn(transaction, request, 200, optionsResponse(this.capabilityHeaders(), answer)),
           (error: unknown) => {
             this.options.onDiagnostic?.(`options handler failed: ${describe(error)}`);
-            respond(200, { headers: this.capabilityHeaders() });
+            this.respondIn(transaction, request, 200, { headers: this.capabilityHeaders() });
           },
         );
       return;
     }
-    void this.deliver(request, inbound).then(
-      (decision) => {
-        if (decision === undefined) respond(200);
-        else
-          respond(decision.status, {
-            ...(decision.reason === undefined ? {} : { reason: decision.reason }),
-            ...(decision.headers === undefined ? {} : { headers: decision.headers }),
-            ...(decision.body === undefined ? {} : { body: decision.body }),
-            ...(decision.contentType === undefined ? {} : { contentType: decision.contentType }),
-          });
-      },
-      (error: unknown) => {
-        this.options.onDiagnostic?.(`message handler failed: ${describe(error)}`);
-        respond(500, { reason: 'Server Internal Error (message could not be stored)' });
-      },
-    );
+    this.deliver(transaction, request, inbound);
   }
 
-  private async deliver(request: SipRequest, inbound: InboundMessage): Promise<MessageDecision | void> {
+  /**
+   * Hands a MESSAGE to the application's handler and answers with its decision: at once when
+   * the handler decides synchronously, else when its promise settles (after it stored the
+   * message, say: write before acknowledge). A handler that throws or rejects gets a 500.
+   * Plain callbacks rather than an async function: one promise fewer per message.
+   */
+  private deliver(transaction: ServerTransaction, request: SipRequest, inbound: InboundMessage): void {
+    let decision: ReturnType<MessageHandler>;
+    try {
+      decision = this.callMessageHandler(request, inbound);
+    } catch (error) {
+      this.handlerFailed(transaction, request, error);
+      return;
+    }
+    if (decision !== undefined && 'then' in decision) {
+      decision.then(
+        (settled) => this.answerDecision(transaction, request, settled),
+        (error: unknown) => this.handlerFailed(transaction, request, error),
+      );
+    } else {
+      this.answerDecision(transaction, request, decision);
+    }
+  }
+
+  private answerDecision(transaction: ServerTransaction, request: SipRequest, decision: MessageDecision | void): void {
+    if (decision === undefined) {
+      this.respondIn(transaction, request, 200);
+      return;
+    }
+    const options: ResponseOptions = {};
+    if (decision.reason !== undefined) options.reason = decision.reason;
+    if (decision.headers !== undefined) options.headers = decision.headers;
+    if (decision.body !== undefined) options.body = decision.body;
+    if (decision.contentType !== undefined) options.contentType = decision.contentType;
+    this.respondIn(transaction, request, decision.status, options);
+  }
+
+  private handlerFailed(transaction: ServerTransaction, request: SipRequest, error: unknown): void {
+    this.options.onDiagnostic?.(`message handler failed: ${describe(error)}`);
+    this.respondIn(transaction, request, 500, { reason: 'Server Internal Error (message could not be stored)' });
+  }
+
+  /**
+   * The TU's response to a server transaction's request, with our To tag (§8.2.6.2), kept as
+   * the bytes the transaction resends (response-store.ts). A response with nothing of its own
+   * is written straight from the request's rows (response-bytes.ts).
+   */
+  private respondIn(transaction: ServerTransaction, request: SipRequest, status: number, options: ResponseOptions = {}): void {
+    const toTag = options.toTag ?? newTag();
+    const response = isSimpleResponse(options)
+      ? this.responseStore.keepText(simpleResponseText(request, status, toTag, options.reason))
+      : this.responseStore.keep(serializeMessage(createResponse(request, status, { ...options, toTag })));
+    this.servers.respond(transaction, status, response);
+  }
+
+  /** The handler's answer (or a promise of it); undefined, i.e. 200, without a handler. */
+  private callMessageHandler(request: SipRequest, inbound: InboundMessage): ReturnType<MessageHandler> {
     const handler = this.messageHandler;
     if (handler === undefined) return undefined;
     const receivedAt = new Date();
-    const date = parseDate(request.headers.get('date'));
-    const expires = request.headers.get('expires');
+    const date = parseDate(request.headers.getByKey('date'));
+    const expires = request.headers.getByKey('expires');
     const expiresSeconds = expires !== undefined && /^\d{1,10}$/.test(expires) ? Number(expires) : undefined;
     const from = request.from;
-    const message: IncomingMessage = {
+    // Optional fields are added after the others rather than spread in: no object per absent field.
+    const message: { -readonly [K in keyof IncomingMessage]: IncomingMessage[K] } = {
       from: formatUri(from.uri),
-      ...(from.displayName === undefined ? {} : { fromDisplayName: from.displayName }),
       to: formatUri(request.to.uri),
       callId: request.callId,
       cseq: request.cseq.seq,
       fromTag: (from.params.get('tag') as string | null | undefined) ?? '',
-      contentType: request.headers.get('content-type') ?? '',
+      contentType: request.headers.getByKey('content-type') ?? '',
       body: request.body,
       transport: inbound.transport,
       remote: inbound.remote,
-      ...(date === undefined ? {} : { date }),
-      ...(expiresSeconds === undefined
-        ? {}
-        : { expiresAt: new Date((date ?? receivedAt).getTime() + expiresSeconds * 1000) }),
       receivedAt,
       request,
     };
+    if (from.displayName !== undefined) message.fromDisplayName = from.displayName;
+    if (date !== undefined) message.date = date;
+    if (expiresSeconds !== undefined) message.expiresAt = new Date((date ?? receivedAt).getTime() + expiresSeconds * 1000);
     return handler(message);
   }
 
-  /** `key` and `identity` as computed by the caller; nothing here keeps `request` or `inbound`. */
-  private createServerTransaction(request: SipRequest, inbound: InboundMessage, key: string, identity: string): ServerDriver {
-    const transaction = new NonInviteServerTransaction<string, Buffer>(key, {
-      reliable: inbound.transport !== 'udp',
-      timers: this.timers,
+  /**
+   * Sends a server transaction's response (first transmission or retransmission, §17.2.2) to
+   * where §18.2.2 says; a failure terminates the transaction (§17.2.4). Over UDP it goes out
+   * with no promise at all (TransportLayer.sendDatagramThen): every request a UAS answers
+   * comes through here.
+   */
+  private sendServerResponse(transaction: ServerTransaction, response: Buffer): void {
+    const { transport, address, port } = transaction;
+    const failed = (error: unknown): void => {
+      this.options.onDiagnostic?.(`response to ${address}:${port} failed: ${describe(error)}`);
+      this.servers.transportError(transaction);
+    };
+    if (transport !== 'udp') {
+      this.sendBytes(response, destinationOf(transport, address, port), transaction.connectionId).catch(failed);
+      return;
+    }
+    this.options.onTrace?.({ direction: 'out', transport, remote: { address, port }, data: response });
+    this.transport.sendDatagramThen(response, address, port, (error) => {
+      if (error !== undefined) failed(error);
     });
-    const target = responseTarget(request, inbound);
-    const connectionId = inbound.connectionId;
-    const driver: ServerDriver = new TransactionDriver(transaction, this.clock, (event: ServerEvent<Buffer>) => {
-      switch (event.type) {
-        case 'send':
-          this.sendBytes(event.response, target, connectionId).catch((error: unknown) => {
-            this.options.onDiagnostic?.(`response to ${target.address}:${target.port} failed: ${describe(error)}`);
-            driver.feed((tx, now) => tx.transportError(now));
-          });
-          break;
-        case 'transport-error':
-          break;
-        case 'terminated':
-          this.servers.delete(key);
-          if (this.serverIdentities.get(identity) === key) this.serverIdentities.delete(identity);
-          driver.dispose();
-          break;
-        default:
-          break;
-      }
-    });
-    this.servers.set(key, driver);
-    return driver;
   }
 
   /** A 400 for a request whose headers are broken, if it can be addressed at all. */
@@ -771,14 +798,43 @@ function optionsResponse(capabilities: ReadonlyArray<readonly [string, string]>,
 /**
  * §18.2.1 and RFC 3581 §4: note where the request really came from in its top Via, so the
  * response can go back there and so that proxies and logs see the truth.
+ *
+ * The top Via as the request parsed it (`topVia`, kept by the message) gets the parameters,
+ * and the first Via row is rewritten to match, so nothing has to parse the row again: the
+ * transaction key, the response's destination and the application all read the same Via.
  */
 function stampReceived(request: SipRequest, inbound: InboundMessage): void {
-  const rows = request.headers.getAll('via');
-  const first = rows[0];
+  let top: Via;
+  try {
+    top = request.topVia; // parses every Via row
+  } catch (error) {
+    if (!(error instanceof ParseError)) throw error;
+    // A later Via is broken: the top one alone may still be good enough to answer 400 to.
+    stampFirstViaOnly(request, inbound);
+    return;
+  }
+  if (!stampVia(top, inbound)) return;
+  const first = request.headers.getByKey('via') ?? '';
+  const text = formatVia(top);
+  // One via-parm in the row (the usual case) is the whole row; else it is the first of a list.
+  request.headers.replaceFirst('via', first.includes(',') ? [text, ...splitHeaderList(first).slice(1)].join(', ') : text);
+}
+
+/** `stampReceived` for a request whose Vias do not all parse: the first row's first via-parm only. */
+function stampFirstViaOnly(request: SipRequest, inbound: InboundMessage): void {
+  const first = request.headers.getByKey('via');
   if (first === undefined) throw new ParseError('missing-header', 'Via header missing', 'Via');
   const elements = splitHeaderList(first);
   const top = parseVia(elements[0] ?? '')[0];
   if (top === undefined) throw new ParseError('bad-header-value', 'empty Via', 'Via');
+  if (!stampVia(top, inbound)) return;
+  elements[0] = formatVia(top);
+  request.headers.replaceFirst('via', elements.join(', '));
+  request.invalidate();
+}
+
+/** Sets `received` and a requested `rport` on a Via; false when it needed neither. */
+function stampVia(top: Via, inbound: InboundMessage): boolean {
   const sentByHost = top.host.startsWith('[') ? top.host.slice(1, -1) : top.host;
   let changed = false;
   if (sentByHost.toLowerCase() !== inbound.remote.address.toLowerCase()) {
@@ -790,10 +846,7 @@ function stampReceived(request: SipRequest, inbound: InboundMessage): void {
     top.params.set('rport', String(inbound.remote.port));
     changed = true;
   }
-  if (!changed) return;
-  elements[0] = formatVia(top);
-  request.headers.replaceFirst('via', elements.join(', '));
-  request.invalidate();
+  return changed;
 }
 
 /**
@@ -803,12 +856,20 @@ function stampReceived(request: SipRequest, inbound: InboundMessage): void {
  * `received` we stamped) and to `rport` when the client asked for it, else the sent-by port.
  */
 function responseTarget(request: SipRequest, inbound: InboundMessage): Destination {
+  return destinationOf(inbound.transport, inbound.remote.address, responsePort(request, inbound));
+}
+
+/** The port of `responseTarget`. */
+function responsePort(request: SipRequest, inbound: InboundMessage): number {
   const via = request.topVia;
   const rport = via.params.get('rport');
   const sentByPort = via.port ?? 5060;
-  const port = inbound.transport === 'udp' && typeof rport === 'string' && /^\d+$/.test(rport) ? Number(rport) : sentByPort;
-  const address = inbound.remote.address;
-  return { transport: inbound.transport, address, port, family: address.includes(':') ? 6 : 4, host: address, targetName: address, source: 'numeric' };
+  return inbound.transport === 'udp' && typeof rport === 'string' && /^\d+$/.test(rport) ? Number(rport) : sentByPort;
+}
+
+/** A numeric destination (an address we answer to, not one located by DNS). */
+function destinationOf(transport: SipTransportName, address: string, port: number): Destination {
+  return { transport, address, port, family: address.includes(':') ? 6 : 4, host: address, targetName: address, source: 'numeric' };
 }
 
 /** Kept as long as the server transaction, so joined into a flat string (see transaction-keys.ts). */
