@@ -27,7 +27,7 @@
  */
 import type { Contact, PasswordStorage, SecurityLabel } from '../../shared/api.js';
 import { AccountPasswords } from '../security/account-passwords.js';
-import { canonicalAor } from '../security/aor.js';
+import { canonicalAor, canonicalAorOrUndefined } from '../security/aor.js';
 import { ContactCertificateError, ContactCertificates } from '../security/contact-certificates.js';
 import { IdentityError, initIdentity, loadIdentity, readIdentityRecord } from '../security/identity-store.js';
 import { KeychainUnavailableError, OsKeychain, type Keychain } from '../security/keychain.js';
@@ -333,7 +333,7 @@ export class AccountSecurity {
 
   /** Opens an incoming MESSAGE (see the file comment). Never throws for hostile input. */
   async open(incoming: IncomingMessage): Promise<Opened> {
-    const sender = canonicalOrUndefined(incoming.from);
+    const sender = canonicalAorOrUndefined(incoming.from);
     const legacyPeer = sender !== undefined && this.owner.contacts.policyOf(this.settings.id, sender) === 'legacy-plaintext';
     if (this.secure === undefined) {
       if (isSmime(incoming.contentType)) {
@@ -517,13 +517,4 @@ function isSmime(contentType: string): boolean {
 
 function isPassphraseError(error: unknown): error is Error {
   return error instanceof Error && error.name === 'PassphraseKeyError';
-}
-
-function canonicalOrUndefined(uri: string): string | undefined {
-  try {
-    return canonicalAor(uri);
-  } catch (error) {
-    if (error instanceof ParseError) return undefined;
-    throw error;
-  }
 }

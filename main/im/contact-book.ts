@@ -25,12 +25,11 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Contact, ContactPolicy, TrustState } from '../../shared/api.js';
-import { canonicalAor } from '../security/aor.js';
+import { canonicalAor, canonicalAorOrUndefined } from '../security/aor.js';
 import { fingerprintSha256 } from '../security/certificates.js';
 import { bytesEqual, pemDecodeAll } from '../security/cms/der.js';
 import { ContactCertificates } from '../security/contact-certificates.js';
 import { ensurePrivateDir, readFileIfExists, writePrivateFile } from '../security/data-files.js';
-import { ParseError } from '../sip/message/parse-error.js';
 import { presentedCertificatePath } from './secure-messaging.js';
 
 /** The file of the book in the data dir. */
@@ -87,13 +86,13 @@ export class ContactBook {
 
   /** The sending policy for `aor` under `accountId` (`smime` for a stranger). */
   policyOf(accountId: string, aor: string): ContactPolicy {
-    const canonical = canonicalOrUndefined(aor);
+    const canonical = canonicalAorOrUndefined(aor);
     return this.book.contacts.find((entry) => entry.accountId === accountId && entry.aor === canonical)?.policy ?? 'smime';
   }
 
   /** Whether `aor` is a contact of `accountId` already. */
   has(accountId: string, aor: string): boolean {
-    const canonical = canonicalOrUndefined(aor);
+    const canonical = canonicalAorOrUndefined(aor);
     return this.book.contacts.some((entry) => entry.accountId === accountId && entry.aor === canonical);
   }
 
@@ -105,7 +104,7 @@ export class ContactBook {
 
   /** The contacts of `accountId` (every pin of the data dir, and whoever it wrote with), sorted by AoR. */
   async list(accountId: string, ownAor: string): Promise<Contact[]> {
-    const own = canonicalOrUndefined(ownAor);
+    const own = canonicalAorOrUndefined(ownAor);
     for (const pin of await this.pins.list()) {
       if (pin.aor !== own) await this.entryFor(accountId, pin.aor);
     }
@@ -256,14 +255,5 @@ function parseBook(text: Buffer | undefined): BookFile {
     return { format: BOOK_FORMAT, nextId, contacts, verified };
   } catch {
     return empty;
-  }
-}
-
-function canonicalOrUndefined(aor: string): string | undefined {
-  try {
-    return canonicalAor(aor);
-  } catch (error) {
-    if (error instanceof ParseError) return undefined;
-    throw error;
   }
 }

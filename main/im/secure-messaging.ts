@@ -38,7 +38,7 @@
  */
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { canonicalAor, aorFileName, certificateNamesAor } from '../security/aor.js';
+import { canonicalAor, canonicalAorOrUndefined, aorFileName, certificateNamesAor } from '../security/aor.js';
 import { certificateInfo, fingerprintSha256 } from '../security/certificates.js';
 import { bytesEqual, pemEncode } from '../security/cms/der.js';
 import { certsOnly, readCertsOnly } from '../security/cms/signed-data.js';
@@ -400,7 +400,7 @@ export class SecureMessaging {
 
   /** Opens, checks and judges an incoming MESSAGE (see the file comment). Never throws for hostile input. */
   async receive(message: IncomingMessage): Promise<ReceivedMessage> {
-    const sender = canonicalOrUndefined(message.from);
+    const sender = canonicalAorOrUndefined(message.from);
     const pinned = sender === undefined ? undefined : await this.contacts.pinned(sender);
     const replayCache = await this.openReplayCache();
     const verdict = await unprotectMessage({
@@ -482,7 +482,7 @@ export class SecureMessaging {
     let sender: string | undefined;
     let contentType: string | undefined;
     try {
-      sender = canonicalOrUndefined(formatUri(request.from.uri));
+      sender = canonicalAorOrUndefined(formatUri(request.from.uri));
       contentType = request.headers.get('content-type');
     } catch (error) {
       if (error instanceof ParseError) return;
@@ -695,15 +695,6 @@ function smimeTypeOf(contentType: string): string | undefined {
     if (media !== 'application/pkcs7-mime' && media !== 'application/x-pkcs7-mime') return undefined;
     const smimeType = type.params.get('smime-type');
     return typeof smimeType === 'string' ? smimeType.toLowerCase() : '';
-  } catch (error) {
-    if (error instanceof ParseError) return undefined;
-    throw error;
-  }
-}
-
-function canonicalOrUndefined(uri: string): string | undefined {
-  try {
-    return canonicalAor(uri);
   } catch (error) {
     if (error instanceof ParseError) return undefined;
     throw error;

@@ -22,6 +22,16 @@ export function canonicalAor(text: string): string {
   return formatUri(aorOf(uri));
 }
 
+/** `canonicalAor`, or undefined when `text` is not a sip:/sips: URI (hostile input on a message path). */
+export function canonicalAorOrUndefined(text: string): string | undefined {
+  try {
+    return canonicalAor(text);
+  } catch (error) {
+    if (error instanceof ParseError) return undefined;
+    throw error;
+  }
+}
+
 /** Longest file name we make; most file systems allow 255 octets. */
 const MAX_FILE_NAME = 160;
 
