@@ -14,7 +14,7 @@
  * (outbox-worker.ts), on `store.messages` directly.
  */
 import type { ConversationView, HistoryPage, MessageView, SearchHit, SecurityLabel, TextRange } from '../../shared/api.js';
-import type { ConversationSummary, Message, Store } from '../store/index.js';
+import type { ConversationSummary, IncomingInput, Message, Store } from '../store/index.js';
 
 /** Account ids ↔ addresses of record, as the Messenger currently has them. */
 export interface AccountDirectory {
@@ -24,24 +24,14 @@ export interface AccountDirectory {
   aorOf(accountId: string): string | undefined;
 }
 
-export interface IncomingRecord {
+/** An incoming message as the Messenger describes it: the store's IncomingInput in the API's terms. */
+export type IncomingRecord = Omit<IncomingInput, 'account' | 'peer' | 'body'> & {
   readonly accountId: string;
   /** The From URI. */
   readonly peerUri: string;
   readonly displayName?: string;
   readonly text: string;
-  readonly contentType: string;
-  readonly security: SecurityLabel;
-  readonly signerFingerprint?: string;
-  readonly callId: string;
-  readonly cseq: number;
-  readonly fromTag: string;
-  /** RFC 5438 §6.3: the store drops a second message with it from the same peer as a duplicate. */
-  readonly imdnMessageId?: string;
-  readonly sentAt?: number;
-  readonly receivedAt: number;
-  readonly late?: boolean;
-}
+};
 
 export interface OutgoingRecord {
   readonly accountId: string;
@@ -69,22 +59,9 @@ export class MessageRepository {
    * From tag) is stored already: then `inserted` is false and the first one is returned.
    */
   recordIncoming(input: IncomingRecord): { readonly inserted: boolean; readonly message: MessageView } {
-    const result = this.store.messages.recordIncoming({
-      account: this.aorOf(input.accountId),
-      peer: input.peerUri,
-      body: input.text,
-      contentType: input.contentType,
-      security: input.security,
-      ...(input.signerFingerprint === undefined ? {} : { signerFingerprint: input.signerFingerprint }),
-      callId: input.callId,
-      cseq: input.cseq,
-      fromTag: input.fromTag,
-      ...(input.imdnMessageId === undefined ? {} : { imdnMessageId: input.imdnMessageId }),
-      ...(input.sentAt === undefined ? {} : { sentAt: input.sentAt }),
-      receivedAt: input.receivedAt,
-      ...(input.late === true ? { late: true } : {}),
-    });
-    if (input.displayName !== undefined && input.displayName !== '') this.displayNames.set(result.message.conversationId, input.displayName);
+    const { accountId, peerUri, text, displayName, ...sip } = input;
+    const result = this.store.messages.recordIncoming({ ...sip, account: this.aorOf(accountId), peer: peerUri, body: text });
+    if (displayName !== undefined && displayName !== '') this.displayNames.set(result.message.conversationId, displayName);
     return { inserted: result.inserted, message: this.view(result.message) };
   }
 
