@@ -7,7 +7,11 @@
  *   content of an opened S/MIME one) is a notification or a composing status rather than an IM.
  *   Neither is ever stored or shown as a message.
  * - `imdnRequestOf`: the notification request of a received IM, from its signed CPIM envelope
- *   (unprotect.ts), in the shape `decideImdn`/`buildImdn` take.
+ *   (unprotect.ts), in the shape `decideImdn`/`buildImdn` take; `displayNotificationOf` and
+ *   `owedDisplayRequest`: the part of it a display notification needs, to and from the store,
+ *   where it waits (across restarts) until the user reads the IM.
+ * - `applyImdnNotifications`: received notifications → the states of our outgoing messages,
+ *   negative delivery included.
  * - `imdnPayload`: the protected content of a notification (message/imdn+xml with
  *   `Content-Disposition: notification`, §7.2.1.1); S/MIME wraps it in CPIM like the IM
  *   (RFC 5438 §14: a notification is protected like the IM it answers).
@@ -46,10 +50,28 @@ import {
   type RemoteComposingChange,
 } from './is-composing.js';
 import type { ProtectedPayload } from './smime/protect.js';
-import { StoreError, type Message, type OutcomeState, type ResultInput } from '../store/index.js';
+import {
+  StoreError,
+  type DisplayNotificationRequest,
+  type Message,
+  type NegativeDeliveryStatus,
+  type OutcomeState,
+  type OwedDisplayNotification,
+  type ResultInput,
+} from '../store/index.js';
 
-/** What we ask for on every protected IM (RFC 5438 §6.2): delivery and display. */
-export const REQUESTED_DISPOSITIONS: readonly ['positive-delivery', 'display'] = ['positive-delivery', 'display'];
+/**
+ * What we ask for on every protected IM (RFC 5438 §6.2, §7.1.1): positive and negative
+ * delivery, and display. A negative one tells the user that a message a server accepted (202),
+ * or a recipient answered before it could deliver it, did not get there after all
+ * (`applyImdnNotifications`).
+ *
+ * Asking for negative-delivery changes nothing on our own receiving side: we store an IM before
+ * answering 200 and answer a failure otherwise, so we never learn of a failure after a 2xx,
+ * the only time a negative notification may be sent (§12.1.3.1); the Messenger and the listener
+ * only ever send positive delivery (`decideImdn` with a `delivered` event) and display.
+ */
+export const REQUESTED_DISPOSITIONS: readonly ['positive-delivery', 'negative-delivery', 'display'] = ['positive-delivery', 'negative-delivery', 'display'];
 
 // ---------------------------------------------------------------------------------------------
 // Reading
@@ -204,20 +226,62 @@ export function composingPayload(document: Uint8Array): ProtectedPayload {
   return { contentType: ISCOMPOSING_CONTENT_TYPE, content: document };
 }
 
+/**
+ * The part of a received IM's notification request that its display notification needs and
+ * its stored row does not hold (store types.ts `DisplayNotificationRequest`), when it asked for
+ * one; undefined otherwise. Stored with the IM (`IncomingInput.displayNotification`).
+ */
+export function displayNotificationOf(request: ReceivedImdnRequest | undefined): DisplayNotificationRequest | undefined {
+  if (request === undefined || !request.dispositions.has('display')) return undefined;
+  return {
+    messageId: request.messageId,
+    dateTime: request.dateTime,
+    from: request.from,
+    recordRoute: request.recordRoute,
+    ...(request.to === undefined ? {} : { to: request.to }),
+    ...(request.originalTo === undefined ? {} : { originalTo: request.originalTo }),
+  };
+}
+
+/** The request of an owed display notification, as `imdnPayload`/`buildImdn` take it, from what the store kept. */
+export function owedDisplayRequest(owed: OwedDisplayNotification): ReceivedImdnRequest {
+  const { request } = owed;
+  return {
+    messageId: request.messageId,
+    dispositions: new Set<DispositionRequest>(['display']),
+    dateTime: request.dateTime,
+    from: request.from,
+    recordRoute: request.recordRoute,
+    ...(request.to === undefined ? {} : { to: request.to }),
+    ...(request.originalTo === undefined ? {} : { originalTo: request.originalTo }),
+  };
+}
+
 /** The part of the store's message repository that notifications change. */
 export interface NotifiedMessages {
   findOutgoingByImdnId(account: string, peer: string, imdnMessageId: string): Message | undefined;
   markResult(id: number, result: ResultInput): unknown;
+  markUndelivered(id: number, status: NegativeDeliveryStatus, reason: string): unknown;
   get(id: number): Message | undefined;
+}
+
+/** Why a message failed, shown to the user: the recipient's side, not the network, said so. */
+export function undeliveredReason(status: NegativeDeliveryStatus): string {
+  const what = status === 'failed' ? 'it could not be delivered' : status === 'forbidden' ? 'delivery was refused (forbidden)' : 'delivery ended in an error';
+  return `Not delivered: the recipient's side reported that ${what} (negative delivery notification, status "${status}")`;
 }
 
 /**
  * Applies received notifications to our outgoing messages (RFC 5438 §7.1.2-§7.1.3): each names
- * the Message-ID of one of ours, found only among the messages to the peer that sent it; a
- * positive delivery makes it `delivered`, a display `displayed`. The store moves states only
- * forward (accepted → delivered → displayed), so a late or repeated one changes nothing.
- * Negative outcomes (failed, forbidden, error) and processing notifications change nothing and
- * are reported in `ignored`. Returns the messages whose state changed.
+ * the Message-ID of one of ours, found only among the messages to the peer that sent it.
+ * - A positive delivery makes it `delivered`, a display `displayed`. The store moves states
+ *   only forward (accepted → delivered → displayed), so a late or repeated one changes nothing.
+ * - A negative delivery (`failed`, `forbidden`, `error`; §11) makes a `sending`, `accepted` or
+ *   `delivered` message `failed`, with a reason that says the recipient's side reported it
+ *   undelivered and the status (store messages.ts `markUndelivered`, which says why these
+ *   states); it stays failed whatever comes later, until the user retries it.
+ * - Display `forbidden`/`error` and processing notifications change nothing.
+ * What changed nothing is reported in `ignored`. Returns the messages whose state changed.
  */
 export function applyImdnNotifications(
   messages: NotifiedMessages,
@@ -228,6 +292,8 @@ export function applyImdnNotifications(
   const changed: Message[] = [];
   const ignored: string[] = [];
   for (const notification of notifications) {
+    const negative: NegativeDeliveryStatus | undefined =
+      notification.kind === 'delivery' && notification.status !== 'delivered' ? notification.status : undefined;
     const state: OutcomeState | undefined =
       notification.kind === 'delivery' && notification.status === 'delivered'
         ? 'delivered'
@@ -235,12 +301,13 @@ export function applyImdnNotifications(
           ? 'displayed'
           : undefined;
     const message = messages.findOutgoingByImdnId(account, peer, notification.messageId);
-    if (message === undefined || state === undefined) {
+    if (message === undefined || (state === undefined && negative === undefined)) {
       ignored.push(`${notification.kind}/${notification.status} for ${notification.messageId}: ${message === undefined ? 'no such message to this peer' : 'kept as it is'}`);
       continue;
     }
     try {
-      messages.markResult(message.id, { state });
+      if (negative !== undefined) messages.markUndelivered(message.id, negative, undeliveredReason(negative));
+      else if (state !== undefined) messages.markResult(message.id, { state });
     } catch (error) {
       if (!(error instanceof StoreError)) throw error;
       ignored.push(`${notification.kind}/${notification.status} for message ${message.id}: ${error.message}`);
@@ -248,6 +315,7 @@ export function applyImdnNotifications(
     }
     const after = messages.get(message.id);
     if (after !== undefined && after.state !== message.state) changed.push(after);
+    else ignored.push(`${notification.kind}/${notification.status} for message ${message.id}: kept ${message.state}`);
   }
   return { changed, ignored };
 }

@@ -35,15 +35,20 @@
  * says so in its capabilities, and contacts answer `not-available`.
  *
  * Notifications (RFC 5438) and typing (RFC 3994), message-notifications.ts: every protected IM
- * asks for positive-delivery and display notifications under its signature. A stored IM that
- * asked gets its delivery notification at once and its display notification when the user
- * reads the conversation (`conversations.markRead`), both paced per peer (NotificationPacer)
- * and protected like the IM (§14); which display notifications are still due is kept in memory
- * only (after a restart they are not sent: never twice, best effort as §7.1.4 allows). A
- * received notification moves our message to `delivered` or `displayed` (forward only) and
- * emits `message-state`. `conversations.setComposing` drives a ComposingSender per conversation
- * (status messages protected as an IM to that contact would be, refreshes and the idle timeout
- * on the clock); received status messages drive a ComposingReceiver and the `composing` event.
+ * asks for positive-delivery, negative-delivery and display notifications under its signature.
+ * A stored IM that asked gets its delivery notification at once and its display notification
+ * when the user reads the conversation (`conversations.markRead`), both paced per peer
+ * (NotificationPacer) and protected like the IM (§14). Which display notifications are still
+ * owed is kept in the store with the IM (committed with it), so one owed when sipnote stops is
+ * sent when the conversation is read after the next start; each is taken from the store as it
+ * is handed to the pacer (at most once: never twice, possibly never, as §7.1.4 allows). We
+ * never send a negative-delivery one: an IM we could not keep is answered with a failure, not
+ * a 200 (§12.1.3.1). A received notification moves our message to `delivered` or `displayed`
+ * (forward only), or, a negative delivery, to `failed` (message-notifications.ts
+ * `applyImdnNotifications`), and emits `message-state`. `conversations.setComposing` drives a
+ * ComposingSender per conversation (status messages protected as an IM to that contact would
+ * be, refreshes and the idle timeout on the clock); received status messages drive a
+ * ComposingReceiver and the `composing` event.
  * Neither a notification nor a status message is ever stored or shown as a message.
  */
 import { randomBytes } from 'node:crypto';
@@ -82,7 +87,7 @@ import { Registration, type RegistrationEvent } from '../sip/ua/registration.js'
 import { newCallId, newTag } from '../sip/ua/identifiers.js';
 import { UserAgent, type IncomingMessage, type MessageDecision, type SipTrace } from '../sip/ua/user-agent.js';
 import { aorOf, formatUri, isImUri, isSipUri, parseUri, type SipUri } from '../sip/uri.js';
-import { openStore, StoreError, type AttemptIdentity, type Message, type Store } from '../store/index.js';
+import { openStore, StoreError, type AttemptIdentity, type DisplayNotificationRequest, type Message, type Store } from '../store/index.js';
 import { ConfigStore, DEFAULT_SETTINGS, type StoredAccount } from './config-store.js';
 import { PAGER_ACCEPTED_TYPES, PAGER_REQUEST_POLICY, readMessageBody } from './incoming-body.js';
 import { MessageRepository } from './message-repository.js';
@@ -96,7 +101,19 @@ import { newMessageId } from './smime/protect.js';
 import type { RequestPolicy } from '../sip/ua/request-policy.js';
 import { buildImdn, decideImdn, type EndpointImdnNotification, type ImdnSchedulerOptions, type ReceivedImdnRequest } from './imdn.js';
 import { buildIsComposing, ISCOMPOSING_CONTENT_TYPE, type ComposingSenderOptions, type IsComposingStatus } from './is-composing.js';
-import { applyImdnNotifications, ComposingTracker, composingPayload, ControlBodyError, imdnPayload, NotificationPacer, plaintextImdnRequest, readControlBody, type ControlBody } from './message-notifications.js';
+import {
+  applyImdnNotifications,
+  ComposingTracker,
+  composingPayload,
+  ControlBodyError,
+  displayNotificationOf,
+  imdnPayload,
+  NotificationPacer,
+  owedDisplayRequest,
+  plaintextImdnRequest,
+  readControlBody,
+  type ControlBody,
+} from './message-notifications.js';
 
 export interface MessengerOptions {
   /** The data dir: the store (DATA_DIR/sipnote.db) with history, outbox, accounts and settings. */
@@ -188,12 +205,6 @@ export class Messenger implements ApiEndpoint {
   private readonly handlers: Handlers;
   /** Outgoing notifications, paced per peer (RFC 5438; a burst of IMs is not a burst of IMDNs). */
   private readonly imdnPacer: NotificationPacer<PendingImdn>;
-  /**
-   * Received IMs whose display notification is still due, by message id, until the user reads
-   * their conversation. In memory only: after a restart the display notifications of IMs read
-   * later are not sent (never twice, possibly never; RFC 5438 §7.1.4 makes them best effort).
-   */
-  private readonly displayDue = new Map<number, PendingImdn & { readonly conversationId: number }>();
   private readonly composing: ComposingTracker;
 
   private constructor(
@@ -627,6 +638,8 @@ export class Messenger implements ApiEndpoint {
         ...(sentAt === undefined ? {} : { sentAt }),
         receivedAt,
         ...(opened.late === true ? { late: true } : {}),
+        // Owed until the user reads it, committed with the IM: survives a restart (RFC 5438 §7.2).
+        ...withDisplayNotification(displayNotificationOf(opened.imdnRequest)),
       });
     } catch (error) {
       // Not kept (the UA answers 500): a resend must not be taken for a replay.
@@ -643,22 +656,45 @@ export class Messenger implements ApiEndpoint {
     this.emit({ type: 'conversation-updated', conversation });
     // The peer stopped composing: it sent (RFC 3994 §3.3).
     this.composing.content(message.conversationId);
-    if (opened.imdnRequest !== undefined) this.imdnForStored(runtime, incoming.from, message.id, message.conversationId, opened.imdnRequest, opened.security !== 'plaintext');
+    if (opened.imdnRequest !== undefined) this.imdnForStored(runtime, incoming.from, opened.imdnRequest, opened.security !== 'plaintext');
     return undefined;
   }
 
   // ---- Notifications (RFC 5438) and isComposing (RFC 3994) ------------------------------------
 
   /**
-   * A stored IM that asked for notifications: the delivery one goes now (paced), the display
-   * one when the user reads the conversation. Queued while the UA is still answering: the
-   * notification leaves after the 200 (protecting it takes longer than answering).
+   * A stored IM that asked for notifications: the delivery one goes now (paced); the display
+   * one is owed in the store (stored with the IM) until the user reads the conversation
+   * (`markRead`). Queued while the UA is still answering: the notification leaves after the 200
+   * (protecting it takes longer than answering).
    */
-  private imdnForStored(runtime: AccountRuntime, sipFrom: string, messageId: number, conversationId: number, request: ReceivedImdnRequest, protect: boolean): void {
-    const base = { accountId: runtime.settings.id, to: sipFrom, request, protected: protect };
+  private imdnForStored(runtime: AccountRuntime, sipFrom: string, request: ReceivedImdnRequest, protect: boolean): void {
     const delivered = decideImdn(request, { type: 'delivered' }, { finalStatus: 200, readReceipts: true, alreadySent: new Set() });
-    if (delivered.send) this.queueImdn({ ...base, notification: delivered.notification });
-    if (request.dispositions.has('display')) this.displayDue.set(messageId, { ...base, notification: { kind: 'display', status: 'displayed' }, conversationId });
+    if (delivered.send) this.queueImdn({ accountId: runtime.settings.id, to: sipFrom, request, protected: protect, notification: delivered.notification });
+  }
+
+  /**
+   * The display notifications owed in a conversation the user has just read (RFC 5438 §7.2.1),
+   * taken from the store and handed to the pacer if the user consents to read receipts;
+   * otherwise dropped, never to be sent (§12.1.3.1: the user's choice).
+   *
+   * Taken (deleted, committed) before they are queued, not after they are sent: a crash or a
+   * quit between the two loses them, while clearing after sending could send one twice after a
+   * crash. §7.2.1 allows one notification per disposition type per IM and §7.1.4 tells the
+   * sender not to count on any, so at most once is the right side to err on. A notification
+   * the pacer or the network loses is not sent again either, as before. While the account is
+   * not running (it could not start), they are left owed for a later read: queued now, they
+   * would be dropped unsent.
+   */
+  private sendOwedDisplayNotifications(conversation: ConversationView): void {
+    if (this.settings.readReceipts && this.accounts.get(conversation.accountId)?.ua === undefined) return;
+    for (const owed of this.store.messages.takeDisplayNotificationsOwed(conversation.id)) {
+      if (!this.settings.readReceipts) continue;
+      const accountId = this.accountIdOf(owed.message.account);
+      // An account removed since (its conversations are no longer shown): nothing to send.
+      if (accountId === undefined) continue;
+      this.queueImdn({ accountId, to: owed.message.peerUri, request: owedDisplayRequest(owed), protected: owed.message.security !== 'plaintext', notification: { kind: 'display', status: 'displayed' } });
+    }
   }
 
   private queueImdn(item: PendingImdn): void {
@@ -856,13 +892,7 @@ export class Messenger implements ApiEndpoint {
     if (conversation === undefined) throw new ApiFailure('not-found', `no conversation ${conversationId}`);
     // Everything in it is shown now: display notifications for the IMs that asked (RFC 5438
     // §7.2.1), if the user consents to read receipts; otherwise none is ever sent for them.
-    for (const [messageId, due] of [...this.displayDue]) {
-      if (due.conversationId !== conversationId) continue;
-      this.displayDue.delete(messageId);
-      if (!this.settings.readReceipts) continue;
-      const { conversationId: _, ...item } = due;
-      this.queueImdn(item);
-    }
+    this.sendOwedDisplayNotifications(conversation);
     this.emit({ type: 'conversation-updated', conversation });
     return conversation;
   }
@@ -955,6 +985,11 @@ function protectOutgoing(
 /** The UA's policy, also taking bare isComposing status messages (RFC 3994 §4). */
 function withComposing(policy: RequestPolicy): RequestPolicy {
   return policy.acceptedTypes.includes(ISCOMPOSING_CONTENT_TYPE) ? policy : { ...policy, acceptedTypes: [...policy.acceptedTypes, ISCOMPOSING_CONTENT_TYPE] };
+}
+
+/** The `displayNotification` field of an incoming record, when the IM asked for one. */
+function withDisplayNotification(request: DisplayNotificationRequest | undefined): { displayNotification?: DisplayNotificationRequest } {
+  return request === undefined ? {} : { displayNotification: request };
 }
 
 function newRuntime(settings: StoredAccount): AccountRuntime {

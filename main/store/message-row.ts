@@ -3,7 +3,7 @@
  * (history, search, outbox, a single row) goes through these, so a column added by a
  * migration is added here once.
  */
-import type { Direction, Message, MessageState, SecurityLabel } from './types.js';
+import type { Direction, Message, MessageState, NegativeDeliveryStatus, SecurityLabel } from './types.js';
 
 /**
  * `m` is the message, `c` its conversation, `a` the account; callers add WHERE/ORDER BY.
@@ -17,7 +17,8 @@ import type { Direction, Message, MessageState, SecurityLabel } from './types.js
 export const MESSAGE_COLUMNS = `
   m.id, m.conversation_id, a.aor AS account, c.peer, m.peer_uri, m.direction, m.body, m.content_type,
   m.security, m.signer_sha256, m.call_id, m.cseq, m.from_tag, m.imdn_message_id, m.state, m.status,
-  m.reason, m.attempts, m.next_attempt_at, m.created_at, m.updated_at, m.sent_at, m.received_at, m.late`;
+  m.reason, m.attempts, m.next_attempt_at, m.created_at, m.updated_at, m.sent_at, m.received_at, m.late,
+  m.negative_delivery`;
 
 export const MESSAGE_JOINS = `
   CROSS JOIN conversations c ON c.id = m.conversation_id
@@ -58,6 +59,7 @@ export interface MessageRow {
   sent_at: number | null;
   received_at: number | null;
   late: number;
+  negative_delivery: NegativeDeliveryStatus | null;
 }
 
 export function toMessage(row: MessageRow): Message {
@@ -86,5 +88,6 @@ export function toMessage(row: MessageRow): Message {
     sentAt: row.sent_at,
     receivedAt: row.received_at,
     late: row.late === 1,
+    negativeDelivery: row.negative_delivery,
   };
 }

@@ -13,6 +13,8 @@
  * - `markSending`: queued, or failed with a retry time → sending (one more attempt);
  * - `markResult`: sending → failed (with a retry time the outbox sends it again; without, it
  *   waits for the user); any waiting state → accepted → delivered → displayed, forward only;
+ * - `markUndelivered`, a negative-delivery notification (RFC 5438): sending, accepted or
+ *   delivered → failed, for good: nothing but the user's retry moves it after that;
  * - `recoverAfterCrash`, on start: sending → queued, or → failed after too many interruptions;
  * - the user: `retry` (failed, cancelled → queued) and `cancel` (queued, failed → cancelled).
  *
@@ -24,6 +26,10 @@
  *
  * Success states only move forward (accepted → delivered → displayed): IMDNs and responses can
  * arrive in any order, and a late "delivered" must not hide a "displayed".
+ *
+ * Received IMs that still owe a display notification (RFC 5438 §7.2) are kept with them
+ * (`recordIncoming` with `displayNotification`, in the same transaction) until the user reads
+ * the conversation (`takeDisplayNotificationsOwed`), so a restart in between loses none.
  */
 import type { AorCanonicalizer } from './aor.js';
 import type { ConversationKey, ConversationRepository } from './conversations.js';
@@ -36,11 +42,14 @@ import type {
   AttemptIdentity,
   DeliveryUpdate,
   Direction,
+  DisplayNotificationRequest,
   HistoryQuery,
   IncomingInput,
   Message,
   MessageState,
+  NegativeDeliveryStatus,
   OutgoingInput,
+  OwedDisplayNotification,
   RecordResult,
   RecoveryReport,
   ResultInput,
@@ -61,6 +70,22 @@ const WAITING = `m.direction = 'out' AND (m.state = 'queued' OR m.state = 'sendi
 /** Order of the success states: a notification may only move a message forward. */
 const SUCCESS_RANK: Partial<Record<MessageState, number>> = { accepted: 1, delivered: 2, displayed: 3 };
 
+/**
+ * The states a negative-delivery notification fails (`markUndelivered`). A recipient sends one
+ * only after answering 2xx (RFC 5438 §12.1.3.1: never after a failure response, which already
+ * said it), so it concerns a message that was:
+ * - `accepted`: a 202, a store-and-forward server (or gateway) holds it and later gives up:
+ *   the case negative delivery is for;
+ * - `delivered`: a 200 from a UA (or a gateway, or a B2BUA answering for the user) that learnt
+ *   of the failure only after answering, when §12.1.3.1 says it SHOULD send a negative one;
+ * - `sending`: the notification overtook the response to the attempt it follows (the outbox
+ *   then leaves that response unrecorded, outbox-worker.ts `finish`).
+ * Not `displayed` (the user has seen it: that settles delivery), not `queued`, `failed` or
+ * `cancelled` (no attempt of ours is outstanding, the row already says what the user has to
+ * decide, and a queued one is about to be sent again anyway).
+ */
+const UNDELIVERED_FROM: ReadonlySet<MessageState> = new Set<MessageState>(['sending', 'accepted', 'delivered']);
+
 export class MessageRepository {
   private readonly statements: StatementCache;
   private readonly insertIncoming: Statement;
@@ -76,6 +101,8 @@ export class MessageRepository {
   private readonly setCancelled: Statement;
   private readonly selectDue: Statement;
   private readonly selectInterrupted: Statement;
+  private readonly insertDisplayOwed: Statement;
+  private readonly setUndelivered: Statement;
 
   constructor(
     private readonly db: Db,
@@ -97,7 +124,12 @@ export class MessageRepository {
     this.selectById = db.prepare(`${MESSAGE_SELECT} WHERE m.id = ?`);
     this.selectDelivery = db.prepare(
       `SELECT id, direction, state, status, reason, attempts, next_attempt_at, call_id, cseq, from_tag, sent_at,
-         updated_at FROM messages WHERE id = ?`,
+         updated_at, negative_delivery FROM messages WHERE id = ?`,
+    );
+    this.insertDisplayOwed = db.prepare('INSERT INTO display_notifications_owed (message_id, request) VALUES (?, ?)');
+    this.setUndelivered = db.prepare(
+      `UPDATE messages SET state = 'failed', reason = ?, negative_delivery = ?, next_attempt_at = NULL, updated_at = ?
+       WHERE id = ?`,
     );
     this.selectBySipKey = db.prepare(
       `${MESSAGE_SELECT} WHERE m.direction = 'in' AND m.call_id = ? AND m.cseq = ? AND m.from_tag = ?`,
@@ -113,8 +145,11 @@ export class MessageRepository {
     this.setOutcome = db.prepare(
       `UPDATE messages SET state = ?, status = ?, reason = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?`,
     );
+    // Queued again (the user's retry, or crash recovery): a new attempt, so the negative-delivery
+    // notification of an earlier one no longer decides its state.
     this.setQueued = db.prepare(
-      `UPDATE messages SET state = 'queued', next_attempt_at = @now, updated_at = @now WHERE id = @id`,
+      `UPDATE messages SET state = 'queued', negative_delivery = NULL, next_attempt_at = @now, updated_at = @now
+       WHERE id = @id`,
     );
     this.setCancelled = db.prepare(
       `UPDATE messages SET state = 'cancelled', next_attempt_at = NULL, updated_at = @now WHERE id = @id`,
@@ -171,6 +206,9 @@ export class MessageRepository {
         late: input.late === true,
       });
       if (message === undefined) return { inserted: false, message: this.duplicateOf(conversation, input) };
+      if (input.displayNotification !== undefined) {
+        this.insertDisplayOwed.run(message.id, JSON.stringify(input.displayNotification));
+      }
       this.conversations.countIncoming(conversation.id);
       return { inserted: true, message };
     });
@@ -281,6 +319,9 @@ export class MessageRepository {
     return atomically(this.db, () => {
       const current = this.requireDelivery(id);
       if (current.direction !== 'out') throw invalidTransition(current, result.state);
+      // Failed by a negative-delivery notification: the recipient's side said it did not get
+      // there, and a late response or notification does not undo that (markUndelivered).
+      if (current.negative_delivery !== null && result.state !== 'failed') return toDeliveryUpdate(current);
       if (result.retryAt !== undefined && result.state !== 'failed') {
         throw new StoreError('invalid-input', 'retryAt only goes with state failed');
       }
@@ -309,6 +350,52 @@ export class MessageRepository {
       };
       this.setOutcome.run(update.state, update.status, update.reason, update.nextAttemptAt, update.updatedAt, id);
       return update;
+    });
+  }
+
+  /**
+   * A negative-delivery notification for an outgoing message (RFC 5438 §7.2.1.1, §11: status
+   * failed, forbidden or error): from `sending`, `accepted` or `delivered` (see UNDELIVERED_FROM
+   * for why these) it becomes `failed` with `reason`, waiting for the user, and stays so: a
+   * response or notification that comes later (a positive delivery from another of the
+   * recipient's devices, a replayed display) changes nothing, as a recipient sends one delivery
+   * notification per IM (§7.2.1) and the first says what happened. The SIP status of the last
+   * attempt is kept. In any other state, or when one already failed it, nothing changes.
+   */
+  markUndelivered(id: number, status: NegativeDeliveryStatus, reason: string): DeliveryUpdate {
+    return atomically(this.db, () => {
+      const current = this.requireDelivery(id);
+      if (current.direction !== 'out') throw invalidTransition(current, 'failed');
+      if (!UNDELIVERED_FROM.has(current.state) || current.negative_delivery !== null) return toDeliveryUpdate(current);
+      const update: DeliveryUpdate = { ...toDeliveryUpdate(current), state: 'failed', reason, nextAttemptAt: null, updatedAt: this.now() };
+      this.setUndelivered.run(reason, status, update.updatedAt, id);
+      return update;
+    });
+  }
+
+  /**
+   * The display notifications owed in a conversation (received IMs that asked for one, stored
+   * with `displayNotification`), oldest first, taken: deleted in the same transaction, so each
+   * is handed out once, even across restarts. The caller sends them (or, without the user's
+   * consent to read receipts, drops them): at most once, never twice, which is the side RFC 5438
+   * errs on (§7.2.1: one notification per disposition type per IM; §7.1.4: the sender cannot
+   * count on getting one at all).
+   */
+  takeDisplayNotificationsOwed(conversationId: number): OwedDisplayNotification[] {
+    return atomically(this.db, () => {
+      const rows = this.statements
+        .get(
+          `SELECT o.message_id, o.request FROM display_notifications_owed o CROSS JOIN messages m ON m.id = o.message_id
+           WHERE m.conversation_id = ? ORDER BY o.message_id`,
+        )
+        .all(conversationId) as { message_id: number; request: string }[];
+      const owed: OwedDisplayNotification[] = [];
+      const remove = this.statements.get('DELETE FROM display_notifications_owed WHERE message_id = ?');
+      for (const row of rows) {
+        remove.run(row.message_id);
+        owed.push({ message: this.require(row.message_id), request: JSON.parse(row.request) as DisplayNotificationRequest });
+      }
+      return owed;
     });
   }
 
@@ -558,6 +645,7 @@ export class MessageRepository {
       sentAt: fields.sentAt,
       receivedAt: fields.receivedAt,
       late: fields.late,
+      negativeDelivery: null,
     };
   }
 
@@ -607,6 +695,7 @@ interface DeliveryRow {
   from_tag: string | null;
   sent_at: number | null;
   updated_at: number;
+  negative_delivery: NegativeDeliveryStatus | null;
 }
 
 function toDeliveryUpdate(row: DeliveryRow): DeliveryUpdate {

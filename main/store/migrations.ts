@@ -231,8 +231,42 @@ const v4SearchWithoutColumnSizes: Migration = {
   },
 };
 
+/**
+ * Version 5: notifications (RFC 5438) that outlive a restart.
+ *
+ * - `display_notifications_owed`: one row per received IM whose display notification is still
+ *   owed (it asked for `display`, §7.2), written in the transaction that stores the IM and
+ *   deleted when the user reads its conversation (messages.ts `takeDisplayNotificationsOwed`).
+ *   `request` holds, as a JSON object, what the notification quotes that the message row does
+ *   not (types.ts `DisplayNotificationRequest`: the DateTime as written, the CPIM From and To,
+ *   imdn.Original-To, IMDN-Record-Route). A side table rather than a column: it holds only the
+ *   few unread IMs that asked, it empties as they are read, and storing a message that owes
+ *   nothing (every message `sipnote listen` stores) costs nothing more. Rows go with their
+ *   message (ON DELETE CASCADE).
+ * - `messages.negative_delivery`: the status of the negative-delivery notification that failed
+ *   an outgoing message (§7.2.1.1, §11: failed, forbidden, error), so that a later response or
+ *   notification does not move it again (messages.ts `markUndelivered`).
+ *
+ * Rows written before this version owe nothing (the in-memory list of owed notifications of the
+ * sipnote that wrote them is gone anyway) and were never failed by a notification (earlier
+ * versions only logged negative ones): the table starts empty and the column NULL.
+ */
+const v5Notifications: Migration = {
+  description: 'owed display notifications, negative delivery',
+  up(db) {
+    db.exec(`
+      CREATE TABLE display_notifications_owed (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        request TEXT NOT NULL CHECK (json_valid(request) AND json_type(request) = 'object')
+      ) STRICT;
+      ALTER TABLE messages ADD COLUMN negative_delivery TEXT
+        CHECK (negative_delivery IS NULL OR ${oneOf('negative_delivery', ['failed', 'forbidden', 'error'])});
+    `);
+  },
+};
+
 /** Every migration, in order. Append only. */
-export const MIGRATIONS: readonly Migration[] = [v1Tables, v2Search, v3Preferences, v4SearchWithoutColumnSizes];
+export const MIGRATIONS: readonly Migration[] = [v1Tables, v2Search, v3Preferences, v4SearchWithoutColumnSizes, v5Notifications];
 
 export interface MigrationReport {
   readonly from: number;

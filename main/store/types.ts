@@ -122,6 +122,54 @@ export interface Message {
   readonly receivedAt: number | null;
   /** Accepted although old (design.md: up to 72 hours), shown as late. */
   readonly late: boolean;
+  /**
+   * Outgoing: the status of the negative-delivery notification (RFC 5438 §7.2.1.1, §11) that
+   * failed the message, the recipient's side reporting it undelivered; null otherwise.
+   * While set, no response or later notification moves the message (messages.ts
+   * `markUndelivered`); the user's retry clears it.
+   */
+  readonly negativeDelivery: NegativeDeliveryStatus | null;
+}
+
+/** The negative statuses of a delivery notification (RFC 5438 §11: `<failed/>`, `<forbidden/>`, `<error/>`). */
+export type NegativeDeliveryStatus = 'failed' | 'forbidden' | 'error';
+
+/** An address as a CPIM header carries it (RFC 3862 §3.2): a URI and an optional display name. */
+export interface NotificationAddress {
+  readonly uri: string;
+  readonly name?: string;
+}
+
+/**
+ * What the display notification owed for a received IM needs, besides what its row already
+ * holds (the SIP From it goes back to, our account, how it was protected): the parts of the
+ * IM's notification request (RFC 5438 §7.2.1.1) that are quoted or followed when the
+ * notification is built. Kept in the store from the moment the IM is stored until the user
+ * reads its conversation, so that a restart in between does not lose it.
+ */
+export interface DisplayNotificationRequest {
+  /**
+   * The imdn.Message-ID to quote in `<message-id>`, as the request had it. The row's
+   * `imdnMessageId` (the duplicate key) is read from the same header, but by another reader
+   * (incoming-body.ts, unprotect.ts) that need not trim it the same way: the quote is kept as is.
+   */
+  readonly messageId: string;
+  /** The IM's DateTime exactly as written: echoed in `<datetime>`. */
+  readonly dateTime: string;
+  /** The IM's CPIM From: the CPIM To of the notification. */
+  readonly from: NotificationAddress;
+  /** The IM's first CPIM To: `<original-recipient-uri>` when there is no imdn.Original-To. */
+  readonly to?: NotificationAddress;
+  /** imdn.Original-To (RFC 5438 §6.4). */
+  readonly originalTo?: NotificationAddress;
+  /** imdn.IMDN-Record-Route values, in order (§6.5). */
+  readonly recordRoute: readonly NotificationAddress[];
+}
+
+/** A received IM whose display notification is still owed, and what building it needs. */
+export interface OwedDisplayNotification {
+  readonly message: Message;
+  readonly request: DisplayNotificationRequest;
 }
 
 /** What the messaging layer knows about an incoming MESSAGE once it has been checked. */
@@ -141,6 +189,12 @@ export interface IncomingInput {
   readonly sentAt?: number;
   readonly receivedAt: number;
   readonly late?: boolean;
+  /**
+   * The IM asked for a display notification (RFC 5438 §7.2): stored with it, in the same
+   * transaction, until the user reads the conversation (`takeDisplayNotificationsOwed`).
+   * Ignored for a duplicate (the first copy owes it, or has paid it).
+   */
+  readonly displayNotification?: DisplayNotificationRequest;
 }
 
 export interface RecordResult {

@@ -2,23 +2,33 @@
  * The glue of IMDN (RFC 5438) and isComposing (RFC 3994) into messaging
  * (main/im/message-notifications.ts), on a manual clock: a burst of 50 notifications is paced,
  * not sent at once; a composing conversation goes active → idle after the idle timeout and the
- * peer's indicator expires without a refresh; control bodies are told apart from IMs.
+ * peer's indicator expires without a refresh; control bodies are told apart from IMs; received
+ * notifications, negative delivery included, move our messages in a real store; what an owed
+ * display notification needs goes to the store and comes back whole.
  */
 import { describe, expect, it } from 'vitest';
 import { buildCpim, parseCpim } from '../../main/im/cpim.js';
-import { buildImdn, readImdnRequest, requestImdn, type ReceivedImdnRequest } from '../../main/im/imdn.js';
 import { buildIsComposing, type IsComposingStatus } from '../../main/im/is-composing.js';
+import { buildImdn, readImdnNotifications, readImdnRequest, requestImdn, type ReceivedImdn, type ReceivedImdnRequest } from '../../main/im/imdn.js';
 import {
+  applyImdnNotifications,
   ComposingTracker,
   ControlBodyError,
+  displayNotificationOf,
   imdnPayload,
   imdnRequestOf,
   NotificationPacer,
+  owedDisplayRequest,
   readControlBody,
   readProtectedControl,
+  REQUESTED_DISPOSITIONS,
 } from '../../main/im/message-notifications.js';
+import { openStore } from '../../main/store/index.js';
+import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { validateCommand } from '../../shared/api-schema.js';
+
+const cleanups = cleanupsAfterEach();
 
 const ALICE = 'sip:alice@example.test';
 const BOB = 'sip:bob@example.test';
@@ -169,6 +179,95 @@ describe('control bodies', () => {
     expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, messageId: 'm1', dispositionNotification: [] })).toBeUndefined();
     expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, dispositionNotification: ['display'] })).toBeUndefined();
     expect(imdnRequestOf(undefined)).toBeUndefined();
+  });
+});
+
+describe('received notifications on our outgoing messages (RFC 5438 §7.1.2)', () => {
+  /** A store with one message of ours to alice, in `state`, whose imdn.Message-ID is `out-1`. */
+  function storeWith(state: 'accepted' | 'delivered' | 'displayed') {
+    const store = openStore(tempDir(cleanups, 'sipnote-notifications-'));
+    cleanups.push(() => store.close());
+    const message = store.messages.enqueueOutgoing({ account: BOB, peer: ALICE, body: 'hi', contentType: 'text/plain', security: 'plaintext', imdnMessageId: 'out-1' });
+    store.messages.markSending(message.id, { callId: 'c@host', cseq: 1, fromTag: 't' });
+    store.messages.markResult(message.id, state === 'accepted' ? { state, status: 202, reason: 'Accepted' } : { state: 'delivered', status: 200, reason: 'OK' });
+    if (state === 'displayed') store.messages.markResult(message.id, { state });
+    return { store, id: message.id };
+  }
+
+  /** A notification about `out-1` as alice's side would send it, read back from the wire format. */
+  function notification(kind: 'delivery' | 'display', status: string): ReceivedImdn {
+    const imdn = buildImdn({
+      request: { ...request('out-1'), from: { uri: BOB }, to: { uri: ALICE } },
+      notification: { kind, status } as Parameters<typeof buildImdn>[0]['notification'],
+      from: { uri: ALICE },
+      dateTime: new Date('2026-03-01T10:00:05Z'),
+    });
+    return readImdnNotifications(parseCpim(imdn.body))![0]!;
+  }
+
+  it('asks for negative delivery as well as positive delivery and display', () => {
+    expect([...REQUESTED_DISPOSITIONS]).toEqual(['positive-delivery', 'negative-delivery', 'display']);
+  });
+
+  for (const status of ['failed', 'forbidden', 'error'] as const) {
+    it(`fails an accepted (202) message on a negative delivery "${status}", with a reason that says so; a late positive one changes nothing`, () => {
+      const { store, id } = storeWith('accepted');
+      const negative = applyImdnNotifications(store.messages, BOB, ALICE, [notification('delivery', status)]);
+      expect(negative.changed.map((message) => [message.id, message.state, message.negativeDelivery])).toEqual([[id, 'failed', status]]);
+      expect(negative.ignored).toEqual([]);
+      const failed = store.messages.get(id)!;
+      expect(failed.reason).toMatch(/recipient's side reported/);
+      expect(failed.reason).toContain(`"${status}"`);
+      expect(failed.status).toBe(202);
+
+      const late = applyImdnNotifications(store.messages, BOB, ALICE, [notification('delivery', 'delivered'), notification('display', 'displayed')]);
+      expect(late.changed).toEqual([]);
+      expect(late.ignored).toEqual([`delivery/delivered for message ${id}: kept failed`, `display/displayed for message ${id}: kept failed`]);
+      expect(store.messages.get(id)).toEqual(failed);
+    });
+  }
+
+  it('fails a delivered (200) message too (the recipient learnt of the failure after its 2xx, §12.1.3.1), never a displayed one', () => {
+    const delivered = storeWith('delivered');
+    expect(applyImdnNotifications(delivered.store.messages, BOB, ALICE, [notification('delivery', 'failed')]).changed.map((m) => m.state)).toEqual(['failed']);
+    const displayed = storeWith('displayed');
+    const outcome = applyImdnNotifications(displayed.store.messages, BOB, ALICE, [notification('delivery', 'failed')]);
+    expect(outcome.changed).toEqual([]);
+    expect(outcome.ignored).toEqual([`delivery/failed for message ${displayed.id}: kept displayed`]);
+    expect(displayed.store.messages.get(displayed.id)).toMatchObject({ state: 'displayed', negativeDelivery: null });
+  });
+
+  it('takes a negative delivery only from the peer the message went to', () => {
+    const { store, id } = storeWith('accepted');
+    const outcome = applyImdnNotifications(store.messages, BOB, 'sip:mallory@example.test', [notification('delivery', 'failed')]);
+    expect(outcome.changed).toEqual([]);
+    expect(outcome.ignored).toEqual(['delivery/failed for out-1: no such message to this peer']);
+    expect(store.messages.get(id)?.state).toBe('accepted');
+  });
+});
+
+describe('owed display notifications', () => {
+  it('keeps what the display notification needs, and builds the same request from the store', () => {
+    const headers = requestImdn({ messageId: 'im-7', dispositions: ['positive-delivery', 'negative-delivery', 'display'] });
+    const cpim = buildCpim({
+      from: { uri: ALICE, name: 'Alice' },
+      to: [{ uri: BOB }],
+      dateTime: new Date('2026-03-01T10:00:00Z'),
+      ...headers,
+      contentType: 'text/plain',
+      content: new TextEncoder().encode('hi'),
+    });
+    const received = readImdnRequest(parseCpim(cpim))!;
+    const kept = displayNotificationOf(received)!;
+    // Through JSON, as the store keeps it.
+    const stored = JSON.parse(JSON.stringify(kept)) as typeof kept;
+    const message = { imdnMessageId: 'im-7' } as Parameters<typeof owedDisplayRequest>[0]['message'];
+    const rebuilt = owedDisplayRequest({ message, request: stored });
+    expect({ ...rebuilt, dispositions: [...rebuilt.dispositions] }).toEqual({ ...received, dispositions: ['display'] });
+    expect(imdnPayload(rebuilt, { kind: 'display', status: 'displayed' }, BOB)).toEqual(imdnPayload(received, { kind: 'display', status: 'displayed' }, BOB));
+    // Nothing is owed when display was not asked for.
+    expect(displayNotificationOf({ ...received, dispositions: new Set(['positive-delivery'] as const) })).toBeUndefined();
+    expect(displayNotificationOf(undefined)).toBeUndefined();
   });
 });
 

@@ -3,22 +3,36 @@
  * on loopback playing another client: a plaintext message/cpim IM that asks for notifications
  * gets a plaintext CPIM delivery notification after the 200, and a display one when the user
  * reads the conversation, once; a bare application/im-iscomposing+xml drives the `composing`
- * event; neither a notification nor a status is stored as a message.
+ * event; neither a notification nor a status is stored as a message. A negative delivery
+ * notification fails a message of ours that a server accepted (202), for good.
+ *
+ * With S/MIME and the OS keychain (`sh scripts/with-secret-service.sh npx vitest run
+ * test/unit/messenger-notifications.test.ts`; skipped without one, outside CI): the display
+ * notification a protected IM asked for outlives a restart of the recipient's core, and is
+ * sent once.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { ApiEvent } from '../../shared/api.js';
 import { buildCpim, parseCpim } from '../../main/im/cpim.js';
-import { readImdnNotifications, requestImdn } from '../../main/im/imdn.js';
+import { buildImdn, readImdnNotifications, requestImdn } from '../../main/im/imdn.js';
+import { openStore } from '../../main/store/index.js';
 import { buildIsComposing } from '../../main/im/is-composing.js';
 import { Messenger } from '../../main/im/messenger.js';
 import { parseMessage } from '../../main/sip/message/parse.js';
 import type { SipRequest } from '../../main/sip/message/sip-message.js';
 import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
-import { FAST_SIP_TIMERS, peerToPeerAccount } from '../support/messenger-desk.js';
+import { FAST_SIP_TIMERS, messageInState, messageReceived, openDesk, peerToPeerAccount, type Desk } from '../support/messenger-desk.js';
+import { eventually } from '../support/eventually.js';
+import { keychainGate, type KeychainGate } from '../support/secret-service.js';
 import { freePort } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
 const cleanups = cleanupsAfterEach();
+
+let gate: KeychainGate;
+beforeAll(async () => {
+  gate = await keychainGate('test/unit/messenger-notifications.test.ts');
+});
 
 let sequence = 0;
 
@@ -41,10 +55,10 @@ function message(alicePort: number, bobPort: number, contentType: string, body: 
   return Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]);
 }
 
-/** Our 200 to a request the raw peer got. */
-function ok(request: SipRequest): string {
+/** Our 200 (or `status`) to a request the raw peer got. */
+function ok(request: SipRequest, status = '200 OK'): string {
   const header = (name: string): string => `${name}: ${request.headers.get(name.toLowerCase())}`;
-  return ['SIP/2.0 200 OK', ...request.headers.getAll('via').map((via) => `Via: ${via}`), header('From'), `${header('To')};tag=raw`, header('Call-ID'), header('CSeq'), 'Content-Length: 0', '', ''].join('\r\n');
+  return [`SIP/2.0 ${status}`, ...request.headers.getAll('via').map((via) => `Via: ${via}`), header('From'), `${header('To')};tag=raw`, header('Call-ID'), header('CSeq'), 'Content-Length: 0', '', ''].join('\r\n');
 }
 
 /**
@@ -141,5 +155,135 @@ describe('notifications and isComposing with a plaintext peer', () => {
     const after = (await next(alice, seen, isRequest)) as SipRequest;
     expect(after.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(after.body.toString('utf8')).toBe('a reply');
+  });
+});
+
+describe('a negative delivery notification for a message of ours (RFC 5438)', () => {
+  it('fails a message a server accepted (202) when the recipient’s side reports it undelivered; a late positive one changes nothing', async () => {
+    const dir = tempDir(cleanups, 'sipnote-notifications-');
+    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
+    cleanups.push(() => bob.close());
+    const events: ApiEvent[] = [];
+    bob.subscribe((event) => events.push(event));
+    const bobPort = await freePort();
+    const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
+    const alice = await RawUdpPeer.open();
+    cleanups.push(() => alice.close());
+    const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;
+    const seen = new Set<string>();
+    const isRequest = (sip: ReturnType<typeof parseMessage>): boolean => sip.kind === 'request';
+    const statesOf = (id: number): string[] => events.flatMap((event) => (event.type === 'message-state' && event.message.id === id ? [event.message.state] : []));
+
+    // Alice's side is a store-and-forward server: it takes bob's message with a 202.
+    const sent = await bob.call('messages.send', { accountId: account.id, to: aliceUri, text: 'will it get there?', plaintext: true });
+    const im = (await next(alice, seen, isRequest)) as SipRequest;
+    await alice.send(ok(im, '202 Accepted'), bobPort);
+    await eventually((listener) => bob.subscribe(listener), () => (statesOf(sent.id).includes('accepted') ? true : undefined), 5000, 'accepted');
+    // Its imdn.Message-ID, as a notification quotes it (text/plain does not carry it: read from the store).
+    const reader = openStore(dir);
+    const messageId = reader.messages.get(sent.id)!.imdnMessageId!;
+    reader.close();
+
+    /** A plaintext CPIM notification about bob's message, from alice. */
+    const notification = (status: 'failed' | 'delivered'): Uint8Array =>
+      buildImdn({
+        request: { messageId, dispositions: new Set(['positive-delivery', 'negative-delivery']), dateTime: '2026-03-01T10:00:00Z', from: { uri: `sip:bob@127.0.0.1:${bobPort}` }, recordRoute: [] },
+        notification: { kind: 'delivery', status },
+        from: { uri: aliceUri },
+        dateTime: new Date(),
+      }).body;
+    await alice.send(message(alice.port, bobPort, 'message/cpim', notification('failed')), bobPort);
+    expect(await next(alice, seen, (sip) => sip.kind === 'response')).toMatchObject({ status: 200 });
+    const failed = await bob.call('conversations.history', { conversationId: sent.conversationId });
+    expect(failed.messages).toHaveLength(1);
+    expect(failed.messages[0]).toMatchObject({ id: sent.id, state: 'failed', status: 202 });
+    expect(failed.messages[0]!.reason).toMatch(/recipient's side reported .*"failed"/);
+    expect(statesOf(sent.id).at(-1)).toBe('failed');
+
+    // A positive one after it (answered once it was acted on) changes nothing.
+    const before = statesOf(sent.id).length;
+    await alice.send(message(alice.port, bobPort, 'message/cpim', notification('delivered')), bobPort);
+    expect(await next(alice, seen, (sip) => sip.kind === 'response')).toMatchObject({ status: 200 });
+    expect(statesOf(sent.id)).toHaveLength(before);
+    const after = await bob.call('conversations.history', { conversationId: sent.conversationId });
+    expect(after.messages).toEqual(failed.messages);
+  });
+});
+
+/** The MESSAGE requests a core sent (its SIP log, retransmissions left out), as Call-IDs, in order. */
+function sentMessageCallIds(events: readonly ApiEvent[]): string[] {
+  const seen = new Set<string>();
+  return events.flatMap((event) => {
+    if (event.type !== 'sip-log' || event.entry.direction !== 'out' || !event.entry.summary.startsWith('MESSAGE ')) return [];
+    const key = /^Call-ID:\s*(.*)$/im.exec(event.entry.text)?.[1] ?? '';
+    if (seen.has(key)) return [];
+    seen.add(key);
+    return [key];
+  });
+}
+
+/** The MESSAGE requests a core received (its SIP log), as Call-IDs, in order, each once. */
+function receivedMessageCallIds(events: readonly ApiEvent[]): string[] {
+  const seen = new Set<string>();
+  return events.flatMap((event) => {
+    if (event.type !== 'sip-log' || event.entry.direction !== 'in' || !event.entry.summary.startsWith('MESSAGE ')) return [];
+    const key = /^Call-ID:\s*(.*)$/im.exec(event.entry.text)?.[1] ?? '';
+    if (seen.has(key)) return [];
+    seen.add(key);
+    return [key];
+  });
+}
+
+describe('owed display notifications survive a restart (S/MIME, real store on disk)', () => {
+  it('sends the display notification of an IM received before the restart when it is read after it, once', async (context) => {
+    if (gate.skip) context.skip();
+    const options = { security: {}, timers: FAST_SIP_TIMERS };
+    const bob: Desk = await openDesk(cleanups, 'bob', { messenger: options });
+    const alice: Desk = await openDesk(cleanups, 'alice', { messenger: options });
+    const sent = await alice.messenger.call('messages.send', { accountId: alice.account.id, to: `sip:bob@127.0.0.1:${bob.port}`, text: 'read me after your restart' });
+    await alice.next(messageInState(sent.id, 'delivered'), 10_000);
+    await bob.next(messageReceived('read me after your restart'), 10_000);
+    // Bob's delivery notification reaches alice (it changes nothing there: the 200 already said it).
+    await alice.until(() => (receivedMessageCallIds(alice.events).length >= 1 ? true : undefined), 10_000, 'the delivery notification');
+
+    // Bob quits without reading, and starts again on the same data dir (account, keys, pins, history).
+    await bob.messenger.close();
+    const events: ApiEvent[] = [];
+    const reopened = await Messenger.open({ dataDir: bob.dataDir, networkPollMs: false, ...options });
+    cleanups.push(() => reopened.close());
+    const listeners = new Set<() => void>();
+    reopened.subscribe((event) => {
+      events.push(event);
+      for (const listener of [...listeners]) listener();
+    });
+    const [account] = await reopened.call('accounts.list', {});
+    const [conversation] = await reopened.call('conversations.list', { accountId: account!.id });
+    expect(conversation).toMatchObject({ unread: 1 });
+
+    await reopened.call('conversations.markRead', { conversationId: conversation!.id });
+    await alice.next(messageInState(sent.id, 'displayed'), 10_000);
+    // Reading again sends nothing: the reply that follows is the only other request bob sends.
+    await reopened.call('conversations.markRead', { conversationId: conversation!.id });
+    await reopened.call('messages.send', { accountId: account!.id, to: conversation!.target, text: 'a reply' });
+    await alice.next(messageReceived('a reply'), 10_000);
+    await eventually(
+      (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+      () => (events.some((event) => event.type === 'message-state' && event.message.text === 'a reply' && event.message.state === 'delivered') ? true : undefined),
+      10_000,
+      'the reply delivered',
+      () => events.map((event) => event.type).join(', '),
+    );
+    expect(sentMessageCallIds(events)).toHaveLength(2);
+    const states = alice.events.flatMap((event) => (event.type === 'message-state' && event.message.id === sent.id ? [event.message.state] : []));
+    expect(states.filter((state) => state === 'displayed')).toHaveLength(1);
+    const aliceConversation = (await alice.messenger.call('conversations.list', { accountId: alice.account.id }))[0]!;
+    const history = await alice.messenger.call('conversations.history', { conversationId: aliceConversation.id });
+    expect(history.messages.map((message) => [message.text, message.state])).toEqual([
+      ['read me after your restart', 'displayed'],
+      ['a reply', 'received'],
+    ]);
   });
 });

@@ -121,7 +121,7 @@ describe('opening', () => {
     const store = open();
     const db = rawConnection();
     const tables = db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'messages_fts%'`).pluck().all() as string[];
-    expect(tables.sort()).toEqual(['accounts', 'contacts', 'conversations', 'messages', 'preferences']);
+    expect(tables.sort()).toEqual(['accounts', 'contacts', 'conversations', 'display_notifications_owed', 'messages', 'preferences']);
     for (const table of tables) {
       for (const { name } of db.pragma(`table_info(${table})`) as { name: string }[]) {
         expect(name).not.toMatch(/pass|secret|private|key|token|credential/i);
@@ -173,6 +173,38 @@ describe('migrations', () => {
     expect(store.messages.search('penguins').map((m) => m.body)).toEqual(['an old message about penguins']);
     store.messages.recordIncoming(incoming({ body: 'a new message about penguins' }));
     expect(store.messages.search('penguins')).toHaveLength(2);
+    expect(store.integrityCheck()).toEqual([]);
+  });
+
+  it('migrates a version-4 database with history to version 5: old rows owe no notification and were failed by none', () => {
+    const db = newRawDatabase();
+    expect(migrate(db, MIGRATIONS.slice(0, 4))).toEqual({ from: 0, to: 4 });
+    // Rows written by a version-4 sipnote: an unread IM that asked for display (the old core
+    // kept that in memory only) and a message of ours a server accepted (202).
+    db.exec(`
+      INSERT INTO accounts (id, aor, created_at, updated_at) VALUES (1, '${ME}', 1, 1);
+      INSERT INTO conversations (id, account_id, peer, created_at, unread_count) VALUES (1, 1, '${BOB}', 1, 1);
+      INSERT INTO messages (id, conversation_id, direction, peer_uri, body, content_type, security, call_id, cseq,
+        from_tag, imdn_message_id, state, created_at, updated_at, received_at)
+      VALUES (1, 1, 'in', '${BOB}', 'read me later', 'text/plain', 'plaintext', 'old-1', 1, 'x', 'in-1', 'received', 1, 1, 1);
+      INSERT INTO messages (id, conversation_id, direction, peer_uri, body, content_type, security, imdn_message_id,
+        state, status, reason, attempts, created_at, updated_at, sent_at)
+      VALUES (2, 1, 'out', '${BOB}', 'stored for later', 'text/plain', 'plaintext', 'out-1', 'accepted', 202, 'Accepted', 1, 1, 1, 1);
+      INSERT INTO messages_fts (rowid, body, conversation_id) VALUES (1, 'read me later', '1'), (2, 'stored for later', '1');`);
+    db.close();
+
+    const store = open();
+    expect(store.migration).toEqual({ from: 4, to: 5 });
+    expect(store.schemaVersion).toBe(5);
+    expect(store.messages.get(1)).toMatchObject({ body: 'read me later', negativeDelivery: null });
+    expect(store.messages.get(2)).toMatchObject({ state: 'accepted', status: 202, negativeDelivery: null });
+    expect(store.messages.takeDisplayNotificationsOwed(1)).toEqual([]);
+    // The old rows take part in what version 5 adds.
+    expect(store.messages.markUndelivered(2, 'failed', 'undelivered').state).toBe('failed');
+    expect(store.messages.get(2)).toMatchObject({ state: 'failed', status: 202, reason: 'undelivered', negativeDelivery: 'failed' });
+    const owing = store.messages.recordIncoming(incoming({ imdnMessageId: 'in-2', displayNotification: { messageId: 'in-2', dateTime: '2026-01-01T00:00:00Z', from: { uri: BOB }, recordRoute: [] } }));
+    expect(store.messages.takeDisplayNotificationsOwed(1).map((owed) => owed.message.id)).toEqual([owing.message.id]);
+    expect(store.messages.search('later')).toHaveLength(2);
     expect(store.integrityCheck()).toEqual([]);
   });
 
@@ -459,6 +491,93 @@ describe('outbox', () => {
     store = open();
     expect(store.messages.recoverAfterCrash()).toEqual({ requeued: [], failed: [] });
     expect(store.messages.outbox().map((m) => m.state)).toEqual(['failed', 'queued']);
+  });
+});
+
+describe('notifications: owed display notifications and negative delivery (RFC 5438)', () => {
+  const request = {
+    messageId: 'm-1',
+    dateTime: '2026-03-01T10:00:00.250+01:00',
+    from: { uri: BOB, name: 'Bob' },
+    to: { uri: ME },
+    originalTo: { uri: 'sip:list@example.com' },
+    recordRoute: [{ uri: 'sip:imdn@example.org' }],
+  };
+
+  it('keeps an owed display notification with the IM, across a reopen, and hands it out once', () => {
+    let store = open();
+    const owing = store.messages.recordIncoming(incoming({ imdnMessageId: 'm-1', displayNotification: request }));
+    const other = store.messages.recordIncoming(incoming({ imdnMessageId: 'm-2' }));
+    const elsewhere = store.messages.recordIncoming(incoming({ peer: CAROL, imdnMessageId: 'm-3', displayNotification: request }));
+    // A re-delivery of the same IM owes nothing more: the first copy owes it.
+    expect(store.messages.recordIncoming(incoming({ imdnMessageId: 'm-1', displayNotification: request })).inserted).toBe(false);
+    store.close();
+
+    store = open();
+    const taken = store.messages.takeDisplayNotificationsOwed(owing.message.conversationId);
+    expect(taken).toEqual([{ message: owing.message, request }]);
+    expect(other.message.conversationId).toBe(owing.message.conversationId);
+    // Taken means gone, committed: neither a second read nor the next start hands it out again.
+    expect(store.messages.takeDisplayNotificationsOwed(owing.message.conversationId)).toEqual([]);
+    store.close();
+    store = open();
+    expect(store.messages.takeDisplayNotificationsOwed(owing.message.conversationId)).toEqual([]);
+    // Another conversation's stays owed.
+    expect(store.messages.takeDisplayNotificationsOwed(elsewhere.message.conversationId).map((owed) => owed.message.id)).toEqual([elsewhere.message.id]);
+  });
+
+  /** An outgoing message in `state`, through the transitions the outbox makes. */
+  function outgoingIn(store: Store, state: 'queued' | 'sending' | 'accepted' | 'delivered' | 'displayed' | 'failed') {
+    const message = outgoing(store);
+    if (state === 'queued') return message;
+    store.messages.markSending(message.id, { callId: `c-${message.id}@host`, cseq: 1, fromTag: 't' });
+    if (state === 'accepted') store.messages.markResult(message.id, { state: 'accepted', status: 202, reason: 'Accepted' });
+    if (state === 'delivered' || state === 'displayed') store.messages.markResult(message.id, { state: 'delivered', status: 200, reason: 'OK' });
+    if (state === 'displayed') store.messages.markResult(message.id, { state: 'displayed' });
+    if (state === 'failed') store.messages.markResult(message.id, { state: 'failed', status: 408, reason: 'Request Timeout', retryAt: T0 + 30_000 });
+    return store.messages.get(message.id)!;
+  }
+
+  it('fails a sending, accepted or delivered message on a negative delivery notification, and nothing else', () => {
+    const store = open();
+    for (const state of ['sending', 'accepted', 'delivered'] as const) {
+      const message = outgoingIn(store, state);
+      clock += 1000;
+      const update = store.messages.markUndelivered(message.id, 'forbidden', 'refused there');
+      expect(update).toMatchObject({ state: 'failed', reason: 'refused there', nextAttemptAt: null, updatedAt: clock });
+      expect(store.messages.get(message.id)).toMatchObject({ state: 'failed', status: message.status, reason: 'refused there', negativeDelivery: 'forbidden', nextAttemptAt: null });
+    }
+    // Displayed settles delivery; queued and failed have no attempt outstanding.
+    for (const state of ['displayed', 'queued', 'failed'] as const) {
+      const message = outgoingIn(store, state);
+      expect(store.messages.markUndelivered(message.id, 'failed', 'nope').state).toBe(state);
+      expect(store.messages.get(message.id)).toEqual(message);
+    }
+    const received = store.messages.recordIncoming(incoming());
+    expectStoreError(() => store.messages.markUndelivered(received.message.id, 'failed', 'nope'), 'invalid-transition');
+    expectStoreError(() => store.messages.markUndelivered(9999, 'failed', 'nope'), 'not-found');
+  });
+
+  it('keeps a message failed by a negative delivery notification whatever comes later, until the user retries it', () => {
+    const store = open();
+    const message = outgoingIn(store, 'accepted');
+    store.messages.markUndelivered(message.id, 'failed', 'undelivered');
+    const failed = store.messages.get(message.id)!;
+    clock += 1000;
+    // A late positive delivery, a display, a second negative one: nothing moves.
+    for (const state of ['accepted', 'delivered', 'displayed'] as const) {
+      expect(store.messages.markResult(message.id, { state }).state).toBe('failed');
+      expect(store.messages.markResult(message.id, { state, status: 200, reason: 'OK' }).state).toBe('failed');
+    }
+    expect(store.messages.markUndelivered(message.id, 'error', 'again').state).toBe('failed');
+    expect(store.messages.get(message.id)).toEqual(failed);
+    // Not retried automatically (no retry time), so not in the due outbox; the user may retry it.
+    expect(store.messages.dueOutbox(clock + 3_600_000).map((m) => m.id)).not.toContain(message.id);
+    expect(store.messages.retry(message.id).state).toBe('queued');
+    expect(store.messages.get(message.id)?.negativeDelivery).toBeNull();
+    store.messages.markSending(message.id);
+    store.messages.markResult(message.id, { state: 'delivered', status: 200, reason: 'OK' });
+    expect(store.messages.get(message.id)).toMatchObject({ state: 'delivered', negativeDelivery: null });
   });
 });
 
