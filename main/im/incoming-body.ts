@@ -47,11 +47,23 @@ export function readMessageBody(contentTypeValue: string | undefined, body: Buff
   if (body.length === 0) return { kind: 'text', text: '', textType: 'text/plain', attachments: 0 };
   try {
     if (contentTypeValue === undefined) return { kind: 'rejected', status: 400, reason: 'Bad Request (body without Content-Type)' };
-    return readEntity(parseContentType(contentTypeValue), body, 0);
+    return readEntity(topLevelType(contentTypeValue), body, 0);
   } catch (error) {
     if (!(error instanceof ParseError)) throw error;
     return { kind: 'rejected', status: 400, reason: `Bad Request (${error.message})` };
   }
+}
+
+/**
+ * The last top-level Content-Type value parsed, and what it parsed into: under load consecutive
+ * MESSAGEs carry the same one. Only read here (never handed out), so sharing it is safe; a value
+ * that does not parse is not remembered and throws every time.
+ */
+let lastTopLevelType: { readonly value: string; readonly type: ContentType } | undefined;
+
+function topLevelType(value: string): ContentType {
+  if (lastTopLevelType === undefined || lastTopLevelType.value !== value) lastTopLevelType = { value, type: parseContentType(value) };
+  return lastTopLevelType.type;
 }
 
 function readEntity(type: ContentType, body: Buffer, depth: number): BodyReading {

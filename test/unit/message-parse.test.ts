@@ -96,6 +96,15 @@ describe('parseMessage: requests', () => {
     expect(message.vias.map((v) => v.host)).toEqual(['a', 'b']);
   });
 
+  it('reads the Vias of every row in order, a list row and single rows alike, and none as empty', () => {
+    const message = parseMessage(
+      crlf(['OPTIONS sip:b@x SIP/2.0', 'Via: SIP/2.0/UDP a;branch=z9hG4bK1', 'v: SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/TCP c;branch=z9hG4bK3', 'Via: SIP/2.0/UDP d;branch=z9hG4bK4', '', '']),
+    );
+    expect(message.vias.map((v) => v.host)).toEqual(['a', 'b', 'c', 'd']);
+    expect(message.vias).toBe(message.vias);
+    expect(parseMessage(crlf(['OPTIONS sip:b@x SIP/2.0', 'Call-ID: x', '', ''])).vias).toEqual([]);
+  });
+
   it('ignores CRLFs before the start line (§7.5) and tolerates LF-only line ends', () => {
     const message = parseMessage(Buffer.from('\r\n\r\nOPTIONS sip:b@x SIP/2.0\nCall-ID: lf\nContent-Length: 0\n\n'));
     expect(message.callId).toBe('lf');

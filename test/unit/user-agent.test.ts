@@ -8,6 +8,7 @@ import { parseMessage } from '../../main/sip/message/parse.js';
 import type { SipRequest, SipResponse } from '../../main/sip/message/sip-message.js';
 import { MessageTooLargeError } from '../../main/sip/ua/errors.js';
 import { UserAgent, type IncomingMessage, type MessageDecision, type SipTrace, type UserAgentOptions } from '../../main/sip/ua/user-agent.js';
+import { formatUri, parseUri } from '../../main/sip/uri.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
 
@@ -227,6 +228,29 @@ describe('sending and receiving MESSAGE', () => {
     const [response] = (await peer.waitFor(1)) as SipResponse[];
     expect(response?.status).toBe(200);
     expect(box.messages).toHaveLength(1);
+  });
+
+  it('gives each MESSAGE its own From and To, whatever the one before it carried', async () => {
+    // The UA remembers the last From/To URI it formatted (consecutive requests repeat them).
+    const box = inbox();
+    const bob = await agent('sip:bob@127.0.0.1', { onMessage: box.handler });
+    const peer = await rawPeer();
+    const sequence: Array<[string, string]> = [
+      ['sip:alice@127.0.0.1', 'sip:bob@127.0.0.1'],
+      ['sip:alice@127.0.0.1', 'sip:bob@127.0.0.1'],
+      ['sip:%63arol@127.0.0.1;transport=udp', 'sip:bob@127.0.0.1'],
+      ['sip:alice@127.0.0.1', 'SIP:bob@127.0.0.1:5060'],
+      ['sip:alice@127.0.0.1', 'sip:bob@127.0.0.1'],
+    ];
+    const expected = sequence.map(([from, to]) => [formatUri(parseUri(from)), formatUri(parseUri(to))]);
+    for (const [index, [from, to]] of sequence.entries()) {
+      const request = rawRequest({ peerPort: peer.port, branch: `z9hG4bKseq${index}`, callId: `seq-${index}` })
+        .replace('From: <sip:raw@127.0.0.1>', `From: <${from}>`)
+        .replace('To: <sip:bob@127.0.0.1>', `To: <${to}>`);
+      await peer.send(request, portOf(bob));
+      await peer.waitFor(index + 1);
+    }
+    expect(box.messages.map((m) => [m.from, m.to])).toEqual(expected);
   });
 });
 

@@ -8,8 +8,9 @@
  * The structured views of the headers every transaction needs (Via, From, To, Call-ID, CSeq,
  * Content-Type) are parsed on first use and cached. A malformed one throws ParseError when it
  * is first read (the URI of From and To when `uri` is first read: see ParsedNameAddr);
- * `validateEssentialHeaders` reads them all at once for a UAS that has to decide between
- * processing a request and answering 400.
+ * `validateEssentialHeaders` checks them all at once for a UAS that has to decide between
+ * processing a request and answering 400 (a URI or Content-Type whose text passed for the
+ * previous message is not parsed again: see LastValidUri).
  */
 import {
   parseContentType,
@@ -45,14 +46,17 @@ abstract class SipMessageBase {
   get vias(): Via[] {
     if (this.cachedVias === undefined) {
       const rows = this.headers.entries();
-      const vias: Via[] = [];
+      // The first row's array is kept and the others' entries added to it (parseVia returns a
+      // fresh array): a message with one Via row, nearly every one, costs no second array.
+      let vias: Via[] | undefined;
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i]!;
         if (row.key !== 'via') continue;
         const parsed = parseVia(row.value);
-        for (let j = 0; j < parsed.length; j++) vias.push(parsed[j]!);
+        if (vias === undefined) vias = parsed;
+        else for (let j = 0; j < parsed.length; j++) vias.push(parsed[j]!);
       }
-      this.cachedVias = vias;
+      this.cachedVias = vias ?? [];
     }
     return this.cachedVias;
   }
@@ -144,7 +148,11 @@ export class SipResponse extends SipMessageBase {
 
 export type SipMessage = SipRequest | SipResponse;
 
-/** Headers that must appear at most once (§7.3.1; RFC 4475 §3.3.8 "multi01"). */
+/**
+ * Headers that must appear at most once (§7.3.1; RFC 4475 §3.3.8 "multi01"), by lookup key,
+ * with the bit each has in `checkSingleHeaders`'s masks; a duplicate is reported by the first
+ * of them, in this order, that appears twice.
+ */
 const SINGLE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['from', 'From'],
   ['to', 'To'],
@@ -154,6 +162,79 @@ const SINGLE_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['content-type', 'Content-Type'],
 ];
 
+/** The bit of a key in `checkSingleHeaders`'s masks (1 << its index in SINGLE_HEADERS), else 0. */
+function singleHeaderBit(key: string): number {
+  switch (key) {
+    case 'from':
+      return 1;
+    case 'to':
+      return 2;
+    case 'call-id':
+      return 4;
+    case 'cseq':
+      return 8;
+    case 'max-forwards':
+      return 16;
+    case 'content-type':
+      return 32;
+    default:
+      return 0;
+  }
+}
+
+/** Throws naming the first of SINGLE_HEADERS that appears more than once: one pass over the rows. */
+function checkSingleHeaders(headers: HeaderList): void {
+  const rows = headers.entries();
+  let seen = 0;
+  let repeated = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const bit = singleHeaderBit(rows[i]!.key);
+    repeated |= seen & bit;
+    seen |= bit;
+  }
+  if (repeated === 0) return;
+  for (let index = 0; index < SINGLE_HEADERS.length; index++) {
+    if ((repeated & (1 << index)) === 0) continue;
+    const display = SINGLE_HEADERS[index]![1];
+    throw new ParseError('bad-header', `${display} appears more than once`, display);
+  }
+}
+
+/**
+ * URI text that parsed, remembered for the next message: under load consecutive requests come
+ * from the same sender, to the same AoR, at the same Request-URI, so `validateEssentialHeaders`
+ * parses each URI only when its text differs from the last one that passed. Parsing is a pure
+ * function of the text, so the answer is the same; only success is remembered, so an error is
+ * thrown every time, and the message's own lazy views still parse when someone reads them.
+ */
+class LastValidUri {
+  #text: string | undefined;
+  /** The scheme of `#text`, lower case (as `parseUri` gives it). */
+  #scheme = '';
+
+  /** Whether `text` is the last URI that passed. */
+  passed(text: string): boolean {
+    return text === this.#text;
+  }
+
+  /** Remembers `text` as valid, with what it parsed into (reading a bad URI throws first). */
+  remember(text: string, uri: Uri): void {
+    this.#scheme = uri.scheme;
+    this.#text = text;
+  }
+
+  /** The scheme of `text` if it is the last URI that passed, else undefined. */
+  schemeOf(text: string): string | undefined {
+    return text === this.#text ? this.#scheme : undefined;
+  }
+}
+
+const lastValidFromUri = new LastValidUri();
+const lastValidToUri = new LastValidUri();
+const lastValidRequestUri = new LastValidUri();
+/** The last Content-Type value that parsed (as for the URIs above). */
+let lastValidContentType: string | undefined;
+
 /**
  * Reads every header that request processing depends on (§8.2, §17.2.3), so a malformed one
  * is found before anything is done rather than halfway through. Throws ParseError naming the
@@ -161,23 +242,33 @@ const SINGLE_HEADERS: ReadonlyArray<readonly [string, string]> = [
  */
 export function validateEssentialHeaders(message: SipMessage): void {
   if (message.vias.length === 0) throw new ParseError('missing-header', 'Via header missing', 'Via');
-  for (const [key, display] of SINGLE_HEADERS) {
-    if (message.headers.getAll(key).length > 1) {
-      throw new ParseError('bad-header', `${display} appears more than once`, display);
-    }
-  }
-  void message.from.uri;
-  void message.to.uri;
+  checkSingleHeaders(message.headers);
+  const from = message.from;
+  if (!lastValidFromUri.passed(from.uriText)) lastValidFromUri.remember(from.uriText, from.uri);
+  const to = message.to;
+  if (!lastValidToUri.passed(to.uriText)) lastValidToUri.remember(to.uriText, to.uri);
   if (message.callId.length === 0) throw new ParseError('bad-header-value', 'Call-ID is empty', 'Call-ID');
   void message.cseq;
   if (message.kind === 'request') {
-    void message.requestUri;
-    const maxForwards = message.headers.get('max-forwards');
+    if (!lastValidRequestUri.passed(message.uri)) lastValidRequestUri.remember(message.uri, message.requestUri);
+    const maxForwards = message.headers.getByKey('max-forwards');
     if (maxForwards !== undefined && !/^\d{1,10}$/.test(maxForwards)) {
       throw new ParseError('bad-header-value', 'Max-Forwards is not a number', 'Max-Forwards');
     }
   }
-  void message.contentType;
+  const contentType = message.headers.getByKey('content-type');
+  if (contentType !== undefined && contentType !== lastValidContentType) {
+    void message.contentType;
+    lastValidContentType = contentType;
+  }
+}
+
+/**
+ * The scheme of a request's Request-URI, lower case: `request.requestUri.scheme`, without
+ * parsing the URI again when it is the last one `validateEssentialHeaders` passed.
+ */
+export function requestUriScheme(request: SipRequest): string {
+  return lastValidRequestUri.schemeOf(request.uri) ?? request.requestUri.scheme;
 }
 
 /**

@@ -8,7 +8,7 @@
  */
 import { mediaTypeOf } from '../header-values.js';
 import { ParseError } from '../message/parse-error.js';
-import { checkCSeqMethod, SIP_VERSION, validateEssentialHeaders, type SipRequest, type SipResponse } from '../message/sip-message.js';
+import { checkCSeqMethod, requestUriScheme, SIP_VERSION, validateEssentialHeaders, type SipRequest, type SipResponse } from '../message/sip-message.js';
 
 export interface RequestPolicy {
   /** Methods we process; everything else gets 405 or 501. */
@@ -65,7 +65,7 @@ export function judgeRequest(request: SipRequest, policy: RequestPolicy = DEFAUL
   }
 
   // §8.2.1 comes first, but a version we cannot speak makes every later judgement moot.
-  if (request.version.toUpperCase() !== SIP_VERSION) return respond(505, 'Version Not Supported');
+  if (request.version !== SIP_VERSION && request.version.toUpperCase() !== SIP_VERSION) return respond(505, 'Version Not Supported');
 
   if (request.method === 'ACK') return { action: 'ignore', why: 'ACK without an INVITE transaction' };
   if (request.method === 'CANCEL') return respond(481); // §9.2: nothing of ours can be cancelled
@@ -87,7 +87,7 @@ export function judgeRequest(request: SipRequest, policy: RequestPolicy = DEFAUL
   if (request.to.params.has('tag')) return respond(481);
 
   // §8.2.2.1: a scheme we do not understand in the Request-URI.
-  if (!OUR_SCHEMES.has(request.requestUri.scheme.toLowerCase())) {
+  if (!OUR_SCHEMES.has(requestUriScheme(request).toLowerCase())) {
     return respond(416, undefined, [['Accept', policy.acceptedTypes.join(', ')]]);
   }
 
@@ -126,8 +126,10 @@ function judgeContent(request: SipRequest, policy: RequestPolicy): Verdict {
   }
   if (request.method !== 'MESSAGE') return ACCEPT;
 
+  const value = request.headers.getByKey('content-type');
+  if (value !== undefined && value === lastAcceptedType.value && policy.acceptedTypes === lastAcceptedType.acceptedTypes) return ACCEPT;
   const contentType = request.contentType;
-  if (contentType === undefined) return respond(400, 'Bad Request (body without Content-Type)');
+  if (value === undefined || contentType === undefined) return respond(400, 'Bad Request (body without Content-Type)');
   const mediaType = mediaTypeOf(contentType);
   if (!policy.acceptedTypes.includes(mediaType)) return respond(415, undefined, acceptHeaders());
   if (contentType.type === 'text') {
@@ -136,8 +138,17 @@ function judgeContent(request: SipRequest, policy: RequestPolicy): Verdict {
       return respond(415, `Unsupported charset ${charset}`, acceptHeaders());
     }
   }
+  lastAcceptedType = { value, acceptedTypes: policy.acceptedTypes };
   return ACCEPT;
 }
+
+/**
+ * The last Content-Type value that `judgeContent` accepted, with the accepted types it was
+ * judged against: under load consecutive MESSAGEs carry the same one, and whether it passes is
+ * a function of those two alone (a policy is not changed once in use: its fields are readonly),
+ * so it is not parsed and judged again.
+ */
+let lastAcceptedType: { readonly value: string | undefined; readonly acceptedTypes: readonly string[] } = { value: undefined, acceptedTypes: [] };
 
 /** Charsets we can decode into text exactly (Node's decoders). */
 export const TEXT_CHARSETS: ReadonlySet<string> = new Set(['utf-8', 'utf8', 'us-ascii', 'ascii', 'iso-8859-1', 'latin1']);

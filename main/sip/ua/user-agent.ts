@@ -17,7 +17,7 @@
  * 200 with our capabilities (§11.2), which the application's `onOptions` handler may extend
  * with headers and a body (our certificate, RFC 3261 §23.2).
  */
-import { formatVia, parseNameAddr, parseVia, splitHeaderList, type Via } from '../header-values.js';
+import { formatVia, parseNameAddr, parseVia, splitHeaderList, type ParsedNameAddr, type Via } from '../header-values.js';
 import { parseMessage, type ParseOptions } from '../message/parse.js';
 import { ParseError } from '../message/parse-error.js';
 import { serializeMessage } from '../message/serialize.js';
@@ -697,8 +697,8 @@ export class UserAgent {
     const from = request.from;
     // Optional fields are added after the others rather than spread in: no object per absent field.
     const message: { -readonly [K in keyof IncomingMessage]: IncomingMessage[K] } = {
-      from: formatUri(from.uri),
-      to: formatUri(request.to.uri),
+      from: lastFromUri.format(from),
+      to: lastToUri.format(request.to),
       callId: request.callId,
       cseq: request.cseq.seq,
       fromTag: (from.params.get('tag') as string | null | undefined) ?? '',
@@ -836,13 +836,16 @@ function stampFirstViaOnly(request: SipRequest, inbound: InboundMessage): void {
 /** Sets `received` and a requested `rport` on a Via; false when it needed neither. */
 function stampVia(top: Via, inbound: InboundMessage): boolean {
   const sentByHost = top.host.startsWith('[') ? top.host.slice(1, -1) : top.host;
+  const address = inbound.remote.address;
   let changed = false;
-  if (sentByHost.toLowerCase() !== inbound.remote.address.toLowerCase()) {
-    top.params.set('received', inbound.remote.address);
+  // Compared as they are first: the usual sent-by is the very address (no lower-casing needed).
+  if (sentByHost !== address && sentByHost.toLowerCase() !== address.toLowerCase()) {
+    top.params.set('received', address);
     changed = true;
   }
-  if (top.params.has('rport') && top.params.get('rport') === null) {
-    top.params.set('received', inbound.remote.address);
+  if (top.params.get('rport') === null) {
+    // Present without a value (RFC 3581 §3: the client asks for it); absent gives undefined.
+    top.params.set('received', address);
     top.params.set('rport', String(inbound.remote.port));
     changed = true;
   }
@@ -899,6 +902,27 @@ function parseRetryAfter(value: string | undefined): number | undefined {
   const match = value === undefined ? null : /^\s*(\d{1,10})/.exec(value);
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
+
+/**
+ * `formatUri(nameAddr.uri)` remembered for the URI's text: under load consecutive requests come
+ * from the same sender to the same AoR, and the formatted URI is a function of that text alone,
+ * so the URI is parsed and formatted only when the text changes.
+ */
+class LastFormattedUri {
+  #text: string | undefined;
+  #formatted = '';
+
+  format(nameAddr: ParsedNameAddr): string {
+    if (nameAddr.uriText !== this.#text) {
+      this.#formatted = formatUri(nameAddr.uri); // throws ParseError for a bad URI, as before
+      this.#text = nameAddr.uriText;
+    }
+    return this.#formatted;
+  }
+}
+
+const lastFromUri = new LastFormattedUri();
+const lastToUri = new LastFormattedUri();
 
 /** The last Date header value parsed and its time: under load consecutive requests share it. */
 let lastDate: { readonly value: string; readonly time: number } = { value: '', time: Number.NaN };
