@@ -21,10 +21,11 @@
  *
  * With --data-dir, every accepted MESSAGE is stored in that data dir's history (main/store)
  * before it is answered (design.md "Durability", write before acknowledge): the handler returns
- * its decision, and the UA sends the 2xx, only after the commit has been synced to disk. Writes
- * of one event-loop turn share a transaction (GroupCommit), and the WAL is synced on libuv's
- * thread pool rather than inside the commit, so the listener goes on receiving while the disk
- * works and one fsync covers every batch committed meanwhile (see HistoryWriter). A duplicate (same Call-ID,
+ * its decision, and the UA sends the 2xx, only after the commit has been synced to disk. The
+ * writes (insert, commit, sync) run on a worker thread with its own connection to the store
+ * (history-worker.ts): the writes of one event-loop turn go there together, and the worker
+ * commits whatever reached it in one transaction, so the listener goes on receiving while the
+ * worker and the disk work, and one fsync covers many turns under load. A duplicate (same Call-ID,
  * CSeq and From tag, or same CPIM/IMDN Message-ID: a retransmission after our restart) gets the
  * same 200 and is neither stored nor printed again. A store failure throws, which the UA answers
  * with 500: the sender keeps the message and may try again. An S/MIME message's replay key is
@@ -36,8 +37,6 @@
  * notification for a message sent from this data dir moves it to delivered or displayed
  * (`sipnote history`/`outbox` show it) and is not stored as a message.
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parseContentType } from '../sip/header-values.js';
 import { ParseError } from '../sip/message/parse-error.js';
 import type { ListenSpec, TransportLimits } from '../sip/transport/transport-layer.js';
@@ -52,11 +51,12 @@ import { systemClock } from '../sip/transaction/clock.js';
 import { Registration, type RegistrationEvent } from '../sip/ua/registration.js';
 import { accountAgentOptions, type AccountArgs } from './account-options.js';
 import { resolveDataDir } from './data-dir.js';
-import { DATABASE_FILE, GroupCommit, openStore, type IncomingInput, type Store } from '../store/index.js';
+import type { IncomingInput } from '../store/index.js';
+import { HistoryWorker } from './history-worker.js';
 import { traceTo, type CommandIo } from './io.js';
 import { formatListenSpec } from './listen-specs.js';
 import { loadCommandIdentity, noticePrinter, type SecurityDependencies } from './send-command.js';
-import { applyImdnNotifications, ControlBodyError, deliveryImdnPayload, NotificationPacer, readProtectedControl, type ControlBody } from '../im/message-notifications.js';
+import { ControlBodyError, deliveryImdnPayload, NotificationPacer, readProtectedControl, type ControlBody } from '../im/message-notifications.js';
 import type { ProtectedPayload } from '../im/smime/protect.js';
 
 export interface ListenArgs {
@@ -87,15 +87,13 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   const dataDir = resolveDataDir(args.dataDir, dependencies.env);
   const secure = await openSecureMessaging(args, io, dataDir, dependencies);
   if (secure === 'failed') return 1;
-  let store: Store | undefined;
+  let history: HistoryWorker | undefined;
   try {
-    // synchronous=NORMAL: commits do not sync; HistoryWriter syncs the WAL before any answer.
-    store = args.dataDir === undefined ? undefined : openStore(dataDir, { synchronous: 'normal' });
+    history = args.dataDir === undefined ? undefined : await HistoryWorker.open(dataDir);
   } catch (error) {
     secure?.close();
     throw error;
   }
-  const history = store === undefined ? undefined : new HistoryWriter(store, args.aor, join(dataDir, `${DATABASE_FILE}-wal`));
   /**
    * A plaintext body, taken only with --plaintext. Not `async`: the promise it returns is the
    * printer's (or the store's), one fewer per message (every message of a plaintext listener
@@ -111,13 +109,15 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       output.print(args.json ? messageEventLine(message, reading, security, { contentType, body }) : `${message.from} -> ${message.to} [${security}]: ${reading.text}\n`);
     if (history === undefined) return show();
     return history
-      .record(message, {
-        body: reading.text,
-        contentType,
-        security,
-        ...(reading.cpim?.messageId === undefined ? {} : { imdnMessageId: reading.cpim.messageId }),
-        ...(reading.cpim?.dateTime === undefined ? {} : { sentAt: reading.cpim.dateTime.getTime() }),
-      })
+      .record(
+        incomingInput(args.aor, message, {
+          body: reading.text,
+          contentType,
+          security,
+          ...(reading.cpim?.messageId === undefined ? {} : { imdnMessageId: reading.cpim.messageId }),
+          ...(reading.cpim?.dateTime === undefined ? {} : { sentAt: reading.cpim.dateTime.getTime() }),
+        }),
+      )
       .then((stored) => (stored ? show() : undefined)); // not stored: a duplicate, the same 200, shown once
   };
   let agent: UserAgent | undefined;
@@ -149,7 +149,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
         }
         if (control?.kind === 'imdn') {
           const notifications = control.notifications;
-          const changed = history === undefined ? [] : (await history.apply((messages) => applyImdnNotifications(messages, args.aor, message.from, notifications))).changed;
+          const changed = history === undefined ? [] : (await history.applyImdnNotifications(args.aor, message.from, notifications)).changed;
           received.commit();
           if (args.verbose) {
             if (history === undefined) io.stderr.write(`sipnote: a delivery notification from ${message.from} (no --data-dir: no outbox to update)\n`);
@@ -167,15 +167,17 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
           const event = secureMessageEvent(message, received.security, received.message);
           if (history !== undefined) {
             const opened = received.message;
-            stored = await history.record(message, {
-              body: opened.text ?? event.body,
-              contentType: opened.contentType,
-              security: received.security,
-              signerFingerprint: opened.signerFingerprint,
-              ...(opened.cpim?.messageId === undefined ? {} : { imdnMessageId: opened.cpim.messageId }),
-              sentAt: opened.protectedTime.getTime(),
-              late: opened.late,
-            });
+            stored = await history.record(
+              incomingInput(args.aor, message, {
+                body: opened.text ?? event.body,
+                contentType: opened.contentType,
+                security: received.security,
+                signerFingerprint: opened.signerFingerprint,
+                ...(opened.cpim?.messageId === undefined ? {} : { imdnMessageId: opened.cpim.messageId }),
+                sentAt: opened.protectedTime.getTime(),
+                late: opened.late,
+              }),
+            );
           }
           if (stored) await print(event, `${message.from} -> ${message.to} [${describeProtection(received.security, received.message)}]: ${event.text}`);
         } catch (error) {
@@ -217,7 +219,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     });
   } catch (error) {
     secure?.close();
-    store?.close();
+    await history?.close();
     throw error;
   }
   const bound = agent.listening.map(formatListenSpec);
@@ -244,7 +246,6 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   await agent.close();
   secure?.close();
   await history?.close();
-  store?.close();
   output.flush();
   return 0;
 }
@@ -283,74 +284,26 @@ class LinePrinter {
   }
 }
 
-/** What a received message adds to the SIP identity to be stored (see `HistoryWriter.record`). */
+/** What a received message adds to the SIP identity to be stored (see `incomingInput`). */
 type StoredContent = Pick<IncomingInput, 'body' | 'contentType' | 'security'> &
   Partial<Pick<IncomingInput, 'signerFingerprint' | 'imdnMessageId' | 'sentAt' | 'late'>>;
 
 /**
- * The listener's side of write before acknowledge: one incoming message into the store,
- * resolved only once its transaction is committed and on disk. Resolves true when the message
- * is new, false for a duplicate; rejects when it could not be stored.
- *
- * The store is opened with synchronous=NORMAL, so a commit only writes the WAL (into the OS),
- * and this writer makes it durable with an fsync of the WAL file on libuv's thread pool before
- * anyone is answered: the guarantee of synchronous=FULL (store.ts), without blocking the event
- * loop for the length of an fsync per batch. The WAL file stays the same file while the store
- * is open (SQLite only truncates it, and removes it on close); a checkpoint syncs the WAL and
- * the database itself.
+ * What the store keeps of an incoming message (HistoryWorker.record): its SIP identity (the
+ * duplicate keys), when it came, and what was read from it. A plain object: it is copied to
+ * the history's worker thread.
  */
-class HistoryWriter {
-  private readonly group: GroupCommit;
-  /** The WAL file, opened at the first sync and kept open (one fsync per sync, nothing more). */
-  private wal: Promise<FileHandle> | undefined;
-
-  constructor(
-    private readonly store: Store,
-    private readonly account: string,
-    private readonly walPath: string,
-  ) {
-    this.group = new GroupCommit(store, undefined, () => this.syncWal());
-  }
-
-  /** fsync(2) of the WAL on libuv's thread pool. Opened for writing: Windows syncs only such handles. */
-  private async syncWal(): Promise<void> {
-    this.wal ??= open(this.walPath, 'r+');
-    let handle: FileHandle;
-    try {
-      handle = await this.wal;
-    } catch (error) {
-      this.wal = undefined; // try opening again next time
-      throw error;
-    }
-    await handle.sync();
-  }
-
-  /** Closes the WAL file (call before closing the store). */
-  async close(): Promise<void> {
-    const handle = await this.wal?.catch(() => undefined);
-    this.wal = undefined;
-    await handle?.close();
-  }
-
-  async record(message: IncomingMessage, content: StoredContent): Promise<boolean> {
-    const input: IncomingInput = {
-      account: this.account,
-      peer: message.from,
-      callId: message.callId,
-      cseq: message.cseq,
-      fromTag: message.fromTag,
-      receivedAt: message.receivedAt.getTime(),
-      ...(content.sentAt === undefined && message.date !== undefined ? { sentAt: message.date.getTime() } : {}),
-      ...content,
-    };
-    const result = await this.group.run(() => this.store.messages.recordIncoming(input));
-    return result.inserted;
-  }
-
-  /** A change to the store's messages, committed and synced with the others of this turn. */
-  apply<T>(change: (messages: Store['messages']) => T): Promise<T> {
-    return this.group.run(() => change(this.store.messages));
-  }
+function incomingInput(account: string, message: IncomingMessage, content: StoredContent): IncomingInput {
+  return {
+    account,
+    peer: message.from,
+    callId: message.callId,
+    cseq: message.cseq,
+    fromTag: message.fromTag,
+    receivedAt: message.receivedAt.getTime(),
+    ...(content.sentAt === undefined && message.date !== undefined ? { sentAt: message.date.getTime() } : {}),
+    ...content,
+  };
 }
 
 /**
@@ -425,6 +378,9 @@ function describeRegistration(event: RegistrationEvent): string {
  * `JSON.stringify(messageEvent(…)) + '\n'`, written directly: the fixed parts as text, only the
  * values through JSON.stringify, and a text/plain body's text escaped once for both `body` and
  * `text` (test/unit/listen-event-line.test.ts checks it against the object's serialization).
+ * The parts made of values that repeat from one message to the next under load (the sender
+ * and our AoR, the content type and the source address, the timestamps) are made once and
+ * reused while their values stay the same: see `LinePart`.
  */
 export function messageEventLine(
   message: IncomingMessage,
@@ -432,21 +388,67 @@ export function messageEventLine(
   security: MessageSecurity = 'plaintext',
   opened: { readonly contentType: string; readonly body: Buffer } = message,
 ): string {
-  const body = TEXT_PLAIN.test(opened.contentType) && reading.textType === 'text/plain' ? { text: reading.text, encoding: 'text' as const } : bodyText(opened.contentType, opened.body);
   const json = JSON.stringify;
   const text = json(reading.text);
-  let line = `{"event":"message","security":${json(security)},"from":${json(message.from)}`;
-  if (message.fromDisplayName !== undefined) line += `,"fromDisplayName":${json(message.fromDisplayName)}`;
-  line += `,"to":${json(message.to)},"callId":${json(message.callId)},"cseq":${json(message.cseq)},"contentType":${json(message.contentType)}`;
-  line += `,"transport":${json(message.transport)},"remote":${json(`${message.remote.address}:${message.remote.port}`)}`;
-  if (message.date !== undefined) line += `,"date":${json(dateTimes.iso(message.date))}`;
+  let line = LINE_HEAD.text(security, message.from, message.fromDisplayName, message.to);
+  line += `,"callId":${json(message.callId)},"cseq":${json(message.cseq)}`;
+  line += LINE_SOURCE.text(message.contentType, message.transport, message.remote.address, message.remote.port);
+  if (message.date !== undefined) line += dateTimes.jsonField(',"date":', message.date);
   if (message.expiresAt !== undefined) line += `,"expiresAt":${json(message.expiresAt.toISOString())}`;
-  line += `,"receivedAt":${json(receiveTimes.iso(message.receivedAt))}`;
-  line += `,"body":${body.text === reading.text ? text : json(body.text)},"bodyEncoding":${json(body.encoding)},"text":${text}`;
+  line += receiveTimes.jsonField(',"receivedAt":', message.receivedAt);
+  if (TEXT_PLAIN.test(opened.contentType) && reading.textType === 'text/plain') {
+    // Decoded by readMessageBody already (see messageEvent): `body` is `text`.
+    line += `,"body":${text},"bodyEncoding":"text","text":${text}`;
+  } else {
+    const body = bodyText(opened.contentType, opened.body);
+    line += `,"body":${body.text === reading.text ? text : json(body.text)},"bodyEncoding":${json(body.encoding)},"text":${text}`;
+  }
   if (reading.attachments > 0) line += `,"attachments":${json(reading.attachments)}`;
   if (reading.cpim !== undefined) line += `,"cpim":${json(cpimFields(reading.cpim))}`;
   return `${line}}\n`;
 }
+
+/**
+ * A part of the event line made from up to four values, remembered with the values it was made
+ * from and made again only when one of them changes. Under load nearly every message repeats
+ * the last one's: JSON.stringify of each would cost more than the rest of the line.
+ */
+class LinePart<A, B, C, D> {
+  #made = false;
+  #a: A | undefined;
+  #b: B | undefined;
+  #c: C | undefined;
+  #d: D | undefined;
+  #text = '';
+
+  constructor(private readonly make: (a: A, b: B, c: C, d: D) => string) {}
+
+  text(a: A, b: B, c: C, d: D): string {
+    if (!this.#made || a !== this.#a || b !== this.#b || c !== this.#c || d !== this.#d) {
+      this.#text = this.make(a, b, c, d);
+      this.#a = a;
+      this.#b = b;
+      this.#c = c;
+      this.#d = d;
+      this.#made = true;
+    }
+    return this.#text;
+  }
+}
+
+/** `{"event":"message","security":…,"from":…[,"fromDisplayName":…],"to":…` */
+const LINE_HEAD = new LinePart((security: MessageSecurity, from: string, fromDisplayName: string | undefined, to: string) => {
+  const json = JSON.stringify;
+  let head = `{"event":"message","security":${json(security)},"from":${json(from)}`;
+  if (fromDisplayName !== undefined) head += `,"fromDisplayName":${json(fromDisplayName)}`;
+  return `${head},"to":${json(to)}`;
+});
+
+/** `,"contentType":…,"transport":…,"remote":…` */
+const LINE_SOURCE = new LinePart((contentType: string, transport: string, address: string, port: number) => {
+  const json = JSON.stringify;
+  return `,"contentType":${json(contentType)},"transport":${json(transport)},"remote":${json(`${address}:${port}`)}`;
+});
 
 /** The `cpim` of a plaintext message's event. */
 function cpimFields(cpim: NonNullable<Extract<BodyReading, { kind: 'text' }>['cpim']>): NonNullable<MessageEvent['cpim']> {
@@ -537,14 +539,30 @@ function sipFields(
 class IsoTimes {
   #ms = Number.NaN;
   #text = '';
+  #field = '';
+  #fieldName = '';
 
   iso(date: Date): string {
     const ms = date.getTime();
     if (ms !== this.#ms) {
       this.#text = date.toISOString();
       this.#ms = ms;
+      this.#fieldName = '';
     }
     return this.#text;
+  }
+
+  /**
+   * `name` followed by the JSON of `iso(date)`, e.g. `,"date":"2024-05-01T12:00:00.000Z"`. An
+   * ISO date has nothing JSON escapes, so the quotes are all JSON.stringify would add.
+   */
+  jsonField(name: string, date: Date): string {
+    const text = this.iso(date);
+    if (name !== this.#fieldName) {
+      this.#field = `${name}"${text}"`;
+      this.#fieldName = name;
+    }
+    return this.#field;
   }
 }
 

@@ -13,9 +13,10 @@
  *   against 90 000 with NORMAL), so a busy listener should group the messages that arrive
  *   together into one transaction (group-commit.ts) rather than weaken the guarantee.
  * - The same guarantee without blocking the event loop: `synchronous = NORMAL` plus an fsync
- *   of the WAL file on libuv's thread pool before anyone is told (GroupCommit's `sync`). The
- *   busy `sipnote listen --data-dir` does this (listen-command.ts HistoryWriter); it relies on
- *   SQLite keeping the same WAL file while a connection is open (it truncates, never replaces).
+ *   of the WAL file on libuv's thread pool before anyone is told (GroupCommit's `sync`); it
+ *   relies on SQLite keeping the same WAL file while a connection is open (it truncates, never
+ *   replaces). Or FULL on a connection of its own in a worker thread, where the sync blocks
+ *   only that thread: the busy `sipnote listen --data-dir` does this (cli/history-worker.ts).
  *
  * Other settings: foreign keys on (cascades from accounts and conversations); a busy timeout,
  * because the CLI (`sipnote history`) may read or write while `sipnote listen` runs; a 64 MiB

@@ -97,3 +97,42 @@ describe('messageEventLine', () => {
     );
   });
 });
+
+describe('messageEventLine over a sequence of messages', () => {
+  // The line reuses the parts made of values that repeat (sender, AoR, type, source, times):
+  // every message of a sequence must still get its own values, whatever it shares with the last.
+  it('gives each message its own values, whatever the message before it carried', () => {
+    const from = fc.constantFrom('sip:alice@example.com', 'sip:carol@example.com', 'sip:"q"@example.com');
+    const to = fc.constantFrom('sip:bob@example.com', 'sip:dave@example.com');
+    const displayName = fc.option(fc.constantFrom('Alice', 'Carol "C"', ''), { nil: undefined });
+    const contentType = fc.constantFrom('text/plain;charset=UTF-8', 'text/plain', 'message/cpim', 'text/plain; charset=ISO-8859-1');
+    const address = fc.constantFrom('127.0.0.1', '2001:db8::1');
+    const port = fc.constantFrom(5060, 5062);
+    const transport = fc.constantFrom('udp' as const, 'tcp' as const, 'tls' as const);
+    const security = fc.constantFrom('plaintext' as const, 'signed' as const, 'encrypted-signed' as const);
+    const time = fc.option(fc.constantFrom(0, 1, 1000, 1_700_000_000_123), { nil: undefined });
+    const one = fc.record({ from, to, displayName, contentType, address, port, transport, security, date: time, receivedAt: fc.constantFrom(5, 6, 1_700_000_000_999), text: fc.constantFrom('hi', 'hi "there"\n', '') });
+    fc.assert(
+      fc.property(fc.array(one, { minLength: 1, maxLength: 12 }), (sequence) => {
+        for (const m of sequence) {
+          const body = m.contentType === 'message/cpim' ? Buffer.from(CPIM) : Buffer.from(m.text, m.contentType.includes('8859') ? 'latin1' : 'utf8');
+          const message = incoming({
+            from: m.from,
+            to: m.to,
+            contentType: m.contentType,
+            body,
+            transport: m.transport,
+            remote: { address: m.address, port: m.port },
+            receivedAt: new Date(m.receivedAt),
+            ...(m.displayName === undefined ? {} : { fromDisplayName: m.displayName }),
+            ...(m.date === undefined ? {} : { date: new Date(m.date), expiresAt: new Date(m.date + 60_000) }),
+          });
+          const reading = readMessageBody(message.contentType, message.body);
+          if (reading.kind !== 'text') throw new Error(`not read as text: ${reading.reason}`);
+          expect(messageEventLine(message, reading, m.security)).toBe(`${JSON.stringify(messageEvent(message, reading, m.security))}\n`);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
