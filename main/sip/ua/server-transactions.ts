@@ -9,8 +9,8 @@
  * thousands of requests a second tens of thousands are alive, and every object one keeps is
  * copied by the young-generation GC and then marked by the old one (issue #5: GC was the
  * largest cost of a listener under load after the send itself). A transaction here is one
- * entry object, its machine, its key and identity strings and its response bytes: no driver,
- * no closure and no timer of its own.
+ * object (the machine itself, extended), its key and identity strings and its response bytes:
+ * no driver, no closure and no timer of its own.
  *
  * One clock timer serves them all. The only timer a server transaction runs here is Timer J:
  * the UA gives it no `receivedAt`/`createTrying` (RFC 4320's 100 is for INVITE-less servers
@@ -29,15 +29,15 @@ import { HashedStringIndex } from './hashed-string-index.js';
 import type { SipTransportName } from './message-request.js';
 
 /**
- * One live server transaction: its machine and what the UA needs to send its responses, in
- * fields of its own rather than in a destination object (one object fewer per transaction).
+ * One live server transaction: the RFC 3261 §17.2.2 machine itself (extended rather than held,
+ * one object fewer per transaction) and what the UA needs to send its responses, in fields of
+ * its own rather than in a destination object.
  */
-export class ServerTransaction {
+export class ServerTransaction extends NonInviteServerTransaction<string, Buffer> {
   /** In the timer FIFO (its timer running, or stopped and not yet reached). */
   queued = false;
 
   constructor(
-    readonly machine: NonInviteServerTransaction<string, Buffer>,
     readonly key: string,
     /** The merged-request identity (§8.2.2.2); held in the table only while `ownsIdentity`. */
     readonly identity: string,
@@ -51,7 +51,11 @@ export class ServerTransaction {
     /** `key` and `identity` hashed by the table's indexes, kept to remove it from them. */
     readonly keyHash: number,
     readonly identityHash: number,
-  ) {}
+    timers: TimerConfig,
+  ) {
+    // Timer J is 0 over reliable transports (§17.2.2): only UDP transactions stay after their final response.
+    super(key, { reliable: transport !== 'udp', timers });
+  }
 }
 
 /** Sends a transaction's response; a failure is reported back with `transportError`. */
@@ -101,9 +105,7 @@ export class ServerTransactions {
     const keyHash = this.#hashKey(key);
     const identityHash = this.#byIdentity.hash(identity);
     const owns = this.#byIdentity.get(identityHash, identity) === undefined;
-    // Timer J is 0 over reliable transports (§17.2.2): only UDP transactions stay after their final response.
-    const machine = new NonInviteServerTransaction<string, Buffer>(key, { reliable: transport !== 'udp', timers: this.timers });
-    const transaction = new ServerTransaction(machine, key, identity, owns, transport, address, port, connectionId, keyHash, identityHash);
+    const transaction = new ServerTransaction(key, identity, owns, transport, address, port, connectionId, keyHash, identityHash, this.timers);
     this.#byKey.add(keyHash, transaction);
     if (owns) this.#byIdentity.add(identityHash, transaction);
     return transaction;
@@ -112,19 +114,19 @@ export class ServerTransactions {
   /** The TU's response (§17.2.2); ignored once the table is closed. */
   respond(transaction: ServerTransaction, status: number, response: Buffer): void {
     if (this.#closed) return;
-    this.#apply(transaction, transaction.machine.respond(status, response, this.clock.now()));
+    this.#apply(transaction, transaction.respond(status, response, this.clock.now()));
   }
 
   /** A retransmission of the transaction's request arrived. */
   retransmission(transaction: ServerTransaction): void {
     if (this.#closed) return;
-    this.#apply(transaction, transaction.machine.receiveRequestRetransmission(this.clock.now()));
+    this.#apply(transaction, transaction.receiveRequestRetransmission(this.clock.now()));
   }
 
   /** Sending one of its responses failed (§17.2.4). */
   transportError(transaction: ServerTransaction): void {
     if (this.#closed) return;
-    this.#apply(transaction, transaction.machine.transportError(this.clock.now()));
+    this.#apply(transaction, transaction.transportError(this.clock.now()));
   }
 
   /** Forgets every transaction and stops the timer; later input is ignored. */
@@ -143,7 +145,7 @@ export class ServerTransactions {
       if (event.type === 'send') this.send(transaction, event.response);
       else if (event.type === 'terminated') this.#forget(transaction);
     }
-    if (!transaction.queued && transaction.machine.pollTimeout() !== undefined) this.#enqueue(transaction);
+    if (!transaction.queued && transaction.pollTimeout() !== undefined) this.#enqueue(transaction);
   }
 
   /** A live transaction is the one filed under its key (`create` files one only where none is), so no lookup first. */
@@ -173,7 +175,7 @@ export class ServerTransactions {
     const head = this.#fifo[this.#head];
     if (head === undefined) return;
     // A head whose timer stopped (terminated by a transport error) is dropped at the next run.
-    this.#cancelTimer = this.clock.setTimer(head.machine.pollTimeout() ?? this.clock.now(), () => this.#run());
+    this.#cancelTimer = this.clock.setTimer(head.pollTimeout() ?? this.clock.now(), () => this.#run());
   }
 
   #run(): void {
@@ -183,11 +185,11 @@ export class ServerTransactions {
     const fifo = this.#fifo;
     while (this.#head < fifo.length) {
       const transaction = fifo[this.#head] as ServerTransaction;
-      const at = transaction.machine.pollTimeout();
+      const at = transaction.pollTimeout();
       if (at !== undefined && at > now) break;
       fifo[this.#head++] = undefined;
       transaction.queued = false;
-      if (at !== undefined) this.#apply(transaction, transaction.machine.handleTimeout(now));
+      if (at !== undefined) this.#apply(transaction, transaction.handleTimeout(now));
     }
     if (this.#head > COMPACT_AFTER && this.#head * 2 > this.#fifo.length) {
       this.#fifo = this.#fifo.slice(this.#head);
