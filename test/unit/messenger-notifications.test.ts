@@ -77,19 +77,28 @@ async function next(peer: RawUdpPeer, seen: Set<string>, match: (sip: ReturnType
   }
 }
 
+/**
+ * bob: a plaintext-only Messenger with a peer-to-peer account on a free port, its events
+ * collected, in a data dir of its own; alice: a raw UDP peer on loopback. Both closed after the test.
+ */
+async function plaintextBobAndRawAlice() {
+  const dir = tempDir(cleanups, 'sipnote-notifications-');
+  const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
+  cleanups.push(() => bob.close());
+  const events: ApiEvent[] = [];
+  bob.subscribe((event) => events.push(event));
+  const bobPort = await freePort();
+  const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
+  const alice = await RawUdpPeer.open();
+  cleanups.push(() => alice.close());
+  const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;
+  return { dir, bob, events, bobPort, account, alice, aliceUri };
+}
+
 describe('notifications and isComposing with a plaintext peer', () => {
   it('answers a CPIM IM with delivery, then display on read; takes isComposing; stores neither', async () => {
-    const dir = tempDir(cleanups, 'sipnote-notifications-');
-    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
-    cleanups.push(() => bob.close());
-    const events: ApiEvent[] = [];
-    bob.subscribe((event) => events.push(event));
-    const bobPort = await freePort();
-    const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
+    const { bob, events, bobPort, account, alice, aliceUri } = await plaintextBobAndRawAlice();
     expect((await bob.call('app.info', {})).capabilities.composing).toBe(true);
-    const alice = await RawUdpPeer.open();
-    cleanups.push(() => alice.close());
-    const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;
 
     const request = requestImdn({ messageId: 'im-0001' });
     const im = buildCpim({ from: { uri: aliceUri }, to: [{ uri: `sip:bob@127.0.0.1:${bobPort}` }], dateTime: new Date(), ...request, contentType: 'text/plain;charset=utf-8', content: new TextEncoder().encode('read me') });
@@ -160,16 +169,7 @@ describe('notifications and isComposing with a plaintext peer', () => {
 
 describe('a negative delivery notification for a message of ours (RFC 5438)', () => {
   it('fails a message a server accepted (202) when the recipient’s side reports it undelivered; a late positive one changes nothing', async () => {
-    const dir = tempDir(cleanups, 'sipnote-notifications-');
-    const bob = await Messenger.open({ dataDir: dir, security: false, networkPollMs: false, timers: FAST_SIP_TIMERS });
-    cleanups.push(() => bob.close());
-    const events: ApiEvent[] = [];
-    bob.subscribe((event) => events.push(event));
-    const bobPort = await freePort();
-    const account = await bob.call('accounts.add', peerToPeerAccount('bob', bobPort));
-    const alice = await RawUdpPeer.open();
-    cleanups.push(() => alice.close());
-    const aliceUri = `sip:alice@127.0.0.1:${alice.port}`;
+    const { dir, bob, events, bobPort, account, alice, aliceUri } = await plaintextBobAndRawAlice();
     const seen = new Set<string>();
     const isRequest = (sip: ReturnType<typeof parseMessage>): boolean => sip.kind === 'request';
     const statesOf = (id: number): string[] => events.flatMap((event) => (event.type === 'message-state' && event.message.id === id ? [event.message.state] : []));
