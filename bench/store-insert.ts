@@ -1,64 +1,80 @@
 /**
- * The incoming insert path as `sipnote listen --data-dir` drives it under load: N incoming
- * MESSAGEs recorded with `store.messages.recordIncoming`, through `GroupCommit`, in batches of
- * `--batch` messages per event-loop turn (what one turn collects under load: 8 to 64), with
- * the WAL sync lasting `--sync-turns` turns. Reports the CPU microseconds per message (insert,
- * FTS5, conversation counter, commit, GroupCommit's bookkeeping), median over `--runs` fresh
- * data dirs. Not part of `npm test`.
+ * The incoming insert path as `sipnote listen --data-dir` drives it: the history worker's store
+ * side (main/cli/history-worker-thread.ts `performAll`), which takes the records that reached it
+ * in one batch and applies them in one transaction: `recordIncoming` for each (insert, FTS5,
+ * conversation counter), then the commit, which with `synchronous = FULL` (what the worker
+ * opens) returns only once the WAL is synced. Reports, per message, the CPU time and the wall
+ * time, for batches of 1, 8, 64 and 256 records, with FULL and with NORMAL next to it (NORMAL
+ * shows what the fsync costs; the store never runs with it). Median over `--runs` fresh data
+ * dirs. Not part of `npm test`.
  *
- *   npx tsc -b && node build/bench/store-insert.js           # 20 000 messages, batches of 8 and 64, 5 runs
- *   node build/bench/store-insert.js --messages 50000 --runs 7 --peers 200 --imdn --json
- *   node build/bench/store-insert.js --batch 2,8 --sync-turns 4   # a sync as long as 4 turns
+ *   npx tsc -b && node build/bench/store-insert.js          # FULL and NORMAL × batches 1,8,64,256, 5 runs: about 30 s
+ *   node build/bench/store-insert.js --synchronous full --batch 1,64 --runs 9
+ *   node build/bench/store-insert.js --messages 50000 --peers 200 --imdn --duplicates 5 --json
  *
- * Options: --messages N (20 000); --batch N[,N…] messages per turn (8,64); --sync-turns N how
- * many turns one WAL sync lasts (1: it ends within the turn that started it); --runs N (5); --peers N distinct
+ * Options: --synchronous full,normal (both); --batch N[,N…] records per transaction
+ * (1,8,64,256); --messages N at most this many messages per run (20 000); --max-commits N at
+ * most this many transactions per run (2 000: with FULL and batches of 1 each one waits for
+ * the disk, so batch 1 stores 2 000 messages, batch 8 16 000); --runs N (5); --peers N distinct
  * senders (1, as with one SIPp client; more spreads the rows over conversations); --imdn (each
- * message carries an IMDN Message-ID, so the second unique index is written too);
- * --duplicates PERCENT (0: a share of the messages are retransmissions of an earlier one, the
- * duplicate path); --preload N (0: rows stored before the timed part, a history that is not
- * empty); --json (one JSON line per batch size).
+ * message carries an IMDN Message-ID, so the second unique index is written too); --duplicates
+ * PERCENT (0: a share of the messages are retransmissions of an earlier one, the duplicate
+ * path); --preload N (0: rows stored before the timed part, a history that is not empty);
+ * --json (one JSON line per case).
+ *
+ * What the batch sizes stand for: the listener posts the records of one event-loop turn to the
+ * worker as one message, and the worker puts every message that queued up while it was
+ * committing into its next transaction (up to 1 024 records). So 1 is a quiet listener (every
+ * message its own transaction and fsync), and the larger sizes are what load makes of it: the
+ * busier the listener, the more records one fsync covers.
  *
  * Method:
- * - As the listener: the store is opened with `synchronous = normal` (the listener syncs the
- *   WAL itself, off the event loop, with GroupCommit's `sync`). The fsync is not what this
- *   measures; it runs on libuv's thread pool and one covers many batches. The `sync` given
- *   here is finished by the bench at the end of the `--sync-turns`th turn after it started
- *   (GroupCommit holds the writes that arrive meanwhile and commits them when it finishes).
- * - Inputs are built before the timed part (the SIP side's work is not measured here). A turn
- *   is `--batch` calls to `GroupCommit.run`, one `flush()` (as the setImmediate after a turn's
- *   datagrams), then the end of a sync if its time has come and the promise callbacks.
- * - CPU time (`process.cpuUsage`, user + system) rather than the wall clock: the machine is
- *   shared, and waiting for a core is not the store's cost. The first tenth of the messages is
- *   a warm-up and not counted; after it, everything in the loop is (the bench's own loop is
- *   small next to the store). Each run uses a fresh data dir, in a fresh process (so JIT
- *   state and SQLite's cache do not carry over); the report gives the median and the range.
+ * - The worker's own function (`performAll`) on a store opened as the worker opens it, but in
+ *   this process's main thread: the thread that runs it does nothing else, as the worker does
+ *   nothing else. What this leaves out is the hand-over: the listener's structured clone of
+ *   each turn's records and the worker's copy of them (a few µs per record).
+ * - Inputs are built before the timed part (the SIP side's work is not measured here).
+ * - CPU time is `process.cpuUsage` (user + system: the fsync's system time is in it), the
+ *   figure to compare on the shared machine, where waiting for a core is not the store's
+ *   cost. Wall time (`performance.now`) includes waiting for the disk, which CPU time does not
+ *   see: with FULL it is what limits how many records a worker stores per second. The first
+ *   tenth of the transactions is a warm-up and not counted.
+ * - Each run is a fresh data dir in a fresh process (no JIT state or SQLite cache carried
+ *   over). The cases alternate within each round of runs, so a busy stretch of the machine
+ *   hits all of them; the report gives the median and the range.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { GroupCommit, openStore, type IncomingInput } from '../main/store/index.js';
+import { performAll, type HistoryOperation } from '../main/cli/history-worker-thread.js';
+import { openStore, type IncomingInput } from '../main/store/index.js';
+
+type Synchronous = 'full' | 'normal';
 
 interface Options {
-  messages: number;
+  synchronous: Synchronous[];
   batches: number[];
-  syncTurns: number;
+  messages: number;
+  maxCommits: number;
   runs: number;
   peers: number;
   imdn: boolean;
   duplicatesPercent: number;
   preload: number;
   json: boolean;
-  /** Internal: one measurement in this process, with one batch size. */
+  /** Internal: one measurement in this process, of the first `synchronous` and `batches`. */
   worker: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = {
+    synchronous: ['full', 'normal'],
+    batches: [1, 8, 64, 256],
     messages: 20_000,
-    batches: [8, 64],
-    syncTurns: 1,
+    maxCommits: 2_000,
     runs: 5,
     peers: 1,
     imdn: false,
@@ -74,11 +90,15 @@ function parseOptions(argv: readonly string[]): Options {
       if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new Error(`${flag} needs a ${allowZero ? 'non-negative' : 'positive'} integer`);
       return value;
     };
-    if (flag === '--messages') options.messages = number();
-    else if (flag === '--batch') {
+    if (flag === '--synchronous') {
+      const values = (argv[++i] ?? '').split(',');
+      if (values.some((value) => value !== 'full' && value !== 'normal')) throw new Error('--synchronous takes full, normal or full,normal');
+      options.synchronous = values as Synchronous[];
+    } else if (flag === '--batch') {
       options.batches = (argv[++i] ?? '').split(',').map(Number);
       if (options.batches.some((size) => !Number.isInteger(size) || size <= 0)) throw new Error('--batch needs positive integers');
-    } else if (flag === '--sync-turns') options.syncTurns = number();
+    } else if (flag === '--messages') options.messages = number();
+    else if (flag === '--max-commits') options.maxCommits = number();
     else if (flag === '--runs') options.runs = number();
     else if (flag === '--peers') options.peers = number();
     else if (flag === '--imdn') options.imdn = true;
@@ -124,11 +144,24 @@ function makeInputs(count: number, options: Options, offset: number): IncomingIn
   return inputs;
 }
 
-/** One measurement: CPU µs per message for one batch size, in a fresh data dir. */
-async function measure(options: Options, batch: number): Promise<number> {
+/** What one run measures, per message. */
+interface Sample {
+  readonly cpuMicros: number;
+  readonly wallMicros: number;
+  /** Messages timed (after the warm-up). */
+  readonly messages: number;
+}
+
+/** How many messages a run of this batch size stores: `--messages`, or fewer to stay within `--max-commits`. */
+function messagesPerRun(options: Options, batch: number): number {
+  return Math.min(options.messages, batch * options.maxCommits);
+}
+
+/** One measurement, in a fresh data dir: batches of `batch` records, each through `performAll`. */
+function measure(options: Options, synchronous: Synchronous, batch: number): Sample {
   const dir = mkdtempSync(join(tmpdir(), 'sipnote-store-insert-'));
   try {
-    const store = openStore(dir, { synchronous: 'normal' });
+    const store = openStore(dir, { synchronous });
     try {
       if (options.preload > 0) {
         const history = makeInputs(options.preload, { ...options, duplicatesPercent: 0 }, 10_000_000);
@@ -136,41 +169,30 @@ async function measure(options: Options, batch: number): Promise<number> {
           store.batch(() => history.slice(i, i + 10_000).forEach((input) => store.messages.recordIncoming(input)));
         }
       }
-      // The sync in progress: how many more turns it lasts, and how to end it.
-      let sync: { turnsLeft: number; finish: () => void } | undefined;
-      const group = new GroupCommit(
-        store,
-        () => {},
-        () => new Promise<void>((resolve) => (sync = { turnsLeft: options.syncTurns, finish: resolve })),
-      );
-      const inputs = makeInputs(options.messages, options, 0);
-      const warmup = Math.floor(inputs.length / 10 / batch) * batch;
-      let before: NodeJS.CpuUsage | undefined;
+      // The batches as the worker receives them: operations, built before the timed part.
+      const inputs = makeInputs(messagesPerRun(options, batch), options, 0);
+      const batches: HistoryOperation[][] = [];
       for (let start = 0; start < inputs.length; start += batch) {
-        if (start >= warmup && before === undefined) before = process.cpuUsage();
-        const end = Math.min(start + batch, inputs.length);
-        for (let i = start; i < end; i++) {
-          const input = inputs[i]!;
-          void group.run(() => store.messages.recordIncoming(input));
-        }
-        group.flush();
-        if (sync !== undefined && --sync.turnsLeft === 0) {
-          const { finish } = sync;
-          sync = undefined;
-          finish();
-        }
-        await Promise.resolve(); // the sync's callbacks (commit of the held writes, next sync)
-        await Promise.resolve();
+        batches.push(inputs.slice(start, start + batch).map((input) => ({ kind: 'record', input })));
       }
-      while (sync !== undefined) {
-        const { finish } = sync;
-        sync = undefined;
-        finish();
-        await Promise.resolve();
-        await Promise.resolve();
+      const warmup = Math.floor(batches.length / 10);
+      let timed = 0;
+      let failed = 0;
+      let cpuBefore: NodeJS.CpuUsage | undefined;
+      let wallBefore = 0;
+      for (let index = 0; index < batches.length; index++) {
+        if (index === warmup) {
+          cpuBefore = process.cpuUsage();
+          wallBefore = performance.now();
+        }
+        const operations = batches[index]!;
+        for (const outcome of performAll(store, operations)) if (typeof outcome === 'object' && 'error' in outcome) failed++;
+        if (index >= warmup) timed += operations.length;
       }
-      const used = process.cpuUsage(before);
-      return (used.user + used.system) / (inputs.length - warmup);
+      const wall = performance.now() - wallBefore;
+      const cpu = process.cpuUsage(cpuBefore);
+      if (failed > 0) throw new Error(`${failed} records failed`);
+      return { cpuMicros: (cpu.user + cpu.system) / timed, wallMicros: (wall * 1000) / timed, messages: timed };
     } finally {
       store.close();
     }
@@ -185,38 +207,61 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-async function main(): Promise<void> {
+const round = (value: number): number => Number(value.toFixed(2));
+
+/** `median (min–max)`. */
+function spread(values: readonly number[]): string {
+  return `${median(values).toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)})`;
+}
+
+function main(): void {
   const options = parseOptions(process.argv.slice(2));
   if (options.worker) {
-    process.stdout.write(`${JSON.stringify({ microsPerMessage: await measure(options, options.batches[0]!) })}\n`);
+    process.stdout.write(`${JSON.stringify(measure(options, options.synchronous[0]!, options.batches[0]!))}\n`);
     return;
   }
   const script = fileURLToPath(import.meta.url);
   const load = loadavg()[0]!.toFixed(2);
-  const describe = `${options.messages} messages, ${options.peers} peer(s), sync lasting ${options.syncTurns} turn(s)${options.imdn ? ', IMDN ids' : ''}${options.duplicatesPercent ? `, ${options.duplicatesPercent} % duplicates` : ''}${options.preload ? `, ${options.preload} rows before` : ''}`;
-  if (!options.json) console.log(`store insert: ${describe}; ${options.runs} runs per batch size; load ${load}`);
-  const samples = new Map<number, number[]>(options.batches.map((size) => [size, []]));
-  // Interleaved: batch sizes alternate run by run, so a busy stretch of the shared machine hits both.
+  const cases = options.synchronous.flatMap((synchronous) => options.batches.map((batch) => ({ synchronous, batch, samples: [] as Sample[] })));
+  const describe = `at most ${options.messages} messages and ${options.maxCommits} commits per run, ${options.peers} peer(s)${options.imdn ? ', IMDN ids' : ''}${options.duplicatesPercent ? `, ${options.duplicatesPercent} % duplicates` : ''}${options.preload ? `, ${options.preload} rows before` : ''}`;
+  if (!options.json) console.log(`store insert (history worker's path): ${describe}; ${options.runs} runs per case; load ${load}`);
+  // The flags every child gets: the parent's, less the ones that choose the case or the output.
+  const shared = process.argv.slice(2).filter((_, index, all) => !['--batch', '--synchronous'].includes(all[index - 1]!) && !['--batch', '--synchronous', '--json'].includes(all[index]!));
+  // Interleaved: the cases alternate run by run, so a busy stretch of the shared machine hits all of them.
   for (let run = 0; run < options.runs; run++) {
-    for (const size of options.batches) {
-      const args = process.argv.slice(2).filter((_, index, all) => all[index - 1] !== '--batch' && all[index] !== '--batch' && all[index] !== '--json');
-      const child = spawnSync(process.execPath, [script, ...args, '--batch', String(size), '--worker'], { encoding: 'utf8' });
+    for (const current of cases) {
+      const child = spawnSync(process.execPath, [script, ...shared, '--synchronous', current.synchronous, '--batch', String(current.batch), '--worker'], { encoding: 'utf8' });
       if (child.status !== 0) throw new Error(`worker failed: ${child.stderr}`);
-      samples.get(size)!.push((JSON.parse(child.stdout) as { microsPerMessage: number }).microsPerMessage);
+      current.samples.push(JSON.parse(child.stdout) as Sample);
     }
   }
-  for (const [size, values] of samples) {
-    const result = {
-      batch: size,
-      medianMicrosPerMessage: Number(median(values).toFixed(2)),
-      min: Number(Math.min(...values).toFixed(2)),
-      max: Number(Math.max(...values).toFixed(2)),
-      runs: values.map((value) => Number(value.toFixed(2))),
-    };
-    if (options.json) console.log(JSON.stringify({ ...result, syncTurns: options.syncTurns, messages: options.messages, peers: options.peers, imdn: options.imdn, duplicatesPercent: options.duplicatesPercent, preload: options.preload, load }));
-    else console.log(`  ${String(size).padStart(3)} per turn: ${result.medianMicrosPerMessage.toFixed(1)} µs/message CPU (median; ${result.min.toFixed(1)}–${result.max.toFixed(1)}) runs ${result.runs.join(' ')}`);
+  if (!options.json) console.log('  synchronous  batch  CPU µs/msg, median (range)  wall µs/msg, median (range)  msg/s (wall, median)');
+  for (const { synchronous, batch, samples } of cases) {
+    const cpu = samples.map((sample) => sample.cpuMicros);
+    const wall = samples.map((sample) => sample.wallMicros);
+    if (options.json) {
+      console.log(
+        JSON.stringify({
+          synchronous,
+          batch,
+          medianCpuMicrosPerMessage: round(median(cpu)),
+          medianWallMicrosPerMessage: round(median(wall)),
+          cpuRuns: cpu.map(round),
+          wallRuns: wall.map(round),
+          messagesTimed: samples[0]!.messages,
+          peers: options.peers,
+          imdn: options.imdn,
+          duplicatesPercent: options.duplicatesPercent,
+          preload: options.preload,
+          load,
+        }),
+      );
+    } else {
+      const perSecond = Math.round(1e6 / median(wall)).toLocaleString('en-US');
+      console.log(`  ${synchronous.padEnd(11)}  ${String(batch).padStart(5)}  ${spread(cpu).padEnd(26)}  ${spread(wall).padEnd(27)}  ${perSecond.padStart(7)}`);
+    }
   }
   if (!options.json) console.log(`  load after: ${loadavg()[0]!.toFixed(2)}`);
 }
 
-await main();
+main();

@@ -6,19 +6,17 @@
  * each operation once it is committed and on disk (design.md "Durability", write before
  * acknowledge). Batches that arrived while it was busy with the previous one (committing,
  * syncing) are taken together into one transaction: under load one commit and one fsync serve
- * many turns of the listener, as GroupCommit's held writes do (group-commit.ts), without the
- * listener having to hold anything back.
+ * many turns of the listener, without the listener having to hold anything back.
  *
  * Durability: the store is opened with `synchronous = FULL`, so a commit returns only once the
  * WAL is synced (store.ts), and only then is anything answered. On the listener's own thread
- * that would block the event loop for an fsync per batch (hence NORMAL plus an fsync on
- * libuv's thread pool there, GroupCommit's `sync`); here the sync blocks only this thread,
- * which has nothing else to do meanwhile. It is one fsync per transaction, as NORMAL plus an
- * explicit fsync of the WAL would be (the two measured the same here, within the disk's
- * noise), without relying on SQLite keeping the same WAL file; and a checkpoint, which the
- * committing connection runs, now runs here too. Only a failed transaction costs more: it is
- * retried item by item, one commit each, as GroupCommit does, so that one bad input cannot
- * fail the others.
+ * that would block the event loop for an fsync per batch; here the sync blocks only this
+ * thread, which has nothing else to do meanwhile. It is one fsync per transaction, as NORMAL
+ * plus an explicit fsync of the WAL file would be (the two measured the same, within the
+ * disk's noise), without relying on SQLite keeping the same WAL file; and a checkpoint, which
+ * the committing connection runs, runs here too, off the listener's thread. Only a failed
+ * transaction costs more: it is rolled back and its operations retried one by one, one commit
+ * each, so that one bad input cannot fail the others (`performAll`).
  *
  * Protocol (plain objects, structured-cloned; types below): `{ kind: 'ready' }` out once the
  * store is open; then `{ kind: 'batch', operations }` in and `{ kind: 'results', outcomes }`
@@ -76,8 +74,13 @@ function perform(store: Store, operation: HistoryOperation): boolean | ImdnOutco
   }
 }
 
-/** Every operation in one transaction; if that fails, each in its own (GroupCommit's rule). */
-function performAll(store: Store, operations: readonly HistoryOperation[]): HistoryOutcome[] {
+/**
+ * Every operation in one transaction; if that fails (one bad input among many), it is rolled
+ * back and each operation runs in a transaction of its own, so only the bad one fails. An
+ * operation must therefore only touch the store: it may run twice. Exported for
+ * bench/store-insert.ts, which times this path on stores of either `synchronous` setting.
+ */
+export function performAll(store: Store, operations: readonly HistoryOperation[]): HistoryOutcome[] {
   try {
     return store.batch(() => operations.map((operation) => perform(store, operation)));
   } catch {
@@ -110,8 +113,23 @@ function serve(port: MessagePort, store: Store): void {
   });
 }
 
+/**
+ * The store, opened as this worker writes it. An error thrown here reaches the listener as the
+ * worker's `error` event, which copies only genuine Error objects with their message:
+ * better-sqlite3's SqliteError (a corrupt database file) would arrive as `{ code }` and be
+ * printed as "[object Object]". So it is thrown again as a plain Error with the same message.
+ */
+function openWorkerStore(dataDir: string): Store {
+  try {
+    return openStore(dataDir, { synchronous: 'full' });
+  } catch (error) {
+    if (error instanceof Error && Object.prototype.toString.call(error) === '[object Error]') throw error;
+    throw new Error(error instanceof Error ? error.message : String(error));
+  }
+}
+
 if (parentPort !== null) {
   const { dataDir } = workerData as HistoryWorkerData;
-  serve(parentPort, openStore(dataDir, { synchronous: 'full' }));
+  serve(parentPort, openWorkerStore(dataDir));
   parentPort.postMessage({ kind: 'ready' } satisfies HistoryReply);
 }

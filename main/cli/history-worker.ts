@@ -8,13 +8,14 @@
  *   const inserted = await history.record(input); // committed and synced; false: a duplicate
  *   await history.close();                        // after every write handed over
  *
- * The writes asked for during one turn of the event loop go to the worker as one message
- * (after the turn's I/O callbacks, as GroupCommit's flush: one structured clone and one wake-up
- * per turn, not per message). The worker commits what has reached it in one transaction and
- * answers per operation: stored (true), a duplicate (false), or failed, which rejects that
- * write's promise alone (the UA answers 500 and the sender keeps the message). Batches do not
- * wait for the previous one's answer: the worker takes the ones that queued up while it was
- * committing into its next transaction, so under load one commit and one fsync serve many turns.
+ * The writes asked for during one turn of the event loop go to the worker as one message,
+ * posted from a setImmediate, that is after the turn's I/O callbacks (every datagram read in
+ * it): one structured clone and one wake-up per turn, not per message. The worker commits what
+ * has reached it in one transaction and answers per operation: stored (true), a duplicate
+ * (false), or failed, which rejects that write's promise alone (the UA answers 500 and the
+ * sender keeps the message). Batches do not wait for the previous one's answer: the worker
+ * takes the ones that queued up while it was committing into its next transaction, so under
+ * load one commit and one fsync serve many turns.
  *
  * The listener's thread opens no connection of its own. SQLite in WAL mode lets other
  * connections read while the worker writes (`sipnote history` in another process); a writer
@@ -123,7 +124,7 @@ export class HistoryWorker {
       this.pending.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
-        // After the I/O callbacks of this turn (every datagram read in it), as GroupCommit.
+        // After the I/O callbacks of this turn (every datagram read in it): one post for them all.
         setImmediate(() => this.post());
       }
     });

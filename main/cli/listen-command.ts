@@ -85,11 +85,23 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   /** Resolves once the line is handed to stdout (see LinePrinter). */
   const print = (value: ListenEvent, human: string): Promise<void> => output.print(args.json ? `${JSON.stringify(value)}\n` : `${human}\n`);
   const dataDir = resolveDataDir(args.dataDir, dependencies.env);
-  const secure = await openSecureMessaging(args, io, dataDir, dependencies);
-  if (secure === 'failed') return 1;
+  // The history worker (a thread to start, a store to open) and the S/MIME side (an identity to
+  // load, perhaps from the keychain) each take tens of ms: they start together. Whichever
+  // fails, the other is closed, and the S/MIME side's failure is the one reported, as when the
+  // store was opened only after it.
+  const historyOpening = args.dataDir === undefined ? undefined : HistoryWorker.open(dataDir);
+  historyOpening?.catch(() => {}); // it may fail while S/MIME still loads: awaited below, not unhandled
+  const secure = await openSecureMessaging(args, io, dataDir, dependencies).catch(async (error: unknown) => {
+    await closeWhenOpen(historyOpening);
+    throw error;
+  });
+  if (secure === 'failed') {
+    await closeWhenOpen(historyOpening);
+    return 1;
+  }
   let history: HistoryWorker | undefined;
   try {
-    history = args.dataDir === undefined ? undefined : await HistoryWorker.open(dataDir);
+    history = await historyOpening;
   } catch (error) {
     secure?.close();
     throw error;
@@ -265,7 +277,7 @@ class LinePrinter {
 
   print(line: string): Promise<void> {
     this.#lines.push(line);
-    // After the I/O callbacks of this turn (all datagrams read in it), like GroupCommit.
+    // After the I/O callbacks of this turn (all datagrams read in it): one write for them all.
     this.#written ??= new Promise<void>((resolve) =>
       setImmediate(() => {
         this.flush();
@@ -322,6 +334,15 @@ async function openSecureMessaging(args: ListenArgs, io: CommandIo, dataDir: str
   const identity = await loadCommandIdentity(dataDir, args.aor, io, dependencies, { plaintextAlternative: ', or accept only plaintext with --plaintext' });
   if (identity === undefined) return 'failed';
   return new SecureMessaging({ dataDir, identity, acceptPlaintext: args.plaintext, onNotice: noticePrinter(io, dataDir) });
+}
+
+/**
+ * Closes a history worker that was being opened, once it is open. One that could not be opened
+ * needs no closing, and its error is not reported: the listener stops for another reason.
+ */
+async function closeWhenOpen(opening: Promise<HistoryWorker> | undefined): Promise<void> {
+  const history = await opening?.catch(() => undefined);
+  await history?.close();
 }
 
 /** `encrypted-signed, SHA-256 AB:…`, and when it is late, when it was sent (RFC 3428 §11.4: warn of a possible replay). */

@@ -4,7 +4,6 @@
  */
 export { openStore, Store, DATABASE_FILE, type StoreOptions, type StoreSettings } from './store.js';
 export { StoreError, type StoreErrorCode } from './store-error.js';
-export { GroupCommit, type Batcher } from './group-commit.js';
 export { MIGRATIONS, migrate, type Migration, type MigrationReport } from './migrations.js';
 export { toFtsQuery } from './fts-query.js';
 export type { AccountRepository, AccountInput } from './accounts.js';

@@ -10,13 +10,15 @@
  *   power loss or an OS crash: messages we acknowledged would be gone.
  * - `synchronous = FULL` also syncs the WAL at every commit. That is what we use. It costs one
  *   fsync per transaction (about 0.2 ms on the project's VM, about 4 500 commits/s measured
- *   against 90 000 with NORMAL), so a busy listener should group the messages that arrive
- *   together into one transaction (group-commit.ts) rather than weaken the guarantee.
- * - The same guarantee without blocking the event loop: `synchronous = NORMAL` plus an fsync
- *   of the WAL file on libuv's thread pool before anyone is told (GroupCommit's `sync`); it
- *   relies on SQLite keeping the same WAL file while a connection is open (it truncates, never
- *   replaces). Or FULL on a connection of its own in a worker thread, where the sync blocks
- *   only that thread: the busy `sipnote listen --data-dir` does this (cli/history-worker.ts).
+ *   against 90 000 with NORMAL), and the fsync blocks the thread that commits. So a writer
+ *   that sees many messages at once commits them together, one transaction for all that have
+ *   arrived, rather than weaken the guarantee: the busy `sipnote listen --data-dir` does its
+ *   writes on a worker thread with a connection of its own (cli/history-worker.ts), where the
+ *   sync blocks only that thread and one transaction takes every write that queued up while
+ *   the previous one was being synced (bench/store-insert.ts measures that path). The desktop
+ *   core commits each message on its own, on its main thread: it receives at a person's pace,
+ *   and opening an S/MIME message takes about as long as the commit and its sync
+ *   (bench/README.md "Store insert benchmark").
  *
  * Other settings: foreign keys on (cascades from accounts and conversations); a busy timeout,
  * because the CLI (`sipnote history`) may read or write while `sipnote listen` runs; a 64 MiB

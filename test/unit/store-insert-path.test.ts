@@ -1,6 +1,6 @@
 /**
  * The store's incoming insert path as the listener drives it (many `recordIncoming` in one
- * `Store.batch` / `GroupCommit` transaction), and what it keeps in memory to be cheap
+ * `Store.batch` transaction, on the history worker's thread), and what it keeps in memory to be cheap
  * (conversations.ts): conversation ids remembered only once committed, unread increments
  * written once per transaction. Unread counts and conversations must stay exactly what the
  * rows say, whatever mix of batches, duplicates, reads and rollbacks; the full-text index
@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATABASE_FILE, GroupCommit, MIGRATIONS, migrate, openStore, type IncomingInput, type Store } from '../../main/store/index.js';
+import { DATABASE_FILE, MIGRATIONS, migrate, openStore, type IncomingInput, type Store } from '../../main/store/index.js';
 
 const ME = 'sip:alice@example.com';
 const PEERS = ['sip:bob@example.org', 'sip:carol@example.net', 'sip:dave@example.net'] as const;
@@ -99,20 +99,20 @@ describe('conversation ids in memory', () => {
     expect(truth()).toEqual({ unread: { [bob]: 1, [carol]: 1, [dave]: 1 }, misfiled: 0 });
   });
 
-  it('group commit: a failed batch is retried write by write, each message in its own conversation', async () => {
+  it('a failed batch rolled back and retried write by write (the history worker’s rule): each message in its own conversation', () => {
     const store = open();
     const [bob, carol] = PEERS;
-    let flush: (() => void) | undefined;
-    const group = new GroupCommit(store, (f) => (flush = f));
-    const writes = [
-      group.run(() => store.messages.recordIncoming(incoming(carol))),
-      group.run(() => store.messages.recordIncoming(incoming(bob, { signerFingerprint: 'not hex' }))),
-      group.run(() => store.messages.recordIncoming(incoming(carol))),
-      group.run(() => store.messages.recordIncoming(incoming(bob))),
-    ];
-    flush!();
-    const settled = await Promise.allSettled(writes);
-    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    const writes = [incoming(carol), incoming(bob, { signerFingerprint: 'not hex' }), incoming(carol), incoming(bob)];
+    // Carol's conversation is created inside the batch, which then fails on Bob's bad row.
+    expect(() => store.batch(() => writes.map((input) => store.messages.recordIncoming(input)))).toThrow();
+    const outcomes = writes.map((input) => {
+      try {
+        return store.batch(() => store.messages.recordIncoming(input)).inserted;
+      } catch {
+        return 'failed';
+      }
+    });
+    expect(outcomes).toEqual([true, 'failed', true, true]);
     expect(unreadByPeer(store)).toEqual({ [bob]: 1, [carol]: 2 });
     expect(truth()).toEqual({ unread: { [bob]: 1, [carol]: 2 }, misfiled: 0 });
   });

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   DATABASE_FILE,
-  GroupCommit,
   MIGRATIONS,
   migrate,
   openStore,
@@ -309,31 +308,6 @@ describe('incoming: write before acknowledge', () => {
       store.messages.recordIncomingBatch([incoming({ body: 'would be lost' }), incoming({ signerFingerprint: 'zz' })]),
     ).toThrow(StoreError);
     expect(store.messages.search('lost')).toEqual([]);
-  });
-
-  it('group commit: writes of one loop turn share a commit, each caller resumes after it', async () => {
-    const store = open();
-    let flush: (() => void) | undefined;
-    const group = new GroupCommit(store, (f) => (flush = f));
-    const db = rawConnection();
-    const count = () => db.prepare('SELECT count(*) FROM messages').pluck().get();
-    const pending = [
-      group.run(() => store.messages.recordIncoming(incoming({ body: 'one' }))),
-      group.run(() => store.messages.recordIncoming(incoming({ body: 'two' }))),
-      group.run(() => store.messages.recordIncoming(incoming({ body: 'bad', signerFingerprint: 'not hex' }))),
-      group.run(() => store.messages.recordIncoming(incoming({ body: 'three' }))),
-    ];
-    expect(count()).toBe(0);
-    expect(flush).toBeDefined();
-    flush!();
-    const settled = await Promise.allSettled(pending);
-    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
-    expect(count()).toBe(3);
-    // With the default schedule (the next turn of the event loop).
-    const stored = await new GroupCommit(store).run(() => store.messages.recordIncoming(incoming({ body: 'four' })));
-    expect(stored.inserted).toBe(true);
-    expect(count()).toBe(4);
-    db.close();
   });
 });
 
