@@ -22,7 +22,7 @@
  * checks that both paths agree.
  */
 import { ParseError } from './message/parse-error.js';
-import { Params, formatUri, isIPv4Address, isIPv6Address, isIPv6Reference, normalizeHost, parseUri, readHost } from './uri.js';
+import { Params, formatUri, isIPv4Address, isIPv6Address, isIPv6Span, isIPv6Reference, normalizeHost, parseUri, readHost } from './uri.js';
 import type { Uri } from './uri.js';
 
 export { Params };
@@ -304,22 +304,24 @@ function readUsualParams(text: string, pos: number, params: Params, rules: Param
 
 /**
  * Cuts the parameters from `pos` to the end of `text`, already known to have the usual shape
- * (`USUAL_PARAMS`), into `params`. False, with `params` emptied, at a repeated name or at a
- * value `rules` leave to readParams.
+ * (`USUAL_PARAMS`, or that of `USUAL_VIA`), into `params`. False, with `params` emptied, at a
+ * repeated name or at a value `rules` leave to readParams.
  */
 function cutUsualParams(text: string, pos: number, params: Params, rules: ParamRules): boolean {
   const n = text.length;
   while (pos < n) {
     let next = text.indexOf(';', pos + 1);
     if (next < 0) next = n;
+    // A usual Via may have one SP before a ";" (see USUAL_VIA).
+    const end = next < n && text.charCodeAt(next - 1) === SP ? next - 1 : next;
     const equals = text.indexOf('=', pos + 1);
     let name: string;
     let value: string | null = null;
-    if (equals >= 0 && equals < next) {
+    if (equals >= 0 && equals < end) {
       name = text.slice(pos + 1, equals);
-      value = text.slice(equals + 1, next);
+      value = text.slice(equals + 1, end);
     } else {
-      name = text.slice(pos + 1, next);
+      name = text.slice(pos + 1, end);
     }
     if (!params.addNew(name, value) || !isUsualParam(rules, name, value)) {
       params.clear();
@@ -640,26 +642,29 @@ export function parseVia(value: string, header?: string): Via[] {
 }
 
 /**
- * The via-parm nearly every peer writes: `SIP/2.0/UDP host[:port]` with a lower-case host name
- * or an IPv4 address, then `;name[=token]` parameters with lower-case names, no whitespace or
- * quoting anywhere. `USUAL_VIA` checks that whole shape at once (V8 compiles it to a native
- * scan, several times faster than a character loop here), so the pieces can then be cut out
- * by `indexOf` alone. Whatever it accepts, the general reader (`parseViaParm`) reads the same
- * way; it accepts only values the general reader accepts, and everything else, errors
- * included, is left to that reader.
+ * The via-parm nearly every peer writes: `SIP/2.0/UDP host[:port]` with a lower-case host name,
+ * an IPv4 address or an IPv6 reference in lower-case hex, then `;name[=token]` parameters with
+ * lower-case names, no quoting, and no whitespace except one SP before a ";" (what unfolding
+ * leaves of a folded Via, §7.3.1). `USUAL_VIA` checks that whole shape at once (V8 compiles it
+ * to a native scan, several times faster than a character loop here), so the pieces can then
+ * be cut out by `indexOf` alone. Whatever it accepts, the general reader (`parseViaParm`) reads
+ * the same way; it accepts only values the general reader accepts (an IPv6 reference still has
+ * to parse: `isIPv6Span`), and everything else, errors included, is left to that reader.
  *
  * Host: hostname = *(domainlabel ".") toplabel ["."], labels of alphanumerics and inner
  * hyphens, the top label starting with a letter; IPv4address = four decimal octets of one to
- * three digits, each at most 255 (RFC 3261 §25.1, as `readHost` reads them).
+ * three digits, each at most 255 (RFC 3261 §25.1, as `readHost` reads them); IPv6reference =
+ * "[" IPv6address "]" (RFC 5118 §4.1).
  */
 const USUAL_VIA = (() => {
   const octet = '(?:25[0-5]|2[0-4][0-9]|[01][0-9][0-9]|[0-9][0-9]?)';
   const label = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
   const topLabel = '[a-z](?:[a-z0-9-]*[a-z0-9])?';
-  const host = `(?:${octet}\\.${octet}\\.${octet}\\.${octet}|(?:${label}\\.)*${topLabel}\\.?)`;
+  const ipv6Reference = '\\[[0-9a-f:.]+\\]';
+  const host = `(?:${octet}\\.${octet}\\.${octet}\\.${octet}|(?:${label}\\.)*${topLabel}\\.?|${ipv6Reference})`;
   const token = "[A-Za-z0-9.!%*_+`'~-]+";
   const lowerToken = "[a-z0-9.!%*_+`'~-]+";
-  return new RegExp(`^SIP/2\\.0/[A-Z]+ ${host}(?::[0-9]{1,5})?(?:;${lowerToken}(?:=${token})?)*$`);
+  return new RegExp(`^SIP/2\\.0/[A-Z]+ ${host}(?::[0-9]{1,5})?(?: ?;${lowerToken}(?:=${token})?)*$`);
 })();
 
 function readUsualVia(text: string): Via | undefined {
@@ -669,16 +674,22 @@ function readUsualVia(text: string): Via | undefined {
   const transport = transportName(text, 8, space);
   let paramsStart = text.indexOf(';', space);
   if (paramsStart < 0) paramsStart = n;
-  let hostEnd = text.indexOf(':', space);
+  // The SP a folded Via may have before its first ";" is not part of the sent-by.
+  const sentByEnd = text.charCodeAt(paramsStart - 1) === SP ? paramsStart - 1 : paramsStart;
+  const hostStart = space + 1;
+  const ipv6 = text.charCodeAt(hostStart) === LBRACKET;
+  // The port's colon comes after the host, and an IPv6 reference has colons of its own.
+  let hostEnd = text.indexOf(':', ipv6 ? text.indexOf(']', hostStart) : hostStart);
   let port = -1;
-  if (hostEnd < 0 || hostEnd > paramsStart) {
-    hostEnd = paramsStart;
+  if (hostEnd < 0 || hostEnd > sentByEnd) {
+    hostEnd = sentByEnd;
   } else {
     port = 0;
-    for (let i = hostEnd + 1; i < paramsStart; i++) port = port * 10 + (text.charCodeAt(i) - 48);
+    for (let i = hostEnd + 1; i < sentByEnd; i++) port = port * 10 + (text.charCodeAt(i) - 48);
     if (port > 65535) return undefined;
   }
-  const host = text.slice(space + 1, hostEnd);
+  const host = text.slice(hostStart, hostEnd);
+  if (ipv6 && !isIPv6Span(host, 1, host.length - 1)) return undefined;
 
   const params = new Params();
   if (!cutUsualParams(text, paramsStart, params, ParamRules.Via)) return undefined;

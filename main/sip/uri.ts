@@ -484,6 +484,57 @@ export function isIPv4Address(text: string): boolean {
   return isIPv4Span(text, 0, text.length);
 }
 
+/**
+ * Whether [start, end) is an IPv6 address, exactly as `parseIPv6` decides it, without building
+ * its groups: only counting them (the Via of every datagram from an IPv6 peer asks this).
+ */
+export function isIPv6Span(text: string, start: number, end: number): boolean {
+  let head = 0;
+  let tail = -1; // groups after "::"; -1 while no "::" has been seen
+  let i = start;
+  if (end - start >= 2 && text.charCodeAt(i) === COLON && text.charCodeAt(i + 1) === COLON) {
+    tail = 0;
+    i += 2;
+    // After a "::", a third colon is allowed only right before an embedded IPv4 address.
+    if (i < end && text.charCodeAt(i) === COLON) {
+      if (!isIPv4Span(text, i + 1, end)) return false;
+      i++;
+    }
+  } else if (i < end && text.charCodeAt(i) === COLON) {
+    return false;
+  }
+  while (i < end) {
+    let j = i;
+    while (j < end && j - i < 5 && inClass(text.charCodeAt(j), HEXDIG)) j++;
+    if (j < end && text.charCodeAt(j) === DOT) {
+      // An embedded IPv4 address is always the last 32 bits: two groups.
+      if (!isIPv4Span(text, i, end)) return false;
+      if (tail < 0) head += 2;
+      else tail += 2;
+      break;
+    }
+    if (j === i || j - i > 4) return false;
+    if (tail < 0) head++;
+    else tail++;
+    i = j;
+    if (i === end) break;
+    if (text.charCodeAt(i) !== COLON) return false;
+    i++;
+    if (i < end && text.charCodeAt(i) === COLON) {
+      if (tail >= 0) return false; // a second "::"
+      tail = 0;
+      i++;
+      if (i < end && text.charCodeAt(i) === COLON) {
+        if (!isIPv4Span(text, i + 1, end)) return false;
+        i++;
+      }
+    } else if (i === end) {
+      return false; // a single trailing colon
+    }
+  }
+  return tail < 0 ? head === 8 : head + tail <= 7;
+}
+
 /** True for an IPv6 address written without brackets (`2001:db8::1`). */
 export function isIPv6Address(text: string): boolean {
   return parseIPv6(text, 0, text.length) !== null;

@@ -11,7 +11,7 @@ import { parseContentType, parseNameAddr, parseParams, parseVia, type Via } from
 import { parseMessage } from '../../main/sip/message/parse.js';
 import { ParseError } from '../../main/sip/message/parse-error.js';
 import { validateEssentialHeaders } from '../../main/sip/message/sip-message.js';
-import type { Params } from '../../main/sip/uri.js';
+import { isIPv6Address, isIPv6Span, type Params } from '../../main/sip/uri.js';
 
 /** A Via as plain data: every field, whether `port` is there at all, parameters in order. */
 function viaFacts(via: Via): unknown {
@@ -29,10 +29,15 @@ const ipv4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o
 const token = fc.stringMatching(/^[A-Za-z0-9.!%*_+`'~-]{1,12}$/);
 const paramName = fc.constantFrom('branch', 'rport', 'received', 'tag', 'lr', 'x-extra', 'expires');
 const param = fc.tuple(paramName, fc.option(fc.oneof(token, ipv4, fc.nat(70000).map(String)), { nil: undefined }));
+/** IPv6 references as peers write them, and bracketed text of the same characters that is no address. */
+const ipv6Reference = fc.oneof(
+  fc.ipV6().map((address) => `[${address.toLowerCase()}]`),
+  fc.stringMatching(/^[0-9a-f:.]{1,14}$/).map((text) => `[${text}]`),
+);
 const usualVia = fc
   .record({
     transport: fc.constantFrom('UDP', 'TCP', 'TLS', 'WS', 'WSS', 'SCTP'),
-    host: fc.oneof(hostName, ipv4),
+    host: fc.oneof(hostName, ipv4, ipv6Reference),
     port: fc.option(fc.nat(70000), { nil: undefined }),
     params: fc.array(param, { maxLength: 4 }),
   })
@@ -67,6 +72,36 @@ describe('Via: the usual-shape reader agrees with the general one', () => {
     );
   });
 
+  it('for generated folded via-parms (one SP before a ";"), read by the usual-shape reader', () => {
+    fc.assert(
+      fc.property(usualVia, fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), (via, spaces) => {
+        const sentBy = via.port === undefined ? via.host : `${via.host}:${via.port}`;
+        const folded = `SIP/2.0/${via.transport} ${sentBy}${via.params.map((p, i) => (spaces[i] ? ` ${p}` : p)).join('')}`;
+        const general = `SIP/2.0/${via.transport.toLowerCase()} ${sentBy}${via.params.map((p) => ` ${p}`).join('')}`;
+        const facts = (vias: Via[]): unknown => vias.map(viaFacts);
+        expect(outcome(() => parseVia(folded), facts)).toEqual(outcome(() => parseVia(general), facts));
+      }),
+      { numRuns: 2000, seed: 5118 },
+    );
+  });
+
+  it('reads a folded Via and an IPv6 sent-by the way the general reader does', () => {
+    const [folded] = parseVia('SIP/2.0/UDP 192.0.2.44:5060 ;branch=z9hG4bKfold3r ;rport');
+    expect(viaFacts(folded!)).toMatchObject({
+      host: '192.0.2.44',
+      port: 5060,
+      params: { entries: [['branch', 'z9hG4bKfold3r'], ['rport', null]] },
+    });
+    const [v6] = parseVia('SIP/2.0/UDP [2001:db8::10]:5060;branch=z9hG4bKv6cpim99;rport');
+    expect(viaFacts(v6!)).toMatchObject({
+      host: '[2001:db8::10]',
+      port: 5060,
+      params: { entries: [['branch', 'z9hG4bKv6cpim99'], ['rport', null]] },
+    });
+    const [v6NoPort] = parseVia('SIP/2.0/TCP [::1];branch=z9');
+    expect(viaFacts(v6NoPort!)).toMatchObject({ host: '[::1]', hasPort: false });
+  });
+
   it('reads the usual shape with the values a UAS relies on', () => {
     const [via] = parseVia('SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport;received=192.0.2.1');
     expect(viaFacts(via!)).toEqual({
@@ -89,8 +124,37 @@ describe('Via: the usual-shape reader agrees with the general one', () => {
       'SIP/2.0/UDP host;received=host.example.com',
       'SIP/2.0/UDP host;rport=70000',
       'SIP/2.0/UDP -host.example.com',
+      'SIP/2.0/UDP [1::2::3]:5060;branch=z9',
+      'SIP/2.0/UDP [::1]:99999;branch=z9',
+      'SIP/2.0/UDP host  ;branch=z9;branch=z9',
+      'SIP/2.0/UDP host ;branch',
     ]) {
       expect(() => parseVia(value), value).toThrow(ParseError);
+    }
+  });
+});
+
+describe('isIPv6Span decides as the group-building IPv6 reader does', () => {
+  it('for generated addresses, their variants, and near misses', () => {
+    const near = fc.stringMatching(/^[0-9a-fA-F:.]{0,24}$/);
+    const address = fc.oneof(
+      fc.ipV6(),
+      fc.ipV6().map((a) => a.toUpperCase()),
+      fc.ipV6().map((a) => `${a}:`),
+      fc.ipV6().map((a) => `::${a}`),
+    );
+    fc.assert(
+      fc.property(fc.oneof(near, address), fc.string({ maxLength: 3 }), (text, around) => {
+        expect(isIPv6Span(text, 0, text.length), text).toBe(isIPv6Address(text));
+        // Inside a longer text, only [start, end) counts.
+        const padded = `${around}${text}${around}`;
+        expect(isIPv6Span(padded, around.length, around.length + text.length), padded).toBe(isIPv6Address(text));
+      }),
+      { numRuns: 5000, seed: 5952 },
+    );
+    const edges = ['::', '::1', '1::', ':::1.2.3.4', '::ffff:1.2.3.4', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', '1::2::3', '1:2:3:4:5:6:1.2.3.4'];
+    for (const text of [...edges, '12345::', '']) {
+      expect(isIPv6Span(text, 0, text.length), text).toBe(isIPv6Address(text));
     }
   });
 });

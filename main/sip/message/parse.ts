@@ -62,6 +62,20 @@ const LFLF = Buffer.from('\n\n');
 /** The body of a message that has none. A Buffer of length 0 holds nothing, so one can be shared. */
 const NO_BODY = Buffer.alloc(0);
 
+/**
+ * Buffer's own latin1 decoder, the method `toString('latin1', start, end)` ends in. Node has
+ * had it on Buffer.prototype since its first versions, but does not document it (nor does
+ * @types/node declare it). Called directly it saves the two JavaScript wrappers in between
+ * (argument checks, the encoding lookup), which V8 does not inline on this busy path: about
+ * 5 % of parsing a message. Should a Node version drop it, `toString` is used instead.
+ */
+const latin1Slice = (Buffer.prototype as Partial<{ latin1Slice: (this: Buffer, start: number, end: number) => string }>).latin1Slice;
+
+/** data[start, end) as latin1, one character per byte; 0 <= start <= end <= data.length. */
+function decodeLatin1(data: Buffer, start: number, end: number): string {
+  return latin1Slice !== undefined ? latin1Slice.call(data, start, end) : data.toString('latin1', start, end);
+}
+
 export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessage {
   const limits = options.limits === undefined ? DEFAULT_PARSE_LIMITS : { ...DEFAULT_PARSE_LIMITS, ...options.limits };
   if (data.length > limits.maxMessageBytes) {
@@ -174,7 +188,7 @@ const scratchNames: Array<KnownHeaderName | undefined> = new Array<KnownHeaderNa
  * general reading then reads the message again and finds what is wrong.
  */
 function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, options: ParseOptions): SipMessage | undefined {
-  const text = data.toString('latin1', start, Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4)));
+  const text = decodeLatin1(data, start, Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4)));
   const maxLine = limits.maxLineLength;
   const maxRows = Math.min(limits.maxHeaders, SCRATCH_ROWS);
 
@@ -347,7 +361,7 @@ class HeaderSection {
 
   /** The section data[start, end). */
   static decode(data: Buffer, start: number, end: number): HeaderSection {
-    const text = data.toString('latin1', start, end);
+    const text = decodeLatin1(data, start, end);
     return new HeaderSection(data, start, text, nonAsciiCount(text));
   }
 
