@@ -106,6 +106,12 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     secure?.close();
     throw error;
   }
+  /** The line that shows a plaintext message (the SIP body itself, or what was read from it: `contentType`, `body`). */
+  const shownLine = (message: IncomingMessage, reading: Extract<BodyReading, { kind: 'text' }>, security: MessageSecurity, contentType: string, body: Buffer): string => {
+    if (!args.json) return `${message.from} -> ${message.to} [${security}]: ${reading.text}\n`;
+    // The SIP body itself (every plaintext listener's message) needs no object to say so.
+    return messageEventLine(message, reading, security, contentType === message.contentType && body === message.body ? message : { contentType, body });
+  };
   /**
    * A plaintext body, taken only with --plaintext. Not `async`: the promise it returns is the
    * printer's (or the store's), one fewer per message (every message of a plaintext listener
@@ -117,9 +123,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       return { status: reading.status, reason: reading.reason, headers: [['Accept', PAGER_ACCEPTED_TYPES.join(', ')]] };
     }
     // Without --data-dir, showing a message is delivering it: the 200 waits until it is shown.
-    const show = (): Promise<void> =>
-      output.print(args.json ? messageEventLine(message, reading, security, { contentType, body }) : `${message.from} -> ${message.to} [${security}]: ${reading.text}\n`);
-    if (history === undefined) return show();
+    if (history === undefined) return output.print(shownLine(message, reading, security, contentType, body));
     return history
       .record(
         incomingInput(args.aor, message, {
@@ -130,7 +134,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
           ...(reading.cpim?.dateTime === undefined ? {} : { sentAt: reading.cpim.dateTime.getTime() }),
         }),
       )
-      .then((stored) => (stored ? show() : undefined)); // not stored: a duplicate, the same 200, shown once
+      .then((stored) => (stored ? output.print(shownLine(message, reading, security, contentType, body)) : undefined)); // not stored: a duplicate, the same 200, shown once
   };
   let agent: UserAgent | undefined;
   const imdnPacer = new NotificationPacer<ProtectedPayload>(systemClock, (peer, payload) => {
@@ -410,9 +414,9 @@ export function messageEventLine(
   opened: { readonly contentType: string; readonly body: Buffer } = message,
 ): string {
   const json = JSON.stringify;
-  const text = json(reading.text);
+  const text = jsonString(reading.text);
   let line = LINE_HEAD.text(security, message.from, message.fromDisplayName, message.to);
-  line += `,"callId":${json(message.callId)},"cseq":${json(message.cseq)}`;
+  line += `,"callId":${jsonString(message.callId)},"cseq":${jsonNumber(message.cseq)}`;
   line += LINE_SOURCE.text(message.contentType, message.transport, message.remote.address, message.remote.port);
   if (message.date !== undefined) line += dateTimes.jsonField(',"date":', message.date);
   if (message.expiresAt !== undefined) line += `,"expiresAt":${json(message.expiresAt.toISOString())}`;
@@ -422,11 +426,54 @@ export function messageEventLine(
     line += `,"body":${text},"bodyEncoding":"text","text":${text}`;
   } else {
     const body = bodyText(opened.contentType, opened.body);
-    line += `,"body":${body.text === reading.text ? text : json(body.text)},"bodyEncoding":${json(body.encoding)},"text":${text}`;
+    line += `,"body":${body.text === reading.text ? text : jsonString(body.text)},"bodyEncoding":${json(body.encoding)},"text":${text}`;
   }
   if (reading.attachments > 0) line += `,"attachments":${json(reading.attachments)}`;
   if (reading.cpim !== undefined) line += `,"cpim":${json(cpimFields(reading.cpim))}`;
   return `${line}}\n`;
+}
+
+/**
+ * Characters JSON.stringify writes escaped in a string: the quote, the backslash, the controls
+ * below U+0020, and lone surrogates (ES2019 well-formed JSON.stringify). A pair of surrogates
+ * is written as it is, but any surrogate sends the string the slow way.
+ */
+const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** How JSON.stringify writes the quote, the backslash and each control character. */
+const JSON_ESCAPES: readonly string[] = (() => {
+  const escapes: string[] = [];
+  for (let code = 0; code < 0x20; code++) escapes[code] = `\\u${code.toString(16).padStart(4, '0')}`;
+  Object.assign(escapes, { 8: '\\b', 9: '\\t', 10: '\\n', 12: '\\f', 13: '\\r', 0x22: '\\"', 0x5c: '\\\\' });
+  return escapes;
+})();
+
+/**
+ * `JSON.stringify(text)`, written here: JSON.stringify enters the runtime and copies the whole
+ * text, which for a message body (whose only escapes are often a closing CRLF) costs more than
+ * finding what needs escaping, from the first such character on, and putting quotes around the
+ * rest. A surrogate goes to JSON.stringify, which knows pairs from lone ones.
+ */
+function jsonString(text: string): string {
+  const first = text.search(JSON_ESCAPED);
+  if (first < 0) return `"${text}"`;
+  let out = '"';
+  let start = 0;
+  for (let i = first; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x20 && code !== 0x22 && code !== 0x5c) {
+      if (code < 0xd800 || code > 0xdfff) continue;
+      return JSON.stringify(text);
+    }
+    out += text.slice(start, i) + JSON_ESCAPES[code]!;
+    start = i + 1;
+  }
+  return `${out}${text.slice(start)}"`;
+}
+
+/** `JSON.stringify(value)` for a number: its decimal text when finite (the same Number::toString), else null. */
+function jsonNumber(value: number): string {
+  return Number.isFinite(value) ? `${value}` : 'null';
 }
 
 /**

@@ -47,11 +47,21 @@ export function readMessageBody(contentTypeValue: string | undefined, body: Buff
   if (body.length === 0) return { kind: 'text', text: '', textType: 'text/plain', attachments: 0 };
   try {
     if (contentTypeValue === undefined) return { kind: 'rejected', status: 400, reason: 'Bad Request (body without Content-Type)' };
-    return readEntity(topLevelType(contentTypeValue), body, 0);
+    const top = topLevelType(contentTypeValue);
+    // readText's answer for this type, without looking at the type again.
+    if (top.textEncoding !== undefined) return { kind: 'text', text: body.toString(top.textEncoding), textType: 'text/plain', attachments: 0 };
+    return readEntity(top.type, body, 0);
   } catch (error) {
     if (!(error instanceof ParseError)) throw error;
     return { kind: 'rejected', status: 400, reason: `Bad Request (${error.message})` };
   }
+}
+
+/** A top-level Content-Type, parsed, and for text/plain in a charset we decode, the decoder readText would pick. */
+interface TopLevelType {
+  readonly value: string;
+  readonly type: ContentType;
+  readonly textEncoding: 'utf8' | 'latin1' | undefined;
 }
 
 /**
@@ -59,11 +69,21 @@ export function readMessageBody(contentTypeValue: string | undefined, body: Buff
  * MESSAGEs carry the same one. Only read here (never handed out), so sharing it is safe; a value
  * that does not parse is not remembered and throws every time.
  */
-let lastTopLevelType: { readonly value: string; readonly type: ContentType } | undefined;
+let lastTopLevelType: TopLevelType | undefined;
 
-function topLevelType(value: string): ContentType {
-  if (lastTopLevelType === undefined || lastTopLevelType.value !== value) lastTopLevelType = { value, type: parseContentType(value) };
-  return lastTopLevelType.type;
+function topLevelType(value: string): TopLevelType {
+  if (lastTopLevelType === undefined || lastTopLevelType.value !== value) {
+    const type = parseContentType(value);
+    const charset = (type.params.get('charset') ?? 'utf-8').toLowerCase();
+    const plain = mediaTypeOf(type) === 'text/plain' && TEXT_CHARSETS.has(charset);
+    lastTopLevelType = { value, type, textEncoding: plain ? textEncoding(charset) : undefined };
+  }
+  return lastTopLevelType;
+}
+
+/** Node's decoder for a charset of TEXT_CHARSETS. */
+function textEncoding(charset: string): 'utf8' | 'latin1' {
+  return charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8';
 }
 
 function readEntity(type: ContentType, body: Buffer, depth: number): BodyReading {
@@ -77,7 +97,7 @@ function readEntity(type: ContentType, body: Buffer, depth: number): BodyReading
 function readText(type: ContentType, body: Buffer): BodyReading {
   const charset = (type.params.get('charset') ?? 'utf-8').toLowerCase();
   if (!TEXT_CHARSETS.has(charset)) return unsupported(`Unsupported charset ${charset}`);
-  const text = body.toString(charset === 'iso-8859-1' || charset === 'latin1' ? 'latin1' : 'utf8');
+  const text = body.toString(textEncoding(charset));
   return { kind: 'text', text, textType: mediaTypeOf(type), attachments: 0 };
 }
 

@@ -51,3 +51,25 @@ describe('readMessageBody over a sequence of bodies', () => {
     expect(readMessageBody('text/plain;;', Buffer.from('a'))).toMatchObject({ kind: 'rejected', status: 400 });
   });
 });
+
+describe('readMessageBody of text/plain', () => {
+  // The top-level text/plain answer is taken from the remembered type (no readText call): it
+  // must be what readText gives, for every charset spelling, first read or not.
+  const PLAIN: ReadonlyArray<readonly [string, Buffer, string]> = [
+    ['text/plain;charset=UTF-8', Buffer.from('héllo'), 'héllo'],
+    ['text/plain;charset="utf8"', Buffer.from('ünï'), 'ünï'],
+    ['Text/Plain; Charset=us-ascii', Buffer.from('ascii'), 'ascii'],
+    ['text/plain; charset=ISO-8859-1', Buffer.from('caf\u00e9', 'latin1'), 'caf\u00e9'],
+    ['text/plain;charset=Latin1', Buffer.from('\u00ff', 'latin1'), '\u00ff'],
+    ['text/plain', Buffer.from('€'), '€'],
+  ];
+  it.each(PLAIN)('%s', (contentType, body, text) => {
+    for (let i = 0; i < 2; i++) expect(readMessageBody(contentType, body)).toEqual({ kind: 'text', text, textType: 'text/plain', attachments: 0 });
+  });
+
+  it('refuses a charset it cannot decode, every time', () => {
+    for (let i = 0; i < 2; i++) {
+      expect(readMessageBody('text/plain;charset=koi8-r', Buffer.from('x'))).toEqual({ kind: 'rejected', status: 415, reason: 'Unsupported Media Type (Unsupported charset koi8-r)' });
+    }
+  });
+});

@@ -64,6 +64,11 @@ const CASES: ReadonlyArray<[string, IncomingMessage]> = [
   ['CPIM', incoming({ contentType: 'message/cpim', body: Buffer.from(CPIM) })],
   ['multipart with an attachment', incoming({ contentType: 'multipart/mixed;boundary=b', body: Buffer.from(MULTIPART) })],
   ['empty body', incoming({ contentType: '', body: Buffer.alloc(0) })],
+  ['a body ending in CRLF, escapes and surrogates in the Call-ID', incoming({
+    contentType: 'text/plain;charset=UTF-8',
+    body: Buffer.from('Hello Bob, number 7. End.\r\n'),
+    callId: 'a"b\\c\u0001\u001f\ud83d\ude00\ud800x\udc00',
+  })],
 ];
 
 describe('messageEventLine', () => {
@@ -81,7 +86,7 @@ describe('messageEventLine', () => {
 
   it('holds for any text and addresses', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary' }), fc.string(), fc.option(fc.string(), { nil: undefined }), fc.nat(), (text, callId, displayName, cseq) => {
+      fc.property(fc.string({ unit: 'binary' }), fc.string({ unit: 'binary' }), fc.option(fc.string(), { nil: undefined }), fc.nat(), (text, callId, displayName, cseq) => {
         const message = incoming({
           contentType: 'text/plain;charset=utf-8',
           body: Buffer.from(text, 'utf8'),

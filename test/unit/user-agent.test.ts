@@ -194,6 +194,59 @@ describe('sending and receiving MESSAGE', () => {
     expect(second?.to.params.get('tag')).toBe(first?.to.params.get('tag'));
   });
 
+  it('answers every message waiting for the same promise with what it settles to, and each other promise on its own', async () => {
+    // The listener returns one promise for every message it prints in one write: each message
+    // waiting for it is answered, in order, with what it settles to (user-agent.ts deliver).
+    let settle: { resolve: (decision: MessageDecision | void) => void; reject: (error: Error) => void } | undefined;
+    let shared: Promise<MessageDecision | void> | undefined;
+    const seen: string[] = [];
+    let seenMore: (() => void) | undefined;
+    const bob = await agent('sip:bob@127.0.0.1', {
+      onMessage: (message) => {
+        seen.push(message.callId);
+        seenMore?.();
+        // Call-IDs starting with "own" get a promise of their own, already resolved with 202.
+        if (message.callId.startsWith('own')) return Promise.resolve({ status: 202 });
+        shared ??= new Promise((resolve, reject) => {
+          settle = { resolve, reject };
+        });
+        return shared;
+      },
+    });
+    const peer = await rawPeer();
+    const send = (callId: string): Promise<void> => peer.send(rawRequest({ peerPort: peer.port, callId, branch: `z9hG4bK${callId}` }), portOf(bob));
+    /** Resolves once the handler has seen `count` messages in all. */
+    const arrived = async (count: number): Promise<void> => {
+      while (seen.length < count) await new Promise<void>((resolve) => (seenMore = resolve));
+      seenMore = undefined;
+    };
+    for (const callId of ['s1', 'own1', 's2', 's3']) await send(callId);
+    await arrived(4);
+    const own = (await peer.waitFor(1)) as SipResponse[];
+    expect(own.map((r) => [r.callId, r.status])).toEqual([['own1', 202]]);
+    settle?.resolve({ status: 299, reason: 'Fine' });
+    const all = (await peer.waitFor(4)) as SipResponse[];
+    expect(all.slice(1).map((r) => [r.callId, r.status, r.reason])).toEqual([
+      ['s1', 299, 'Fine'],
+      ['s2', 299, 'Fine'],
+      ['s3', 299, 'Fine'],
+    ]);
+    // The same promise, settled already: a later message reacts to it on its own.
+    await send('s4');
+    expect(((await peer.waitFor(5)) as SipResponse[])[4]).toMatchObject({ callId: 's4', status: 299 });
+    // A new shared promise that rejects: 500 for each message waiting for it.
+    shared = undefined;
+    await send('s5');
+    await send('s6');
+    await arrived(7);
+    settle?.reject(new Error('store failed'));
+    const failed = ((await peer.waitFor(7)) as SipResponse[]).slice(5);
+    expect(failed.map((r) => [r.callId, r.status])).toEqual([
+      ['s5', 500],
+      ['s6', 500],
+    ]);
+  });
+
   it('fills received and rport in the Via of its response (RFC 3581 §4)', async () => {
     const bob = await agent('sip:bob@127.0.0.1');
     const peer = await rawPeer();

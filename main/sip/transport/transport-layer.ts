@@ -318,6 +318,12 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
   private readonly udp: UdpListener[] = [];
   /** udpSocketFor's choice per address family and loopback-ness; cleared when `udp` changes. */
   private readonly udpChoice = new Map<string, UdpListener>();
+  /**
+   * The last target address udpSocketFor chose a socket for, and the socket: a UAS answers the
+   * same few peers again and again. Forgotten with `udpChoice`.
+   */
+  private lastUdpAddress: string | undefined;
+  private lastUdpListener: UdpListener | undefined;
   private readonly streamListeners: StreamListener[] = [];
   /** Listeners in the order of the specs they came from, for localAddresses(). */
   private readonly bound: LocalAddress[] = [];
@@ -557,7 +563,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
         const inUse = error instanceof TransportError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
         if (!inUse || attempt >= SHARED_PORT_ATTEMPTS) throw error;
         this.udp.splice(this.udp.indexOf(udp), 1);
-        this.udpChoice.clear();
+        this.forgetUdpChoices();
         this.bound.splice(this.bound.findIndex((b) => b.transport === 'udp' && b.port === udp.local.port && b.host === host), 1);
         await new Promise<void>((resolve) => udp.socket.close(() => resolve()));
       }
@@ -598,7 +604,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       this.diagnose({ kind: 'socket-error', reason: `UDP socket ${endpointKey(host, local.port)}: ${error.message}`, transport: 'udp', local, cause: error });
     });
     this.udp.push(listener);
-    this.udpChoice.clear();
+    this.forgetUdpChoices();
     this.bound.push({ transport: 'udp', host, port: local.port, family });
     return listener;
   }
@@ -652,12 +658,14 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     }
     // CRLF-only datagrams are keep-alives some UAs send over UDP; they are not SIP messages.
     // Nothing answers them here (RFC 5626 §4.4.1 reserves CRLF keep-alives for streams).
-    if (data.every((b) => b === 0x0d || b === 0x0a)) {
+    // (One that does not start with either cannot be one: nearly every datagram is decided by its first byte.)
+    const first = data[0];
+    if ((first === undefined || first === 0x0d || first === 0x0a) && data.every((b) => b === 0x0d || b === 0x0a)) {
       const lineEnds = data.reduce((count, b) => count + (b === 0x0a ? 1 : 0), 0);
       this.emitSafely('keepalive', { kind: lineEnds >= 2 ? 'ping' : 'pong', transport: 'udp', remote });
       return;
     }
-    this.emitSafely('message', { data, transport: 'udp', local: listener.local, remote });
+    this.emitMessage({ data, transport: 'udp', local: listener.local, remote });
   }
 
   /**
@@ -688,9 +696,10 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
    * with the outcome passed to `done` (undefined once it went out, else
    * the TransportError `send` would reject with) rather than a promise: a UAS sends a response
    * per request, and three promises a response (the caller's, `send`'s and this one's) cost
-   * more than the rest of the send. `done` is never called before this returns.
+   * more than the rest of the send. `done` is never called before this returns; it gets
+   * `context` back, so that one function can serve every send (no closure per datagram).
    */
-  sendDatagramThen(data: Uint8Array, to: string, port: number, done: (error: TransportError | undefined) => void): void {
+  sendDatagramThen<C>(data: Uint8Array, to: string, port: number, done: (error: TransportError | undefined, context: C) => void, context: C): void {
     let address: string;
     let listener: UdpListener;
     try {
@@ -702,13 +711,13 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
       listener = this.udpSocketFor(address, undefined);
     } catch (error) {
       if (!(error instanceof TransportError)) throw error;
-      queueMicrotask(() => done(error));
+      queueMicrotask(() => done(error, context));
       return;
     }
     listener.socket.send(data, port, address, (error) => {
-      if (!error) return done(undefined);
+      if (!error) return done(undefined, context);
       const code = (error as NodeJS.ErrnoException).code;
-      done(new TransportError(code === 'EMSGSIZE' ? 'too-large' : 'send-failed', `UDP send to ${endpointKey(address, port)} failed: ${error.message}`, { cause: error }));
+      done(new TransportError(code === 'EMSGSIZE' ? 'too-large' : 'send-failed', `UDP send to ${endpointKey(address, port)} failed: ${error.message}`, { cause: error }), context);
     });
   }
 
@@ -718,6 +727,7 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
    * 127.0.0.1 elsewhere), preferring a specific address over the wildcard.
    */
   private udpSocketFor(address: string, local: Endpoint | undefined): UdpListener {
+    if (local === undefined && address === this.lastUdpAddress && this.lastUdpListener !== undefined) return this.lastUdpListener;
     const family = addressFamily(address);
     if (local) {
       const localIp = canonicalIp(local.address);
@@ -729,7 +739,11 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     // Every response goes through here: the choice depends only on these two, so it is kept.
     const choiceKey = toLoopback ? `${family} loopback` : family;
     const known = this.udpChoice.get(choiceKey);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      this.lastUdpAddress = address;
+      this.lastUdpListener = known;
+      return known;
+    }
     const candidates = this.udp.filter((l) => l.family === family);
     const usable = candidates.filter((l) => toLoopback || !isLoopback(l.local.address));
     const chosen =
@@ -739,6 +753,13 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
     if (!chosen) throw new TransportError('no-socket', `no UDP socket can send to ${address} (${family})`);
     this.udpChoice.set(choiceKey, chosen);
     return chosen;
+  }
+
+  /** After a change to `udp`: udpSocketFor chooses again. */
+  private forgetUdpChoices(): void {
+    this.udpChoice.clear();
+    this.lastUdpAddress = undefined;
+    this.lastUdpListener = undefined;
   }
 
   // ---------------------------------------------------------------- TCP and TLS
@@ -1085,6 +1106,15 @@ export class TransportLayer extends EventEmitter<TransportLayerEvents> {
 
   private diagnose(diagnostic: TransportDiagnostic): void {
     this.emit('transport-error', diagnostic);
+  }
+
+  /** `emitSafely('message', message)` without the argument lists: every datagram comes through here. */
+  private emitMessage(message: InboundMessage): void {
+    try {
+      this.emit('message', message);
+    } catch (error) {
+      this.diagnose({ kind: 'listener-error', reason: `a 'message' listener threw: ${String(error)}`, cause: error });
+    }
   }
 
   /**

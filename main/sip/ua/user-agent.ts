@@ -47,6 +47,9 @@ import { isSimpleResponse, simpleResponseText } from './response-bytes.js';
 import { ResponseStore } from './response-store.js';
 import { ServerTransaction, ServerTransactions } from './server-transactions.js';
 
+/** The options of a response that has none: shared rather than made per response. */
+const NO_RESPONSE_OPTIONS: Readonly<ResponseOptions> = Object.freeze({});
+
 /** How messages are framed (§18.3), as parse options: made once rather than per message. */
 const DATAGRAM_FRAMING: ParseOptions = { framing: 'datagram' };
 const STREAM_FRAMING: ParseOptions = { framing: 'stream' };
@@ -678,7 +681,7 @@ export class UserAgent {
    * the bytes the transaction resends (response-store.ts). A response with nothing of its own
    * is written straight from the request's rows (response-bytes.ts).
    */
-  private respondIn(transaction: ServerTransaction, request: SipRequest, status: number, options: ResponseOptions = {}): void {
+  private respondIn(transaction: ServerTransaction, request: SipRequest, status: number, options: Readonly<ResponseOptions> = NO_RESPONSE_OPTIONS): void {
     const toTag = options.toTag ?? newTag();
     const response = isSimpleResponse(options)
       ? this.responseStore.keepText(simpleResponseText(request, status, toTag, options.reason))
@@ -723,18 +726,22 @@ export class UserAgent {
    */
   private sendServerResponse(transaction: ServerTransaction, response: Buffer): void {
     const { transport, address, port } = transaction;
-    const failed = (error: unknown): void => {
-      this.options.onDiagnostic?.(`response to ${address}:${port} failed: ${describe(error)}`);
-      this.servers.transportError(transaction);
-    };
     if (transport !== 'udp') {
-      this.sendBytes(response, destinationOf(transport, address, port), transaction.connectionId).catch(failed);
+      this.sendBytes(response, destinationOf(transport, address, port), transaction.connectionId).catch((error: unknown) => this.serverSendFailed(transaction, error));
       return;
     }
     this.options.onTrace?.({ direction: 'out', transport, remote: { address, port }, data: response });
-    this.transport.sendDatagramThen(response, address, port, (error) => {
-      if (error !== undefined) failed(error);
-    });
+    this.transport.sendDatagramThen(response, address, port, this.serverDatagramSent, transaction);
+  }
+
+  /** sendDatagramThen's outcome for a server transaction's response: one function for them all, no closure per response. */
+  private readonly serverDatagramSent = (error: unknown, transaction: ServerTransaction): void => {
+    if (error !== undefined) this.serverSendFailed(transaction, error);
+  };
+
+  private serverSendFailed(transaction: ServerTransaction, error: unknown): void {
+    this.options.onDiagnostic?.(`response to ${transaction.address}:${transaction.port} failed: ${describe(error)}`);
+    this.servers.transportError(transaction);
   }
 
   /** A 400 for a request whose headers are broken, if it can be addressed at all. */
@@ -803,7 +810,7 @@ function optionsResponse(capabilities: ReadonlyArray<readonly [string, string]>,
  * and the first Via row is rewritten to match, so nothing has to parse the row again: the
  * transaction key, the response's destination and the application all read the same Via.
  */
-function stampReceived(request: SipRequest, inbound: InboundMessage): void {
+export function stampReceived(request: SipRequest, inbound: Pick<InboundMessage, 'remote'>): void {
   let top: Via;
   try {
     top = request.topVia; // parses every Via row
@@ -813,15 +820,53 @@ function stampReceived(request: SipRequest, inbound: InboundMessage): void {
     stampFirstViaOnly(request, inbound);
     return;
   }
-  if (!stampVia(top, inbound)) return;
   const first = request.headers.getByKey('via') ?? '';
+  // Looked at before the stamp: the row must still be the text `top` was read from.
+  const rportEnd = plainRportEnd(first, inbound.remote.address);
+  if (!stampVia(top, inbound)) return;
+  if (rportEnd >= 0) {
+    // What formatVia(top) writes for this row: the row, with the port after `rport` and
+    // `received` added last (see plainRportEnd).
+    request.headers.replaceFirst('via', `${first.slice(0, rportEnd)}=${inbound.remote.port}${first.slice(rportEnd)};received=${inbound.remote.address}`);
+    return;
+  }
   const text = formatVia(top);
   // One via-parm in the row (the usual case) is the whole row; else it is the first of a list.
   request.headers.replaceFirst('via', first.includes(',') ? [text, ...splitHeaderList(first).slice(1)].join(', ') : text);
 }
 
+/**
+ * The Via row of nearly every request that asks for `rport` (RFC 3581 §3), sipp's and most
+ * UAs': `SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK…;rport` (or `;rport;branch=…`, or no
+ * branch), with an IPv4 address or a lower-case host name, a port without leading zeros,
+ * nothing else. Every row of this shape is one the Via parser reads the simple way
+ * (header-values.ts USUAL_VIA): host, port and parameters as written, in order, none quoted.
+ * So formatVia writes such a row back exactly as it came, and after `stampVia` (which fills
+ * in `rport` where it stands and adds `received` last, a new parameter) it writes the same row
+ * with `=port` after `rport` and `;received=address` at the end. Splicing that text costs a
+ * fraction of formatting the Via again (test/unit/stamp-received.test.ts compares the two).
+ */
+const PLAIN_RPORT_VIA = (() => {
+  const octet = '(?:25[0-5]|2[0-4][0-9]|[01][0-9][0-9]|[0-9][0-9]?)';
+  const label = '[a-z0-9](?:[a-z0-9-]*[a-z0-9])?';
+  const topLabel = '[a-z](?:[a-z0-9-]*[a-z0-9])?';
+  const host = `(?:${octet}\\.${octet}\\.${octet}\\.${octet}|(?:${label}\\.)*${topLabel}\\.?)`;
+  const branch = ";branch=[A-Za-z0-9.!%*_+`'~-]+";
+  return new RegExp(`^SIP/2\\.0/(?:UDP|TCP|TLS) ${host}(?::[1-9][0-9]{0,4})?(?:${branch};rport|;rport${branch}|;rport)$`);
+})();
+
+/**
+ * Where `=port` goes in a Via row of the PLAIN_RPORT_VIA shape (just after `;rport`), or -1
+ * for any other row, and for a source address formatVia would write other than as it is
+ * (an IPv6 address with a zone is quoted).
+ */
+function plainRportEnd(row: string, address: string): number {
+  if (address.includes('%') || !PLAIN_RPORT_VIA.test(row)) return -1;
+  return row.indexOf(';rport') + 6;
+}
+
 /** `stampReceived` for a request whose Vias do not all parse: the first row's first via-parm only. */
-function stampFirstViaOnly(request: SipRequest, inbound: InboundMessage): void {
+function stampFirstViaOnly(request: SipRequest, inbound: Pick<InboundMessage, 'remote'>): void {
   const first = request.headers.getByKey('via');
   if (first === undefined) throw new ParseError('missing-header', 'Via header missing', 'Via');
   const elements = splitHeaderList(first);
@@ -834,7 +879,7 @@ function stampFirstViaOnly(request: SipRequest, inbound: InboundMessage): void {
 }
 
 /** Sets `received` and a requested `rport` on a Via; false when it needed neither. */
-function stampVia(top: Via, inbound: InboundMessage): boolean {
+function stampVia(top: Via, inbound: Pick<InboundMessage, 'remote'>): boolean {
   const sentByHost = top.host.startsWith('[') ? top.host.slice(1, -1) : top.host;
   const address = inbound.remote.address;
   let changed = false;
