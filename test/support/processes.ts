@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -117,17 +118,42 @@ export function exitWithin(proc: Tracked, ms = 15_000): Promise<number | string>
   ]);
 }
 
+/**
+ * Ports for `freePort` to pick from: just below the kernel's ephemeral range (Linux:
+ * /proc/sys/net/ipv4/ip_local_port_range), so that no other test's outgoing connection or
+ * bind(0) can be handed the port between the moment it is picked and the moment its user binds
+ * it (seconds, for a UI that binds at onboarding). An ephemeral port picked with bind(0) and
+ * released is free to be given out again at once, and the hostile-listener test alone opens a
+ * thousand connections while other files run.
+ */
+const PICK_RANGE: { readonly low: number; readonly high: number } | undefined = (() => {
+  try {
+    const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/).map(Number);
+    if (low === undefined || !Number.isInteger(low) || low < 12000) return undefined;
+    return { low: low - 10000, high: low - 1 };
+  } catch {
+    return undefined; // not Linux: the kernel's bind(0) it is
+  }
+})();
+
+/** A port nobody listens on (TCP) right now, from PICK_RANGE (else the kernel's choice); -1 if taken. */
+function candidatePort(address: string): Promise<number> {
+  const wanted = PICK_RANGE === undefined ? 0 : PICK_RANGE.low + Math.floor(Math.random() * (PICK_RANGE.high - PICK_RANGE.low + 1));
+  return new Promise<number>((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(-1));
+    server.listen(wanted, address, () => {
+      const found = (server.address() as { port: number }).port;
+      server.close(() => resolve(found));
+    });
+  });
+}
+
 /** A port free for both UDP and TCP on the address right now (for peers that need a number). */
 export async function freePort(address = '127.0.0.1'): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, address, () => {
-        const found = (server.address() as { port: number }).port;
-        server.close(() => resolve(found));
-      });
-    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await candidatePort(address);
+    if (port < 0) continue;
     const udpFree = await new Promise<boolean>((resolve) => {
       const socket = createSocket(address.includes(':') ? 'udp6' : 'udp4');
       socket.once('error', () => resolve(false));
@@ -137,3 +163,4 @@ export async function freePort(address = '127.0.0.1'): Promise<number> {
   }
   throw new Error('no free port found');
 }
+
