@@ -137,10 +137,11 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       .then((stored) => (stored ? output.print(shownLine(message, reading, security, contentType, body)) : undefined)); // not stored: a duplicate, the same 200, shown once
   };
   let agent: UserAgent | undefined;
-  const imdnPacer = new NotificationPacer<ProtectedPayload>(systemClock, (peer, payload) => {
+  // Encrypted for the IM's sender (`peer`), sent to the top IMDN-Route when the IM had one (RFC 5438 §7.2.1).
+  const imdnPacer = new NotificationPacer<{ readonly payload: ProtectedPayload; readonly via?: string }>(systemClock, (peer, { payload, via }) => {
     if (agent === undefined || secure === undefined) return;
-    secure.send(agent, { to: peer, text: '', payload }).catch((error: unknown) => {
-      if (args.verbose) io.stderr.write(`sipnote: IMDN to ${peer}: ${error instanceof Error ? error.message : String(error)}\n`);
+    secure.send(agent, { to: peer, text: '', payload, ...(via === undefined ? {} : { via }) }).catch((error: unknown) => {
+      if (args.verbose) io.stderr.write(`sipnote: IMDN to ${via ?? peer}: ${error instanceof Error ? error.message : String(error)}\n`);
     });
   });
   const onMessage = (message: IncomingMessage): Promise<MessageDecision | void> | MessageDecision => {
@@ -207,7 +208,7 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
         // The positive-delivery notification it asked for (RFC 5438 §7.2.1), protected like it,
         // paced, after our 200 (queued behind this answer).
         const delivery = history === undefined || !stored ? undefined : deliveryImdnPayload(received.message.cpim, secure.aor);
-        if (delivery !== undefined) imdnPacer.enqueue(message.from, `${message.from}\n${delivery.key}`, delivery.payload);
+        if (delivery !== undefined) imdnPacer.enqueue(message.from, `${message.from}\n${delivery.key}`, delivery);
         return;
       }
       case 'replay':

@@ -396,11 +396,13 @@ export class AccountSecurity {
   /**
    * Sends a notification or composing status to `to`, protected like an IM (RFC 5438 §14):
    * signed and encrypted, with a fresh Message-ID and SIP identity, outside the outbox (nothing
-   * is stored). Resolves with the final response; rejects like `SecureMessaging.send`.
+   * is stored). `via`, when given, is where the MESSAGE goes instead (the top IMDN-Route of a
+   * notification, §7.2.1); it is still encrypted for `to`. Resolves with the final response;
+   * rejects like `SecureMessaging.send`.
    */
-  async sendProtected(agent: UserAgent, to: string, payload: ProtectedPayload): Promise<SendResult> {
+  async sendProtected(agent: UserAgent, to: string, payload: ProtectedPayload, via?: string): Promise<SendResult> {
     if (this.secure === undefined) throw new Error(this.problem ?? 'no S/MIME identity');
-    return (await this.secure.send(agent, { to, text: '', payload })).result;
+    return (await this.secure.send(agent, { to, text: '', payload, ...(via === undefined ? {} : { via }) })).result;
   }
 
   /** Our canonical AoR, the recipient a notification names. */

@@ -160,6 +160,8 @@ export interface ImdnEnvelope {
   readonly dateTime?: Date;
   readonly messageId?: string;
   readonly dispositionNotification: readonly string[];
+  /** imdn.IMDN-Record-Route URIs in order (RFC 5438 §6.5); none when absent. */
+  readonly recordRoute?: readonly string[];
 }
 
 const KNOWN_DISPOSITIONS: ReadonlySet<string> = new Set<DispositionRequest>(['positive-delivery', 'negative-delivery', 'processing', 'display']);
@@ -182,7 +184,7 @@ export function imdnRequestOf(envelope: ImdnEnvelope | undefined): ReceivedImdnR
     dispositions,
     dateTime: formatCpimDateTime(envelope.dateTime),
     from: { uri: envelope.from },
-    recordRoute: [],
+    recordRoute: (envelope.recordRoute ?? []).map((uri) => ({ uri })),
     ...(to === undefined ? {} : { to: { uri: to } }),
   };
 }
@@ -204,8 +206,11 @@ export function plaintextImdnRequest(contentType: string | undefined, body: Uint
 
 /**
  * The content of a notification for `request`, to be protected (S/MIME inside CPIM) like the
- * IM: the document of §11 as message/imdn+xml, `Content-Disposition: notification` (§7.2.1.1).
- * `recipient` is us (the IM's recipient).
+ * IM: the document of §11 as message/imdn+xml, `Content-Disposition: notification` (§7.2.1.1),
+ * and the IM's IMDN-Record-Route copied into IMDN-Route in the same order (§6.6, §7.2.1).
+ * `recipient` is us (the IM's recipient). It is still encrypted for the IM's sender, whatever
+ * the route: an IMDN server on it is a relay, not the reader; the MESSAGE goes to the top
+ * route (`imdnDestination`).
  */
 export function imdnPayload(request: ReceivedImdnRequest, notification: EndpointImdnNotification, recipient: string): ProtectedPayload {
   return {
@@ -218,6 +223,7 @@ export function imdnPayload(request: ReceivedImdnRequest, notification: Endpoint
       notification,
     }),
     contentHeaders: [['Content-Disposition', 'notification']],
+    ...(request.recordRoute.length === 0 ? {} : { imdnRoute: request.recordRoute.map((route) => route.uri) }),
   };
 }
 
@@ -322,13 +328,18 @@ export function applyImdnNotifications(
 
 /**
  * The positive-delivery notification a stored IM asked for (RFC 5438 §7.2.1), as protected
- * content, or undefined when it asked for none. For the CLI listener; the Messenger uses
- * `decideImdn` and `imdnPayload` with its pacer the same way.
+ * content, or undefined when it asked for none. `via` is the top IMDN-Route, where it goes
+ * instead of the IM's SIP From (still encrypted for the sender), when the IM had one. For the
+ * CLI listener; the Messenger uses `decideImdn` and `imdnPayload` with its pacer the same way.
  */
-export function deliveryImdnPayload(envelope: ImdnEnvelope | undefined, recipient: string): { readonly key: string; readonly payload: ProtectedPayload } | undefined {
+export function deliveryImdnPayload(
+  envelope: ImdnEnvelope | undefined,
+  recipient: string,
+): { readonly key: string; readonly payload: ProtectedPayload; readonly via?: string } | undefined {
   const request = imdnRequestOf(envelope);
   if (request === undefined || !request.dispositions.has('positive-delivery')) return undefined;
-  return { key: `${request.messageId}:delivery`, payload: imdnPayload(request, { kind: 'delivery', status: 'delivered' }, recipient) };
+  const via = request.recordRoute[0]?.uri;
+  return { key: `${request.messageId}:delivery`, payload: imdnPayload(request, { kind: 'delivery', status: 'delivered' }, recipient), ...(via === undefined ? {} : { via }) };
 }
 
 // ---------------------------------------------------------------------------------------------

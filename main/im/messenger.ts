@@ -99,7 +99,7 @@ import { deliverProtected, MessengerSecurity, type AccountSecurity, type Securit
 import { ContactBookError } from './contact-book.js';
 import { newMessageId } from './smime/protect.js';
 import type { RequestPolicy } from '../sip/ua/request-policy.js';
-import { buildImdn, decideImdn, type EndpointImdnNotification, type ImdnSchedulerOptions, type ReceivedImdnRequest } from './imdn.js';
+import { buildImdn, decideImdn, imdnDestination, type EndpointImdnNotification, type ImdnSchedulerOptions, type ReceivedImdnRequest } from './imdn.js';
 import { buildIsComposing, ISCOMPOSING_CONTENT_TYPE, type ComposingSenderOptions, type IsComposingStatus } from './is-composing.js';
 import {
   applyImdnNotifications,
@@ -150,7 +150,10 @@ export interface MessengerOptions {
 /** A notification waiting for its turn (NotificationPacer). */
 interface PendingImdn {
   readonly accountId: string;
-  /** The IM's SIP From: where the notification goes (RFC 5438 §12.1.3.1). */
+  /**
+   * The IM's SIP From: where the notification goes unless the IM had an IMDN-Record-Route
+   * (RFC 5438 §7.2.1, §12.1.3.1, `imdnDestination`), and whom a protected one is encrypted for.
+   */
   readonly to: string;
   readonly request: ReceivedImdnRequest;
   readonly notification: EndpointImdnNotification;
@@ -711,7 +714,9 @@ export class Messenger implements ApiEndpoint {
       if (item.protected) {
         const security = runtime.security;
         if (security?.aor === undefined) return;
-        await security.sendProtected(ua, item.to, imdnPayload(item.request, item.notification, security.aor));
+        // Encrypted for the IM's sender, sent to the top IMDN-Route when the IM had one (§7.2.1).
+        const destination = imdnDestination(item.request, item.to);
+        await security.sendProtected(ua, item.to, imdnPayload(item.request, item.notification, security.aor), destination.via === 'imdn-route' ? destination.uri : undefined);
       } else {
         const built = buildImdn({ request: item.request, notification: item.notification, from: { uri: canonicalAddress(runtime.settings.sipAddress) }, dateTime: new Date(this.now()), sipFrom: item.to });
         await ua.exchangeMessage({ to: built.destination.uri, body: Buffer.from(built.body), contentType: built.contentType });

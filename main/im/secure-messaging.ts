@@ -130,6 +130,13 @@ export interface SecureSendInput {
   readonly messageId?: string;
   /** Protected content other than `text` (an IMDN, an isComposing status): protect.ts `payload`. */
   readonly payload?: ProtectedPayload;
+  /**
+   * Where the MESSAGE goes (Request-URI and To) when not to `to`: the top IMDN-Route of a
+   * notification, an IMDN server that relays it (RFC 5438 §7.2.1, §12.1.3.1). `to` still names
+   * the certificate it is encrypted for and the CPIM To. A certificate that is not pinned is
+   * still asked of `to`.
+   */
+  readonly via?: string;
 }
 
 export interface SecureSendResult {
@@ -276,7 +283,7 @@ export class SecureMessaging {
         ...(input.payload === undefined ? {} : { payload: input.payload }),
       });
       const { result, response } = await agent.exchangeMessage({
-        to: input.to,
+        to: input.via ?? input.to,
         body: Buffer.from(body.body.buffer, body.body.byteOffset, body.body.byteLength),
         contentType: body.contentType,
         extraHeaders: [['Content-Disposition', body.contentDisposition]],

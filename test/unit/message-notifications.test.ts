@@ -9,11 +9,13 @@
 import { describe, expect, it } from 'vitest';
 import { buildCpim, parseCpim } from '../../main/im/cpim.js';
 import { buildIsComposing, type IsComposingStatus } from '../../main/im/is-composing.js';
-import { buildImdn, readImdnNotifications, readImdnRequest, requestImdn, type ReceivedImdn, type ReceivedImdnRequest } from '../../main/im/imdn.js';
+import { buildImdn, imdnDestination, readImdnNotifications, readImdnRequest, requestImdn, type ReceivedImdn, type ReceivedImdnRequest } from '../../main/im/imdn.js';
+import { buildMessageEntity } from '../../main/im/smime/protect.js';
 import {
   applyImdnNotifications,
   ComposingTracker,
   ControlBodyError,
+  deliveryImdnPayload,
   displayNotificationOf,
   imdnPayload,
   imdnRequestOf,
@@ -179,6 +181,51 @@ describe('control bodies', () => {
     expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, messageId: 'm1', dispositionNotification: [] })).toBeUndefined();
     expect(imdnRequestOf({ from: ALICE, to: [BOB], dateTime, dispositionNotification: ['display'] })).toBeUndefined();
     expect(imdnRequestOf(undefined)).toBeUndefined();
+  });
+});
+
+describe('the route of a protected notification (RFC 5438 §6.5, §6.6, §7.2.1, §12.1.3.1)', () => {
+  const dateTime = new Date('2026-03-01T10:00:00Z');
+  const ROUTE_1 = 'sip:imdn@relay-1.example.test';
+  const ROUTE_2 = 'sip:imdn@relay-2.example.test';
+
+  /** The CPIM of the protected notification for `request`, as protect.ts signs it (bob → alice). */
+  function protectedNotificationCpim(request: ReceivedImdnRequest) {
+    const entity = buildMessageEntity({ text: '', from: BOB, to: ALICE, now: dateTime, messageId: 'n1', payload: imdnPayload(request, { kind: 'delivery', status: 'delivered' }, BOB) });
+    const text = Buffer.from(entity).toString('utf8');
+    expect(text.startsWith('Content-Type: message/cpim\r\n\r\n')).toBe(true);
+    return parseCpim(Buffer.from(text.slice('Content-Type: message/cpim\r\n\r\n'.length), 'utf8'));
+  }
+  const routes = (cpim: ReturnType<typeof parseCpim>) => cpim.headers.filter((header) => header.localName === 'IMDN-Route').map((header) => header.value);
+
+  it('copies two IMDN-Record-Route values of a protected IM into IMDN-Route, in order, and goes to the first', () => {
+    const envelope = { from: ALICE, to: [BOB], dateTime, messageId: 'm1', dispositionNotification: ['positive-delivery', 'display'], recordRoute: [ROUTE_1, ROUTE_2] };
+    const request = imdnRequestOf(envelope)!;
+    expect(request.recordRoute).toEqual([{ uri: ROUTE_1 }, { uri: ROUTE_2 }]);
+    const cpim = protectedNotificationCpim(request);
+    expect(routes(cpim)).toEqual([`<${ROUTE_1}>`, `<${ROUTE_2}>`]);
+    // Still addressed (CPIM To) to the IM's sender, whom it is encrypted for; sent to the relay.
+    expect(cpim.headers.find((header) => header.name === 'To')?.value).toBe(`<${ALICE}>`);
+    expect(imdnDestination(request, ALICE)).toEqual({ uri: ROUTE_1, via: 'imdn-route' });
+    expect(deliveryImdnPayload(envelope, BOB)).toMatchObject({ key: 'm1:delivery', via: ROUTE_1 });
+    // An owed display notification keeps the route through the store (JSON) and back.
+    const stored = JSON.parse(JSON.stringify(displayNotificationOf(request))) as NonNullable<ReturnType<typeof displayNotificationOf>>;
+    const owed = owedDisplayRequest({ message: { imdnMessageId: 'm1' } as Parameters<typeof owedDisplayRequest>[0]['message'], request: stored });
+    expect(owed.recordRoute).toEqual([{ uri: ROUTE_1 }, { uri: ROUTE_2 }]);
+    expect(imdnDestination(owed, ALICE)).toEqual({ uri: ROUTE_1, via: 'imdn-route' });
+    expect(routes(protectedNotificationCpim(owed))).toEqual([`<${ROUTE_1}>`, `<${ROUTE_2}>`]);
+  });
+
+  it('without IMDN-Record-Route, writes no IMDN-Route and goes to the SIP From of the IM, as before', () => {
+    const envelope = { from: ALICE, to: [BOB], dateTime, messageId: 'm2', dispositionNotification: ['positive-delivery'] };
+    const request = imdnRequestOf(envelope)!;
+    expect(request.recordRoute).toEqual([]);
+    expect(routes(protectedNotificationCpim(request))).toEqual([]);
+    expect(imdnPayload(request, { kind: 'delivery', status: 'delivered' }, BOB)).not.toHaveProperty('imdnRoute');
+    expect(imdnDestination(request, ALICE)).toEqual({ uri: ALICE, via: 'sip-from' });
+    const delivery = deliveryImdnPayload(envelope, BOB);
+    expect(delivery).toMatchObject({ key: 'm2:delivery' });
+    expect(delivery).not.toHaveProperty('via');
   });
 });
 

@@ -9,7 +9,8 @@
  * With S/MIME and the OS keychain (`sh scripts/with-secret-service.sh npx vitest run
  * test/unit/messenger-notifications.test.ts`; skipped without one, outside CI): the display
  * notification a protected IM asked for outlives a restart of the recipient's core, and is
- * sent once.
+ * sent once; the notifications of a protected IM with IMDN-Record-Route go to the top route
+ * (a raw peer playing the IMDN server), still encrypted for the IM's sender.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ApiEvent } from '../../shared/api.js';
@@ -26,6 +27,14 @@ import { eventually } from '../support/eventually.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
 import { freePort } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
+import { SecureMessaging, securePagerPolicy } from '../../main/im/secure-messaging.js';
+import { AUTH_ENVELOPED_CONTENT_TYPE } from '../../main/im/smime/media-types.js';
+import { IMDN_NAMESPACE, signEntity, signedDataEntity } from '../../main/im/smime/protect.js';
+import { MemoryReplayCache } from '../../main/im/smime/replay-cache.js';
+import { unprotectMessage } from '../../main/im/smime/unprotect.js';
+import { createIdentity } from '../../main/security/certificates.js';
+import { encryptAuthEnveloped } from '../../main/security/cms/auth-enveloped-data.js';
+import { UserAgent } from '../../main/sip/ua/user-agent.js';
 
 const cleanups = cleanupsAfterEach();
 
@@ -211,6 +220,97 @@ describe('a negative delivery notification for a message of ours (RFC 5438)', ()
 });
 
 /** The MESSAGE requests a core sent (its SIP log, retransmissions left out), as Call-IDs, in order. */
+describe('protected notifications through an IMDN server (RFC 5438 §7.2.1, §12.1.3.1)', () => {
+  it('sends the delivery and the (owed) display notification of a protected IM with IMDN-Record-Route to the top route, opaque to it', async (context) => {
+    if (gate.skip) context.skip();
+    const bob: Desk = await openDesk(cleanups, 'bob', { messenger: { security: {}, timers: FAST_SIP_TIMERS } });
+    const bobUri = `sip:bob@127.0.0.1:${bob.port}`;
+    // alice: an in-memory identity; her agent only learns bob's certificate (OPTIONS), which pins hers at bob.
+    const aliceAor = 'sip:alice@127.0.0.1';
+    const alice = await createIdentity({ aor: aliceAor });
+    const agent = await UserAgent.start({ aor: aliceAor, listen: [{ transport: 'udp', host: '127.0.0.1', port: 0 }], policy: securePagerPolicy() });
+    cleanups.push(() => agent.close());
+    const secure = new SecureMessaging({ dataDir: tempDir(cleanups, 'sipnote-alice-'), identity: { aor: aliceAor, certificateDer: alice.certificateDer, privateKeyPkcs8: alice.privateKeyPkcs8 } });
+    cleanups.push(() => secure.close());
+    const bobCertificate = await secure.discover(agent, bobUri);
+    // The IMDN server: a raw peer, first of two routes; it also carries alice's IM to bob.
+    const relay = await RawUdpPeer.open();
+    cleanups.push(() => relay.close());
+    const route1 = `sip:imdn@127.0.0.1:${relay.port}`;
+    const route2 = 'sip:imdn@relay-2.example.test';
+
+    const dateTime = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const cpim = buildCpim({
+      from: { uri: aliceAor },
+      to: [{ uri: bobUri }],
+      dateTime,
+      namespaces: { imdn: IMDN_NAMESPACE },
+      extraHeaders: [
+        { ns: 'imdn', name: 'Message-ID', value: 'im-routed-1' },
+        { ns: 'imdn', name: 'Disposition-Notification', value: 'positive-delivery, display' },
+        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route1}>` },
+        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route2}>` },
+      ],
+      contentType: 'text/plain;charset=utf-8',
+      content: new TextEncoder().encode('routed through a relay'),
+    });
+    const signed = await signEntity(new Uint8Array(Buffer.concat([Buffer.from('Content-Type: message/cpim\r\n\r\n', 'latin1'), cpim])), {
+      ourIdentity: { certificateDer: alice.certificateDer, privateKeyPkcs8: alice.privateKeyPkcs8 },
+      signingTime: dateTime,
+      includeSignerCertificate: true,
+    });
+    const body = await encryptAuthEnveloped({ content: signedDataEntity(signed), recipients: [{ certificateDer: bobCertificate }] });
+    const head = [
+      `MESSAGE ${bobUri} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${relay.port};branch=z9hG4bKrouted1;rport`,
+      'Max-Forwards: 70',
+      `From: <${aliceAor}>;tag=routed1`,
+      `To: <${bobUri}>`,
+      'Call-ID: routed-1@127.0.0.1',
+      'CSeq: 1 MESSAGE',
+      `Content-Type: ${AUTH_ENVELOPED_CONTENT_TYPE}`,
+      'Content-Disposition: attachment; filename=smime.p7m; handling=required',
+      `Content-Length: ${body.length}`,
+      '',
+      '',
+    ].join('\r\n');
+    await relay.send(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]), bob.port);
+    const seen = new Set<string>();
+    expect(await next(relay, seen, (sip) => sip.kind === 'response')).toMatchObject({ status: 200 });
+    await bob.next(messageReceived('routed through a relay'), 10_000);
+
+    // The delivery notification goes to the top route (not to alice's SIP From), opaque to the relay.
+    const isRequest = (sip: ReturnType<typeof parseMessage>): boolean => sip.kind === 'request';
+    const delivery = (await next(relay, seen, isRequest, 10_000)) as SipRequest;
+    expect(delivery.method).toBe('MESSAGE');
+    expect(delivery.uri).toBe(route1);
+    expect(delivery.headers.get('content-type')).toMatch(/^application\/pkcs7-mime; smime-type=authEnveloped-data/);
+    expect(Buffer.from(delivery.body).includes('imdn')).toBe(false);
+    await relay.send(ok(delivery), bob.port);
+    // Encrypted for alice: she opens it (what the relay forwards to her).
+    const opened = await unprotectMessage({
+      contentType: delivery.headers.get('content-type')!,
+      body: delivery.body,
+      sipFrom: bobUri,
+      ourAor: aliceAor,
+      ourIdentity: { certificateDer: alice.certificateDer, privateKeyPkcs8: alice.privateKeyPkcs8 },
+      now: new Date(),
+      replayCache: new MemoryReplayCache(),
+    });
+    if (opened.action !== 'accept') throw new Error(`alice could not open the notification: ${opened.action}`);
+    expect(opened.contentType).toBe('message/imdn+xml');
+    expect(new TextDecoder().decode(opened.content)).toContain('<message-id>im-routed-1</message-id>');
+
+    // The display notification, owed in the store until bob reads, takes the same route.
+    const [conversation] = await bob.messenger.call('conversations.list', { accountId: bob.account.id });
+    await bob.messenger.call('conversations.markRead', { conversationId: conversation!.id });
+    const display = (await next(relay, seen, isRequest, 10_000)) as SipRequest;
+    expect(display.uri).toBe(route1);
+    expect(display.headers.get('content-type')).toMatch(/^application\/pkcs7-mime/);
+    await relay.send(ok(display), bob.port);
+  });
+});
+
 function sentMessageCallIds(events: readonly ApiEvent[]): string[] {
   const seen = new Set<string>();
   return events.flatMap((event) => {

@@ -18,7 +18,13 @@ import {
   type ReceivedMessage,
   type SecurityNotice,
 } from '../../main/im/secure-messaging.js';
-import { CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT } from '../../main/im/smime/media-types.js';
+import { buildCpim } from '../../main/im/cpim.js';
+import { deliveryImdnPayload } from '../../main/im/message-notifications.js';
+import { AUTH_ENVELOPED_CONTENT_TYPE, CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT } from '../../main/im/smime/media-types.js';
+import { IMDN_NAMESPACE, signEntity, signedDataEntity } from '../../main/im/smime/protect.js';
+import { MemoryReplayCache } from '../../main/im/smime/replay-cache.js';
+import { unprotectMessage } from '../../main/im/smime/unprotect.js';
+import { encryptAuthEnveloped } from '../../main/security/cms/auth-enveloped-data.js';
 import { createIdentity, fingerprintSha256 } from '../../main/security/certificates.js';
 import { pemDecodeAll } from '../../main/security/cms/der.js';
 import { certsOnly, readCertsOnly } from '../../main/security/cms/signed-data.js';
@@ -373,6 +379,96 @@ describe('plaintext and OPTIONS', () => {
     const fromBare = await alice.exchangeOptions({ to: `sip:carol@127.0.0.1:${bare.listening[0]!.port}`, contentType: 'text/plain', body: Buffer.alloc(0) });
     expect(fromBare.result.status).toBe(200);
     expect(fromBare.response?.headers.get('accept')).toBe('text/plain, message/cpim');
+  });
+});
+
+describe('notifications through an IMDN server (RFC 5438 §6.5, §7.2.1, §12.1.3.1)', () => {
+  it('sends the notification of a protected IM with IMDN-Record-Route to the top route, still encrypted for the sender', async () => {
+    const bob = await peer('bob');
+    const aliceAor = 'sip:alice@127.0.0.1';
+    const alice = await newIdentity(aliceAor);
+    // The IMDN server: a raw peer that receives bob's notification and answers 200.
+    const relay = await RawUdpPeer.open();
+    cleanups.push(() => relay.close());
+    const route1 = `sip:imdn@127.0.0.1:${relay.port}`;
+    const route2 = 'sip:imdn@relay-2.example.test';
+
+    // alice's IM, signed and encrypted for bob, carries both routes under the signature.
+    const dateTime = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const cpim = buildCpim({
+      from: { uri: aliceAor },
+      to: [{ uri: bob.identity.aor }],
+      dateTime,
+      namespaces: { imdn: IMDN_NAMESPACE },
+      extraHeaders: [
+        { ns: 'imdn', name: 'Message-ID', value: 'im-routed-1' },
+        { ns: 'imdn', name: 'Disposition-Notification', value: 'positive-delivery' },
+        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route1}>` },
+        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route2}>` },
+      ],
+      contentType: 'text/plain;charset=utf-8',
+      content: new TextEncoder().encode('via the relay'),
+    });
+    const signed = await signEntity(new Uint8Array(Buffer.concat([Buffer.from('Content-Type: message/cpim\r\n\r\n', 'latin1'), cpim])), {
+      ourIdentity: alice,
+      signingTime: dateTime,
+      includeSignerCertificate: true,
+    });
+    const body = await encryptAuthEnveloped({ content: signedDataEntity(signed), recipients: [{ certificateDer: bob.identity.certificateDer }] });
+    const head = [
+      `MESSAGE ${bob.uri} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${relay.port};branch=z9hG4bKrouted1;rport`,
+      'Max-Forwards: 70',
+      `From: <${aliceAor}>;tag=routed1`,
+      `To: <${bob.uri}>`,
+      'Call-ID: routed-1@127.0.0.1',
+      'CSeq: 1 MESSAGE',
+      `Content-Type: ${AUTH_ENVELOPED_CONTENT_TYPE}`,
+      'Content-Disposition: attachment; filename=smime.p7m; handling=required',
+      `Content-Length: ${body.length}`,
+      '',
+      '',
+    ].join('\r\n');
+    await relay.send(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]), bob.port);
+    const [answer] = await relay.waitFor(1);
+    expect(answer).toMatchObject({ kind: 'response', status: 200 });
+    expect(bob.shown).toHaveLength(1);
+    const envelope = bob.shown[0]!.message.cpim;
+    expect(envelope?.recordRoute).toEqual([route1, route2]);
+
+    // What the listener sends: to the top route, encrypted for alice (pinned from her signature).
+    const delivery = deliveryImdnPayload(envelope, bob.secure.aor)!;
+    expect(delivery.via).toBe(route1);
+    const sending = bob.secure.send(bob.agent, { to: aliceAor, text: '', payload: delivery.payload, ...(delivery.via === undefined ? {} : { via: delivery.via }) });
+    const all = await relay.waitFor(2);
+    const notification = all[1]!;
+    if (notification.kind !== 'request') throw new Error('expected the notification request');
+    expect(notification.method).toBe('MESSAGE');
+    expect(notification.uri).toBe(route1);
+    // Opaque to the relay.
+    expect(notification.headers.get('content-type')).toMatch(/^application\/pkcs7-mime; smime-type=authEnveloped-data/);
+    expect(Buffer.from(notification.body).includes('imdn')).toBe(false);
+    const header = (name: string): string => `${name}: ${notification.headers.get(name.toLowerCase())}`;
+    const ok = ['SIP/2.0 200 OK', ...notification.headers.getAll('via').map((via) => `Via: ${via}`), header('From'), `${header('To')};tag=relay`, header('Call-ID'), header('CSeq'), 'Content-Length: 0', '', ''].join('\r\n');
+    const via = notification.headers.get('via')!;
+    const port = Number(/127\.0\.0\.1:(\d+)/.exec(via)![1]);
+    await relay.send(ok, port);
+    expect((await sending).result).toMatchObject({ status: 200 });
+
+    // alice (what the relay forwards to) opens it: signed by bob, a delivery notification for her IM.
+    const opened = await unprotectMessage({
+      contentType: notification.headers.get('content-type')!,
+      body: notification.body,
+      sipFrom: bob.identity.aor,
+      ourAor: aliceAor,
+      ourIdentity: alice,
+      now: new Date(),
+      replayCache: new MemoryReplayCache(),
+    });
+    if (opened.action !== 'accept') throw new Error(`alice could not open the notification: ${opened.action}`);
+    expect(opened.contentType).toBe('message/imdn+xml');
+    expect(opened.cpim?.to).toEqual([aliceAor]);
+    expect(new TextDecoder().decode(opened.content)).toContain('<message-id>im-routed-1</message-id>');
   });
 });
 

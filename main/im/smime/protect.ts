@@ -80,6 +80,11 @@ export interface ProtectedPayload {
   readonly content: Uint8Array;
   /** CPIM content headers, e.g. `['Content-Disposition', 'notification']`. */
   readonly contentHeaders?: ReadonlyArray<readonly [string, string]>;
+  /**
+   * imdn.IMDN-Route URIs, in order (RFC 5438 §6.6): a notification copies the IMDN-Record-Route
+   * of the IM it answers (§7.2.1), so that the IMDN servers on the way can route it back.
+   */
+  readonly imdnRoute?: readonly string[];
 }
 
 export interface SignOnlyInput extends MessageContentInput {
@@ -180,6 +185,7 @@ export function buildMessageEntity(input: MessageContentInput & { readonly messa
   if (input.imdn !== undefined && input.imdn.length > 0) {
     extraHeaders.push({ ns: 'imdn', name: 'Disposition-Notification', value: [...new Set(input.imdn)].join(', ') });
   }
+  for (const route of input.payload?.imdnRoute ?? []) extraHeaders.push({ ns: 'imdn', name: 'IMDN-Route', value: `<${route}>` });
   const cpim = buildCpim({
     from: { uri: input.from },
     to: [{ uri: input.to }],

@@ -66,6 +66,7 @@ import {
   cpimDateTime,
   cpimFrom,
   cpimHeader,
+  cpimHeaderAddress,
   cpimHeaders,
   cpimTo,
   parseCpim,
@@ -140,6 +141,11 @@ export interface ProtectedEnvelope {
   readonly messageId?: string;
   /** imdn.Disposition-Notification values, e.g. `positive-delivery`, `display`. */
   readonly dispositionNotification: readonly string[];
+  /**
+   * imdn.IMDN-Record-Route URIs in order (RFC 5438 §6.5), when there are any: the notification
+   * goes to the first and copies them all into IMDN-Route (§6.6, §7.2.1).
+   */
+  readonly recordRoute?: readonly string[];
 }
 
 export type UnprotectWarning =
@@ -653,6 +659,7 @@ function judgeSignedMessage(input: UnprotectInput, sender: Sender, layers: Layer
         if (trimmed !== '') dispositionNotification.push(trimmed);
       }
     }
+    const recordRoute = parseOr400(() => cpimHeaders(message, IMDN_NAMESPACE, 'IMDN-Record-Route').map((header) => cpimHeaderAddress(header).uri));
     envelope = {
       from: from.uri,
       ...(from.name !== undefined ? { fromName: from.name } : {}),
@@ -660,6 +667,7 @@ function judgeSignedMessage(input: UnprotectInput, sender: Sender, layers: Layer
       ...(dateTime ? { dateTime } : {}),
       ...(messageId !== undefined ? { messageId } : {}),
       dispositionNotification,
+      ...(recordRoute.length > 0 ? { recordRoute } : {}),
     };
   }
 
