@@ -27,13 +27,11 @@ import { eventually } from '../support/eventually.js';
 import { keychainGate, type KeychainGate } from '../support/secret-service.js';
 import { freePort } from '../support/processes.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
+import { routedProtectedIm } from '../support/routed-im.js';
 import { SecureMessaging, securePagerPolicy } from '../../main/im/secure-messaging.js';
-import { AUTH_ENVELOPED_CONTENT_TYPE } from '../../main/im/smime/media-types.js';
-import { IMDN_NAMESPACE, signEntity, signedDataEntity } from '../../main/im/smime/protect.js';
 import { MemoryReplayCache } from '../../main/im/smime/replay-cache.js';
 import { unprotectMessage } from '../../main/im/smime/unprotect.js';
 import { createIdentity } from '../../main/security/certificates.js';
-import { encryptAuthEnveloped } from '../../main/security/cms/auth-enveloped-data.js';
 import { UserAgent } from '../../main/sip/ua/user-agent.js';
 
 const cleanups = cleanupsAfterEach();
@@ -239,42 +237,18 @@ describe('protected notifications through an IMDN server (RFC 5438 §7.2.1, §12
     const route1 = `sip:imdn@127.0.0.1:${relay.port}`;
     const route2 = 'sip:imdn@relay-2.example.test';
 
-    const dateTime = new Date(Math.floor(Date.now() / 1000) * 1000);
-    const cpim = buildCpim({
-      from: { uri: aliceAor },
-      to: [{ uri: bobUri }],
-      dateTime,
-      namespaces: { imdn: IMDN_NAMESPACE },
-      extraHeaders: [
-        { ns: 'imdn', name: 'Message-ID', value: 'im-routed-1' },
-        { ns: 'imdn', name: 'Disposition-Notification', value: 'positive-delivery, display' },
-        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route1}>` },
-        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route2}>` },
-      ],
-      contentType: 'text/plain;charset=utf-8',
-      content: new TextEncoder().encode('routed through a relay'),
+    const im = await routedProtectedIm({
+      from: aliceAor,
+      sender: alice,
+      to: bobUri,
+      recipientCertificateDer: bobCertificate,
+      routes: [route1, route2],
+      messageId: 'im-routed-1',
+      dispositions: 'positive-delivery, display',
+      text: 'routed through a relay',
+      viaPort: relay.port,
     });
-    const signed = await signEntity(new Uint8Array(Buffer.concat([Buffer.from('Content-Type: message/cpim\r\n\r\n', 'latin1'), cpim])), {
-      ourIdentity: { certificateDer: alice.certificateDer, privateKeyPkcs8: alice.privateKeyPkcs8 },
-      signingTime: dateTime,
-      includeSignerCertificate: true,
-    });
-    const body = await encryptAuthEnveloped({ content: signedDataEntity(signed), recipients: [{ certificateDer: bobCertificate }] });
-    const head = [
-      `MESSAGE ${bobUri} SIP/2.0`,
-      `Via: SIP/2.0/UDP 127.0.0.1:${relay.port};branch=z9hG4bKrouted1;rport`,
-      'Max-Forwards: 70',
-      `From: <${aliceAor}>;tag=routed1`,
-      `To: <${bobUri}>`,
-      'Call-ID: routed-1@127.0.0.1',
-      'CSeq: 1 MESSAGE',
-      `Content-Type: ${AUTH_ENVELOPED_CONTENT_TYPE}`,
-      'Content-Disposition: attachment; filename=smime.p7m; handling=required',
-      `Content-Length: ${body.length}`,
-      '',
-      '',
-    ].join('\r\n');
-    await relay.send(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]), bob.port);
+    await relay.send(im, bob.port);
     const seen = new Set<string>();
     expect(await next(relay, seen, (sip) => sip.kind === 'response')).toMatchObject({ status: 200 });
     await bob.next(messageReceived('routed through a relay'), 10_000);

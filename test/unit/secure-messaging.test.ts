@@ -18,13 +18,10 @@ import {
   type ReceivedMessage,
   type SecurityNotice,
 } from '../../main/im/secure-messaging.js';
-import { buildCpim } from '../../main/im/cpim.js';
 import { deliveryImdnPayload } from '../../main/im/message-notifications.js';
-import { AUTH_ENVELOPED_CONTENT_TYPE, CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT } from '../../main/im/smime/media-types.js';
-import { IMDN_NAMESPACE, signEntity, signedDataEntity } from '../../main/im/smime/protect.js';
+import { CERTS_ONLY_CONTENT_TYPE, SMIME_ACCEPT } from '../../main/im/smime/media-types.js';
 import { MemoryReplayCache } from '../../main/im/smime/replay-cache.js';
 import { unprotectMessage } from '../../main/im/smime/unprotect.js';
-import { encryptAuthEnveloped } from '../../main/security/cms/auth-enveloped-data.js';
 import { createIdentity, fingerprintSha256 } from '../../main/security/certificates.js';
 import { pemDecodeAll } from '../../main/security/cms/der.js';
 import { certsOnly, readCertsOnly } from '../../main/security/cms/signed-data.js';
@@ -35,6 +32,7 @@ import type { SipRequest } from '../../main/sip/message/sip-message.js';
 import { UserAgent, type IncomingMessage, type MessageDecision, type SipTrace } from '../../main/sip/ua/user-agent.js';
 import { cleanupsAfterEach, tempDir } from '../support/cleanups.js';
 import { RawUdpPeer } from '../support/raw-udp.js';
+import { routedProtectedIm } from '../support/routed-im.js';
 
 const cleanups = cleanupsAfterEach();
 
@@ -394,42 +392,19 @@ describe('notifications through an IMDN server (RFC 5438 §6.5, §7.2.1, §12.1.
     const route2 = 'sip:imdn@relay-2.example.test';
 
     // alice's IM, signed and encrypted for bob, carries both routes under the signature.
-    const dateTime = new Date(Math.floor(Date.now() / 1000) * 1000);
-    const cpim = buildCpim({
-      from: { uri: aliceAor },
-      to: [{ uri: bob.identity.aor }],
-      dateTime,
-      namespaces: { imdn: IMDN_NAMESPACE },
-      extraHeaders: [
-        { ns: 'imdn', name: 'Message-ID', value: 'im-routed-1' },
-        { ns: 'imdn', name: 'Disposition-Notification', value: 'positive-delivery' },
-        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route1}>` },
-        { ns: 'imdn', name: 'IMDN-Record-Route', value: `<${route2}>` },
-      ],
-      contentType: 'text/plain;charset=utf-8',
-      content: new TextEncoder().encode('via the relay'),
+    const im = await routedProtectedIm({
+      from: aliceAor,
+      sender: alice,
+      to: bob.uri,
+      cpimTo: bob.identity.aor,
+      recipientCertificateDer: bob.identity.certificateDer,
+      routes: [route1, route2],
+      messageId: 'im-routed-1',
+      dispositions: 'positive-delivery',
+      text: 'via the relay',
+      viaPort: relay.port,
     });
-    const signed = await signEntity(new Uint8Array(Buffer.concat([Buffer.from('Content-Type: message/cpim\r\n\r\n', 'latin1'), cpim])), {
-      ourIdentity: alice,
-      signingTime: dateTime,
-      includeSignerCertificate: true,
-    });
-    const body = await encryptAuthEnveloped({ content: signedDataEntity(signed), recipients: [{ certificateDer: bob.identity.certificateDer }] });
-    const head = [
-      `MESSAGE ${bob.uri} SIP/2.0`,
-      `Via: SIP/2.0/UDP 127.0.0.1:${relay.port};branch=z9hG4bKrouted1;rport`,
-      'Max-Forwards: 70',
-      `From: <${aliceAor}>;tag=routed1`,
-      `To: <${bob.uri}>`,
-      'Call-ID: routed-1@127.0.0.1',
-      'CSeq: 1 MESSAGE',
-      `Content-Type: ${AUTH_ENVELOPED_CONTENT_TYPE}`,
-      'Content-Disposition: attachment; filename=smime.p7m; handling=required',
-      `Content-Length: ${body.length}`,
-      '',
-      '',
-    ].join('\r\n');
-    await relay.send(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from(body)]), bob.port);
+    await relay.send(im, bob.port);
     const [answer] = await relay.waitFor(1);
     expect(answer).toMatchObject({ kind: 'response', status: 200 });
     expect(bob.shown).toHaveLength(1);
