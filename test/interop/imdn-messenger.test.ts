@@ -115,8 +115,12 @@ describe('IMDN between two Messengers, through a server that answers 202', () =>
     expect(received(bob)).toHaveLength(count);
     const times = sentMessages(bob).map((entry) => entry.time);
     expect(times).toHaveLength(count);
-    // Within any second: at most the burst plus a second's refill (and one for rounding).
-    for (const at of times) expect(times.filter((time) => time >= at && time < at + 1000).length).toBeLessThanOrEqual(5 + 10 + 1);
+    // Within any second: at most the burst plus a second's refill, and what half a second of
+    // jitter adds. These are the times each MESSAGE left, after its own signing and encryption,
+    // which on a loaded machine delays some more than others and bunches them (17 in one second
+    // was seen once); the pacer's exact timing is checked on a manual clock in
+    // unit/message-notifications.test.ts ("turns a burst of 50 notifications … into a paced stream").
+    for (const at of times) expect(times.filter((time) => time >= at && time < at + 1000).length).toBeLessThanOrEqual(5 + 10 * 1.5 + 1);
     // 45 after the burst at 10 a second: at least 4.4 s from the first to the last.
     expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(4400);
   });
