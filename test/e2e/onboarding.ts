@@ -11,7 +11,9 @@ export function collectPageProblems(page: Page, problems: string[], who?: string
   const consolePrefix = who === undefined ? 'console: ' : `${who} console: `;
   page.on('pageerror', (error) => problems.push(`${prefix}${error.message}`));
   page.on('console', (message) => {
-    if (message.type() === 'error') problems.push(`${consolePrefix}${message.text()}`);
+    // The location names the resource of a "Failed to load resource" error.
+    const where = message.location().url;
+    if (message.type() === 'error') problems.push(`${consolePrefix}${message.text()}${where === '' ? '' : ` (${where})`}`);
   });
 }
 

@@ -1,9 +1,12 @@
 /**
  * The end-to-end tests run against build/renderer; this rebuilds it (vite, ~1-2 s) when any
  * renderer or shared source is newer than the build, so a test never checks a stale UI.
- * Test files run in parallel workers: a lock directory makes sure only one builds at a time.
+ * Test files run in parallel workers: a lock directory makes sure only one builds at a time,
+ * and the others wait for a marker written once the whole build is out. (Waiting for
+ * index.html instead let a test load the page while vite was still writing its assets, and
+ * fail on a 404.)
  */
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'vite';
@@ -11,6 +14,8 @@ import { build } from 'vite';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RENDERER_BUILD = join(REPO_ROOT, 'build', 'renderer');
 const LOCK = join(REPO_ROOT, 'build', '.renderer-build.lock');
+/** Written once a build has finished (removed when one starts): next to the build, not in what is packaged. */
+const BUILT_MARKER = join(REPO_ROOT, 'build', '.renderer-built');
 
 function newestMtime(path: string): number {
   const stats = statSync(path, { throwIfNoEntry: false });
@@ -22,7 +27,7 @@ function newestMtime(path: string): number {
 }
 
 function isFresh(): boolean {
-  const built = statSync(join(RENDERER_BUILD, 'index.html'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const built = statSync(BUILT_MARKER, { throwIfNoEntry: false })?.mtimeMs ?? 0;
   const sources = Math.max(
     newestMtime(join(REPO_ROOT, 'renderer')),
     newestMtime(join(REPO_ROOT, 'shared')),
@@ -46,7 +51,11 @@ export async function ensureRendererBuilt(timeoutMs = 60_000): Promise<void> {
     }
     if (locked) {
       try {
-        if (!isFresh()) await build({ configFile: join(REPO_ROOT, 'vite.config.ts'), logLevel: 'warn' });
+        if (!isFresh()) {
+          rmSync(BUILT_MARKER, { force: true });
+          await build({ configFile: join(REPO_ROOT, 'vite.config.ts'), logLevel: 'warn' });
+          writeFileSync(BUILT_MARKER, `${new Date().toISOString()}\n`);
+        }
       } finally {
         rmSync(LOCK, { recursive: true, force: true });
       }
