@@ -1,14 +1,14 @@
 /**
- * Where the UA keeps the bytes of the final responses its server transactions may have to send
- * again (RFC 3261 §17.2.2: a retransmitted request in Completed gets the final response again,
- * for 64*T1 = 32 s over UDP).
+ * Where the UA writes the bytes of the responses its server transactions send. Once a
+ * transaction is completed over UDP, CompletedTransactions keeps its own copy to send again
+ * (RFC 3261 §17.2.2), so a response here is needed only until its send has completed.
  *
- * At thousands of requests a second that is tens of thousands of small buffers alive at once.
- * A buffer of Node's shared pool (what `Buffer.from` gives for small sizes) keeps its whole
- * 8 KiB slab alive, along with every short-lived buffer that shared the slab; a buffer of its
- * own costs an ArrayBuffer and its bookkeeping each. Here responses are copied one after the
- * other into slabs of their own. Transactions end in the order they completed, so a slab is
- * released soon after the last response in it is no longer needed.
+ * At thousands of requests a second that is thousands of small buffers a second. A buffer of
+ * its own costs an ArrayBuffer and its bookkeeping each; a buffer of Node's shared pool
+ * (what `Buffer.from` gives for small sizes) keeps its whole 8 KiB slab alive, along with
+ * every other buffer cut from it. Here responses are written one after the other into slabs
+ * of 64 KiB: one allocation for a few hundred responses, and a slab is garbage soon after its
+ * last response went out.
  */
 
 const SLAB_BYTES = 64 * 1024;

@@ -2,53 +2,67 @@
  * The UAS's non-INVITE server transactions (RFC 3261 §17.2.2), filed under their matching key
  * (§17.2.3) and with the identity merged-request detection compares (§8.2.2.2), run on a Clock.
  *
- * Each is a NonInviteServerTransaction, which decides everything (absorbing retransmissions,
- * resending the final response in Completed, Timer J, §17.2.4 transport errors); this table
- * only applies inputs at `clock.now()` and carries out the events. It exists for its memory:
- * over UDP a completed transaction lives 64*T1 = 32 s (Timer J) to absorb retransmissions, so at
- * thousands of requests a second tens of thousands are alive, and every object one keeps is
- * copied by the young-generation GC and then marked by the old one (issue #5: GC was the
- * largest cost of a listener under load after the send itself). A transaction here is one
- * object (the machine itself, extended), its key and identity strings and its response bytes:
- * no driver, no closure and no timer of its own.
+ * A transaction lives in one of two places:
+ * - **In flight** (Trying or Proceeding: the TU has not answered yet), as a
+ *   NonInviteServerTransaction, which decides everything (absorbing retransmissions, §17.2.4
+ *   transport errors); this table only applies inputs at `clock.now()` and carries out the
+ *   events. A pager answers at once or after a local write, so few are in flight at a time.
+ * - **Completed over UDP** (final response sent, Timer J running for 64*T1 = 32 s), as a
+ *   record in CompletedTransactions, which keeps them outside the JavaScript heap: at
+ *   thousands of requests a second, tens of thousands to over a million are in Completed at
+ *   once, and as objects they were the largest cost of a listener under load after the send
+ *   itself (issue #5; completed-transactions.ts has the figures). A record does exactly what
+ *   the machine does in Completed: a retransmitted request gets the final response again, a
+ *   transport error or Timer J ends it.
+ * Over a reliable transport Timer J is 0, so a transaction ends with its final response.
  *
- * One clock timer serves them all. The only timer a server transaction runs here is Timer J:
- * the UA gives it no `receivedAt`/`createTrying` (RFC 4320's 100 is for INVITE-less servers
- * that are slow to answer; a pager answers at once or after a local write), and J has the same
- * length for every transaction. So timers come due in the order they were started, and a FIFO
- * whose head is due first is a correct timer queue for them.
+ * One clock timer serves every Timer J. The UA gives its transactions no `receivedAt` or
+ * `createTrying` (RFC 4320's 100 is for servers slow to answer; a pager is not), so in flight
+ * they run no timer, and J has the same length for every transaction: the completed records
+ * expire in the order they were filed, and the timer waits for the oldest.
  *
- * The two lookups every request makes (its key, then its identity) go through
- * HashedStringIndex rather than string Maps: with a million live transactions a string Map's
- * cache misses were a tenth of the listener's time (hashed-string-index.ts).
+ * Keys and identities are looked up by a 30-bit HalfSipHash under one secret key per table
+ * (half-siphash.ts): integer Map keys, and no chains a sender could build on purpose.
  */
+import { randomBytes } from 'node:crypto';
 import type { Clock } from '../transaction/clock.js';
 import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non-invite-server.js';
-import type { TimerConfig } from '../transaction/timer-config.js';
+import { transactionLifetime, type TimerConfig } from '../transaction/timer-config.js';
+import { CompletedTransactions } from './completed-transactions.js';
+import { halfSipHashString, type HalfSipHashKey } from './half-siphash.js';
 import { HashedStringIndex } from './hashed-string-index.js';
 import type { SipTransportName } from './message-request.js';
 
-/**
- * One live server transaction: the RFC 3261 §17.2.2 machine itself (extended rather than held,
- * one object fewer per transaction) and what the UA needs to send its responses, in fields of
- * its own rather than in a destination object.
- */
-export class ServerTransaction extends NonInviteServerTransaction<string, Buffer> {
-  /** In the timer FIFO (its timer running, or stopped and not yet reached). */
-  queued = false;
+/** Keeps hashes within V8's small integers (31-bit signed on 64-bit builds with pointer compression). */
+const HASH_MASK = 0x3fffffff;
 
+/** Where a server transaction's responses go (§18.2.2), and the key that names the transaction. */
+export interface ResponseRoute {
+  readonly key: string;
+  /** The transport the request came over. */
+  readonly transport: SipTransportName;
+  /** An IP address and a port. */
+  readonly address: string;
+  readonly port: number;
+  /** The TCP/TLS connection the request came on. */
+  readonly connectionId: string | undefined;
+}
+
+/**
+ * One server transaction in flight: the RFC 3261 §17.2.2 machine itself (extended rather than
+ * held, one object fewer per transaction) and what the UA needs to send its responses.
+ */
+export class ServerTransaction extends NonInviteServerTransaction<string, Buffer> implements ResponseRoute {
   constructor(
     readonly key: string,
-    /** The merged-request identity (§8.2.2.2); held in the table only while `ownsIdentity`. */
+    /** The merged-request identity (§8.2.2.2); held by the table only while `ownsIdentity`. */
     readonly identity: string,
     readonly ownsIdentity: boolean,
-    /** Where responses go (§18.2.2): the transport the request came over, an IP address, a port. */
     readonly transport: SipTransportName,
     readonly address: string,
     readonly port: number,
-    /** The TCP/TLS connection the request came on. */
     readonly connectionId: string | undefined,
-    /** `key` and `identity` hashed by the table's indexes, kept to remove it from them. */
+    /** `key` and `identity` hashed by the table, kept to find it again. */
     readonly keyHash: number,
     readonly identityHash: number,
     timers: TimerConfig,
@@ -58,22 +72,30 @@ export class ServerTransaction extends NonInviteServerTransaction<string, Buffer
   }
 }
 
-/** Sends a transaction's response; a failure is reported back with `transportError`. */
-export type SendResponse = (transaction: ServerTransaction, response: Buffer) => void;
+/** A completed transaction's route, made when a retransmission needs its response again. */
+class CompletedRoute implements ResponseRoute {
+  readonly connectionId = undefined;
+  constructor(
+    readonly key: string,
+    readonly transport: SipTransportName,
+    readonly address: string,
+    readonly port: number,
+  ) {}
+}
 
-/** How many FIFO slots may be spent before the array is compacted. */
-const COMPACT_AFTER = 1024;
+/** Sends a transaction's response; a failure is reported back with `transportError(route)`. */
+export type SendResponse = (route: ResponseRoute, response: Buffer) => void;
 
 export class ServerTransactions {
-  readonly #byKey = new HashedStringIndex<ServerTransaction>((transaction) => transaction.key);
-  /** The transactions holding their identity (`ownsIdentity`), by identity. */
-  readonly #byIdentity = new HashedStringIndex<ServerTransaction>((transaction) => transaction.identity);
-  /** The last key looked up and its hash: `create` follows a `get` of the same key. */
+  readonly #hashKey: HalfSipHashKey;
+  readonly #inFlight: HashedStringIndex<ServerTransaction>;
+  /** The in-flight transactions holding their identity (`ownsIdentity`), by identity. */
+  readonly #inFlightIdentities: HashedStringIndex<ServerTransaction>;
+  readonly #completed = new CompletedTransactions();
+  readonly #timerJ: number;
+  /** The last key hashed and its hash: `create` follows an `absorbRetransmission` of the same key. */
   #lastKey: string | undefined;
   #lastKeyHash = 0;
-  /** Transactions with a running timer, in the order their timers started (= due order). */
-  #fifo: Array<ServerTransaction | undefined> = [];
-  #head = 0;
   #cancelTimer: (() => void) | undefined;
   #closed = false;
 
@@ -81,52 +103,89 @@ export class ServerTransactions {
     private readonly clock: Clock,
     private readonly timers: TimerConfig,
     private readonly send: SendResponse,
-  ) {}
+    /** The hash key; a random one by default (tests pass their own to make collisions). */
+    hashKey?: HalfSipHashKey,
+  ) {
+    this.#timerJ = transactionLifetime(timers);
+    if (hashKey !== undefined) {
+      this.#hashKey = hashKey;
+    } else {
+      const bytes = randomBytes(8);
+      this.#hashKey = { k0: bytes.readInt32LE(0), k1: bytes.readInt32LE(4) };
+    }
+    // The in-flight indexes hash with the same key, so one hash serves both places.
+    this.#inFlight = new HashedStringIndex((transaction) => transaction.key, this.#hashKey);
+    this.#inFlightIdentities = new HashedStringIndex((transaction) => transaction.identity, this.#hashKey);
+  }
 
-  /** Live transactions. */
+  /** Live transactions: in flight and completed. */
   get size(): number {
-    return this.#byKey.size;
-  }
-
-  get(key: string): ServerTransaction | undefined {
-    return this.#byKey.get(this.#hashKey(key), key);
-  }
-
-  /** The key of the live transaction holding this identity, if any. */
-  holderOf(identity: string): string | undefined {
-    return this.#byIdentity.get(this.#byIdentity.hash(identity), identity)?.key;
+    return this.#inFlight.size + this.#completed.size;
   }
 
   /**
-   * A new transaction for a request (the caller checked `get(key)` found none). It holds
+   * A request arrived that may be a retransmission (§17.2.3): if a live transaction has its
+   * key, that transaction takes it (§17.2.2: absorbed while in flight, answered with the final
+   * response in Completed) and this returns true.
+   */
+  absorbRetransmission(key: string): boolean {
+    if (this.#closed) return false;
+    const hash = this.#hash(key);
+    const inFlight = this.#inFlight.get(hash, key);
+    if (inFlight !== undefined) {
+      this.#apply(inFlight, inFlight.receiveRequestRetransmission(this.clock.now()));
+      return true;
+    }
+    const resend = this.#completed.resend(key, hash);
+    if (resend === undefined) return false;
+    this.send(new CompletedRoute(key, resend.transport, resend.address, resend.port), resend.response);
+    return true;
+  }
+
+  /** Whether a live transaction has this key. */
+  has(key: string): boolean {
+    const hash = this.#hash(key);
+    return this.#inFlight.get(hash, key) !== undefined || this.#completed.has(key, hash);
+  }
+
+  /** Whether a live transaction holds this identity (§8.2.2.2). */
+  holdsIdentity(identity: string): boolean {
+    const hash = this.#hash(identity);
+    return this.#inFlightIdentities.get(hash, identity) !== undefined || this.#completed.holdsIdentity(identity, hash);
+  }
+
+  /**
+   * A new transaction for a request (the caller checked that none has its key). It holds
    * `identity` for merged-request detection unless another transaction does already.
    */
   create(key: string, identity: string, transport: SipTransportName, address: string, port: number, connectionId: string | undefined): ServerTransaction {
-    const keyHash = this.#hashKey(key);
-    const identityHash = this.#byIdentity.hash(identity);
-    const owns = this.#byIdentity.get(identityHash, identity) === undefined;
+    const keyHash = this.#hash(key);
+    const identityHash = this.#hashOnce(identity);
+    const owns = this.#inFlightIdentities.get(identityHash, identity) === undefined && !this.#completed.holdsIdentity(identity, identityHash);
     const transaction = new ServerTransaction(key, identity, owns, transport, address, port, connectionId, keyHash, identityHash, this.timers);
-    this.#byKey.add(keyHash, transaction);
-    if (owns) this.#byIdentity.add(identityHash, transaction);
+    this.#inFlight.add(keyHash, transaction);
+    if (owns) this.#inFlightIdentities.add(identityHash, transaction);
     return transaction;
   }
 
   /** The TU's response (§17.2.2); ignored once the table is closed. */
   respond(transaction: ServerTransaction, status: number, response: Buffer): void {
     if (this.#closed) return;
+    const wasCompleted = isCompleted(transaction);
     this.#apply(transaction, transaction.respond(status, response, this.clock.now()));
+    // A final response over UDP: from here a record does what the machine would in Completed.
+    if (!wasCompleted && isCompleted(transaction)) this.#file(transaction, response);
   }
 
-  /** A retransmission of the transaction's request arrived. */
-  retransmission(transaction: ServerTransaction): void {
+  /** Sending one of a transaction's responses failed (§17.2.4): it ends. */
+  transportError(route: ResponseRoute): void {
     if (this.#closed) return;
-    this.#apply(transaction, transaction.receiveRequestRetransmission(this.clock.now()));
-  }
-
-  /** Sending one of its responses failed (§17.2.4). */
-  transportError(transaction: ServerTransaction): void {
-    if (this.#closed) return;
-    this.#apply(transaction, transaction.transportError(this.clock.now()));
+    if (route instanceof ServerTransaction) {
+      this.#apply(route, route.transportError(this.clock.now()));
+    }
+    // In flight or not, a completed record with its key ends too (the first final response's
+    // send fails after the transaction was filed as completed).
+    this.#completed.terminate(route.key, this.#hash(route.key));
   }
 
   /** Forgets every transaction and stops the timer; later input is ignored. */
@@ -134,10 +193,9 @@ export class ServerTransactions {
     this.#closed = true;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    this.#byKey.clear();
-    this.#byIdentity.clear();
-    this.#fifo = [];
-    this.#head = 0;
+    this.#inFlight.clear();
+    this.#inFlightIdentities.clear();
+    this.#completed.clear();
   }
 
   #apply(transaction: ServerTransaction, events: readonly ServerEvent<Buffer>[]): void {
@@ -145,56 +203,50 @@ export class ServerTransactions {
       if (event.type === 'send') this.send(transaction, event.response);
       else if (event.type === 'terminated') this.#forget(transaction);
     }
-    if (!transaction.queued && transaction.pollTimeout() !== undefined) this.#enqueue(transaction);
   }
 
-  /** A live transaction is the one filed under its key (`create` files one only where none is), so no lookup first. */
+  /** Moves a transaction that has just entered Completed from in flight to the completed records. */
+  #file(transaction: ServerTransaction, response: Buffer): void {
+    this.#forget(transaction);
+    const identity = transaction.ownsIdentity ? transaction.identity : undefined;
+    this.#completed.add(transaction.key, transaction.keyHash, identity, transaction.identityHash, transaction, response, this.clock.now() + this.#timerJ);
+    if (this.#cancelTimer === undefined) this.#arm();
+  }
+
   #forget(transaction: ServerTransaction): void {
-    this.#byKey.delete(transaction.keyHash, transaction);
-    if (transaction.ownsIdentity) this.#byIdentity.delete(transaction.identityHash, transaction);
+    this.#inFlight.delete(transaction.keyHash, transaction);
+    if (transaction.ownsIdentity) this.#inFlightIdentities.delete(transaction.identityHash, transaction);
   }
 
-  #hashKey(key: string): number {
-    if (key !== this.#lastKey) {
-      this.#lastKey = key;
-      this.#lastKeyHash = this.#byKey.hash(key);
+  #hash(text: string): number {
+    if (text !== this.#lastKey) {
+      this.#lastKey = text;
+      this.#lastKeyHash = halfSipHashString(text, this.#hashKey) & HASH_MASK;
     }
     return this.#lastKeyHash;
   }
 
-  #enqueue(transaction: ServerTransaction): void {
-    transaction.queued = true;
-    this.#fifo.push(transaction);
-    if (this.#cancelTimer === undefined) this.#arm();
+  /** Hashes without replacing the remembered key (an identity between a key's lookup and its `create`). */
+  #hashOnce(text: string): number {
+    return text === this.#lastKey ? this.#lastKeyHash : halfSipHashString(text, this.#hashKey) & HASH_MASK;
   }
 
-  /** Arms the clock timer for the FIFO's head, if there is one (in place of any armed before). */
+  /** Arms the clock timer for the oldest completed record, if there is one. */
   #arm(): void {
-    this.#cancelTimer?.();
-    this.#cancelTimer = undefined;
-    const head = this.#fifo[this.#head];
-    if (head === undefined) return;
-    // A head whose timer stopped (terminated by a transport error) is dropped at the next run.
-    this.#cancelTimer = this.clock.setTimer(head.pollTimeout() ?? this.clock.now(), () => this.#run());
+    const due = this.#completed.nextExpiry;
+    if (due === undefined) return;
+    this.#cancelTimer = this.clock.setTimer(due, () => this.#run());
   }
 
   #run(): void {
     this.#cancelTimer = undefined;
     if (this.#closed) return;
-    const now = this.clock.now();
-    const fifo = this.#fifo;
-    while (this.#head < fifo.length) {
-      const transaction = fifo[this.#head] as ServerTransaction;
-      const at = transaction.pollTimeout();
-      if (at !== undefined && at > now) break;
-      fifo[this.#head++] = undefined;
-      transaction.queued = false;
-      if (at !== undefined) this.#apply(transaction, transaction.handleTimeout(now));
-    }
-    if (this.#head > COMPACT_AFTER && this.#head * 2 > this.#fifo.length) {
-      this.#fifo = this.#fifo.slice(this.#head);
-      this.#head = 0;
-    }
+    this.#completed.expire(this.clock.now());
     this.#arm();
   }
+}
+
+/** A function rather than an inline test, so TypeScript does not carry its narrowing across the machine's input. */
+function isCompleted(transaction: ServerTransaction): boolean {
+  return transaction.state === 'completed';
 }

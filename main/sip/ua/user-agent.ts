@@ -45,7 +45,7 @@ import { SourceRateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { createResponse, type ResponseOptions } from './responses.js';
 import { isSimpleResponse, simpleResponseText } from './response-bytes.js';
 import { ResponseStore } from './response-store.js';
-import { ServerTransaction, ServerTransactions } from './server-transactions.js';
+import { ServerTransaction, ServerTransactions, type ResponseRoute } from './server-transactions.js';
 
 /** The options of a response that has none: shared rather than made per response. */
 const NO_RESPONSE_OPTIONS: Readonly<ResponseOptions> = Object.freeze({});
@@ -583,11 +583,7 @@ export class UserAgent {
       this.rejectMalformed(request, inbound, error);
       return;
     }
-    const existing = this.servers.get(key);
-    if (existing !== undefined) {
-      this.servers.retransmission(existing);
-      return;
-    }
+    if (this.servers.absorbRetransmission(key)) return;
     if (request.method === 'ACK') return; // never answered (§17.1.1.3); no INVITE transactions here
     if (this.rateLimiter !== undefined) {
       const decision = this.rateLimiter.take(inbound.remote.address, this.clock.now());
@@ -724,24 +720,24 @@ export class UserAgent {
    * with no promise at all (TransportLayer.sendDatagramThen): every request a UAS answers
    * comes through here.
    */
-  private sendServerResponse(transaction: ServerTransaction, response: Buffer): void {
-    const { transport, address, port } = transaction;
+  private sendServerResponse(route: ResponseRoute, response: Buffer): void {
+    const { transport, address, port } = route;
     if (transport !== 'udp') {
-      this.sendBytes(response, destinationOf(transport, address, port), transaction.connectionId).catch((error: unknown) => this.serverSendFailed(transaction, error));
+      this.sendBytes(response, destinationOf(transport, address, port), route.connectionId).catch((error: unknown) => this.serverSendFailed(route, error));
       return;
     }
     this.options.onTrace?.({ direction: 'out', transport, remote: { address, port }, data: response });
-    this.transport.sendDatagramThen(response, address, port, this.serverDatagramSent, transaction);
+    this.transport.sendDatagramThen(response, address, port, this.serverDatagramSent, route);
   }
 
   /** sendDatagramThen's outcome for a server transaction's response: one function for them all, no closure per response. */
-  private readonly serverDatagramSent = (error: unknown, transaction: ServerTransaction): void => {
-    if (error !== undefined) this.serverSendFailed(transaction, error);
+  private readonly serverDatagramSent = (error: unknown, route: ResponseRoute): void => {
+    if (error !== undefined) this.serverSendFailed(route, error);
   };
 
-  private serverSendFailed(transaction: ServerTransaction, error: unknown): void {
-    this.options.onDiagnostic?.(`response to ${transaction.address}:${transaction.port} failed: ${describe(error)}`);
-    this.servers.transportError(transaction);
+  private serverSendFailed(route: ResponseRoute, error: unknown): void {
+    this.options.onDiagnostic?.(`response to ${route.address}:${route.port} failed: ${describe(error)}`);
+    this.servers.transportError(route);
   }
 
   /** A 400 for a request whose headers are broken, if it can be addressed at all. */
