@@ -11,13 +11,15 @@
  *
  * Why not objects: at 40,000 requests a second, 1.3 million transactions are in Completed at
  * once. As JavaScript objects (the machine, its key and identity strings, a Buffer view of its
- * response), each one outlives the young generation: the scavenger copies it twice, then the
- * old generation marks and sweeps it. Measured on the listener (issue #5), that cost about
- * 6 µs of the 29 µs a message took, and it did not shrink with a shorter Timer J, because even
- * 320 ms is many scavenges. Here a record is bytes in a segment: typed arrays for its numbers,
- * a byte buffer for its strings and response. The only per-record heap state is two entries
- * in Maps from a hash (a small integer) to a record number (a small integer), which allocate
- * nothing.
+ * response), each one outlives the young generation: the scavenger copies it, then the old
+ * generation marks and sweeps it. Here a record is bytes in a segment: typed arrays for its
+ * numbers, a byte buffer for its strings and response. The only other per-record state is two
+ * entries in IntegerMaps (integer-map.ts), which allocate nothing. Measured on the listener at
+ * 30,000 requests a second for 10 s (300,000 transactions kept, issue #5), against the objects:
+ * resident memory 370 → 275 MB, time in GC 685 → 424 ms, CPU per request about 3 % lower.
+ * Keeping the transactions at all still costs about 2–3 µs of the ~26 µs a request takes
+ * (most of it cache misses in the indexes and fresh memory while the table grows); that is
+ * the price of absorbing retransmissions as §17.2.2 requires.
  *
  * Records are numbered in the order they were added. Timer J has the same length for every
  * transaction of a table, so records also expire in that order: the live records are always

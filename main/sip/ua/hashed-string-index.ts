@@ -1,7 +1,10 @@
 /**
- * An index from string keys to items for tables of a million live entries: the server
- * transactions of a busy UDP listener (RFC 3261 §17.2.2 keeps each for Timer J, 32 s, so at
- * 40,000 requests a second about 1.3 million are alive).
+ * An index from string keys to items, looked up by a keyed hash the caller computes once: the
+ * in-flight server transactions (server-transactions.ts), which share each key's hash with the
+ * lookup in CompletedTransactions. It was written when every live transaction was an item here
+ * (over UDP, 32 s of them: about 1.3 million at 40,000 requests a second); the completed ones
+ * are now records outside the heap (completed-transactions.ts), but the reasoning holds for any
+ * large table of string keys.
  *
  * A `Map<string, T>` of that size spends most of a lookup on cache misses: the bucket, then
  * each entry of its chain, then each entry's key string (a separate heap object) to compare it.
