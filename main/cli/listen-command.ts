@@ -138,11 +138,20 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   };
   let agent: UserAgent | undefined;
   // Encrypted for the IM's sender (`peer`), sent to the top IMDN-Route when the IM had one (RFC 5438 §7.2.1).
+  /** Notifications being signed, encrypted and sent: a shutdown waits for them (bounded). */
+  const imdnSends = new Set<Promise<void>>();
   const imdnPacer = new NotificationPacer<{ readonly payload: ProtectedPayload; readonly via?: string }>(systemClock, (peer, { payload, via }) => {
     if (agent === undefined || secure === undefined) return;
-    secure.send(agent, { to: peer, text: '', payload, ...(via === undefined ? {} : { via }) }).catch((error: unknown) => {
-      if (args.verbose) io.stderr.write(`sipnote: IMDN to ${via ?? peer}: ${error instanceof Error ? error.message : String(error)}\n`);
-    });
+    const sending: Promise<void> = secure
+      .send(agent, { to: peer, text: '', payload, ...(via === undefined ? {} : { via }) })
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          if (args.verbose) io.stderr.write(`sipnote: IMDN to ${via ?? peer}: ${error instanceof Error ? error.message : String(error)}\n`);
+        },
+      )
+      .finally(() => imdnSends.delete(sending));
+    imdnSends.add(sending);
   });
   const onMessage = (message: IncomingMessage): Promise<MessageDecision | void> | MessageDecision => {
     if (secure === undefined) return takePlaintext(message, message.contentType, message.body, 'plaintext');
@@ -255,7 +264,12 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
     });
   }
   await stop;
-  imdnPacer.stop();
+  // Delivery notifications still queued get a little time to go, at the pacer's pace (best
+  // effort, RFC 5438 §7.1.4); a clean exit waits for nothing when none is waiting.
+  const notifyDeadline = systemClock.now() + SHUTDOWN_NOTIFICATION_MS;
+  const unsent = await imdnPacer.finish(notifyDeadline);
+  if (unsent > 0) io.stderr.write(`sipnote: ${unsent} delivery notification${unsent === 1 ? '' : 's'} not sent: shutting down\n`);
+  await untilSettledOr(imdnSends, notifyDeadline);
   // §10.2.2: remove our binding on a clean exit, so nothing is sent to a dead contact.
   await registration?.stop().catch((error: unknown) => {
     io.stderr.write(`sipnote: un-REGISTER failed: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -439,6 +453,20 @@ export function messageEventLine(
  * below U+0020, and lone surrogates (ES2019 well-formed JSON.stringify). A pair of surrogates
  * is written as it is, but any surrogate sends the string the slow way.
  */
+/** How long a shutdown lets queued and in-flight delivery notifications go on (ms). */
+const SHUTDOWN_NOTIFICATION_MS = 2000;
+
+/** Waits for every promise in `pending` (they never reject) or until the clock reaches `deadline`. */
+async function untilSettledOr(pending: ReadonlySet<Promise<void>>, deadline: number): Promise<void> {
+  if (pending.size === 0) return;
+  let cancel: (() => void) | undefined;
+  const timeUp = new Promise<void>((resolve) => {
+    cancel = systemClock.setTimer(deadline, resolve);
+  });
+  await Promise.race([Promise.all(pending), timeUp]);
+  cancel?.();
+}
+
 const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** How JSON.stringify writes the quote, the backslash and each control character. */

@@ -355,6 +355,10 @@ export class NotificationPacer<T> {
   private cancelTimer: (() => void) | undefined;
   private timerAt: number | undefined;
   private stopped = false;
+  /** Set by `finish`: `enqueue` takes nothing more. */
+  private finishing = false;
+  /** Set by `finish`: called when the queue has emptied. */
+  private onEmpty: (() => void) | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -372,7 +376,7 @@ export class NotificationPacer<T> {
 
   /** Queues a notification for `peer` under `key` (`${messageId}:${kind}`: one per kind per IM, §7.2.1). */
   enqueue(peer: string, key: string, item: T): void {
-    if (this.stopped) return;
+    if (this.stopped || this.finishing) return;
     this.run(this.scheduler.enqueue(peer, key, item, this.clock.now()));
   }
 
@@ -382,12 +386,35 @@ export class NotificationPacer<T> {
     this.cancelTimer = undefined;
   }
 
+  /**
+   * For a shutdown: takes no more notifications, keeps sending the queued ones at the usual
+   * pace until none is left or the clock reaches `deadline`, then stops. Resolves with how many
+   * were left unsent (notifications are best effort, RFC 5438 §7.1.4; a shutdown must not
+   * turn the queue into the storm the pacing exists to prevent).
+   */
+  finish(deadline: number): Promise<number> {
+    if (this.stopped) return Promise.resolve(this.scheduler.queued);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        cancelDeadline();
+        this.onEmpty = undefined;
+        this.stop();
+        resolve(this.scheduler.queued);
+      };
+      this.finishing = true;
+      const cancelDeadline = this.clock.setTimer(deadline, done);
+      if (this.scheduler.queued === 0) done();
+      else this.onEmpty = done;
+    });
+  }
+
   private run(events: ReturnType<ImdnScheduler<T>['handleTimeout']>): void {
     for (const event of events) {
       if (event.type === 'send') this.send(event.peer, event.item);
       else this.onDropped?.(event.peer, event.key, event.reason);
     }
-    this.schedule();
+    if (this.scheduler.queued === 0) this.onEmpty?.();
+    if (!this.stopped) this.schedule();
   }
 
   private schedule(): void {

@@ -110,4 +110,31 @@ describe.skipIf(gate.skip)('sipnote listen --data-dir and IMDN', () => {
     const printed = proc.stdout().trim().split('\n').map((line) => JSON.parse(line) as { event: string; text?: string }).filter((event) => event.event === 'message');
     expect(printed.map((event) => event.text)).toEqual(['first', 'second']);
   });
+
+  it('on SIGTERM sends the delivery notifications still queued, at its pace, and reports any it could not', async () => {
+    const root = tempDir(cleanups, 'sipnote-imdn-shutdown-');
+    const bobPort = await freePort();
+    const relayPort = await udpRelay(cleanups, bobPort, acceptedFor200); // 202: only a notification makes a message delivered
+    const bob = `sip:bob@127.0.0.1:${relayPort}`;
+    const init = await run(['keys', 'init', '--aor', bob, '--data-dir', root]);
+    expect(init.code, init.stderr).toBe(0);
+    cleanups.push(() => run(['keys', 'forget', '--aor', bob, '--data-dir', root]));
+    const proc = startSipnote(['listen', '--aor', bob, '--listen', `udp:127.0.0.1:${bobPort}`, '--data-dir', root, '--json', '--verbose']);
+    await waitForLine(proc, (line) => line.includes('"listening"'));
+    const alice = await openDesk(cleanups, 'alice', { messenger: { timers: FAST_SIP_TIMERS } });
+
+    // A burst the pacer (10 at once, then 5 a second) cannot send as fast as it arrives.
+    const total = 30;
+    const ids: number[] = [];
+    for (let i = 0; i < total; i++) ids.push((await alice.messenger.call('messages.send', { accountId: alice.account.id, to: bob, text: `burst ${i}` })).id);
+    await waitForLine(proc, (line) => line.includes(`"burst ${total - 1}"`), 30_000);
+    proc.child.kill('SIGTERM');
+    expect(await exitWithin(proc)).toBe(0);
+
+    // Every notification either went (its message is delivered) or is counted on stderr: none is dropped silently.
+    const unsent = Number(/(\d+) delivery notifications? not sent/.exec(proc.stderr())?.[1] ?? '0');
+    const delivered = (): number => new Set(alice.events.filter((event) => ids.some((id) => messageInState(id, 'delivered')(event))).map((event) => (event as { message: { id: number } }).message.id)).size;
+    await alice.until(() => (delivered() >= total - unsent ? true : undefined), 10_000, `${total - unsent} messages delivered`);
+    expect(delivered()).toBe(total - unsent);
+  });
 });

@@ -77,6 +77,41 @@ describe('NotificationPacer', () => {
   });
 });
 
+describe('NotificationPacer.finish (shutdown)', () => {
+  it('keeps sending at its pace until the deadline, takes nothing new, and says how many were left', async () => {
+    const clock = new ManualClock();
+    const sent: string[] = [];
+    const pacer = new NotificationPacer<string>(clock, (_peer, item) => sent.push(item), { perPeerBurst: 2, perPeerPerSecond: 1 });
+    for (const id of ['a', 'b', 'c', 'd', 'e', 'f']) pacer.enqueue(BOB, `${id}:delivery`, id);
+    expect(sent).toEqual(['a', 'b']);
+    const left = pacer.finish(clock.now() + 2500);
+    pacer.enqueue(BOB, 'late:delivery', 'late');
+    clock.advance(1000);
+    expect(sent).toEqual(['a', 'b', 'c']);
+    clock.advance(1000);
+    expect(sent).toEqual(['a', 'b', 'c', 'd']);
+    clock.advance(500); // the deadline
+    await expect(left).resolves.toBe(2);
+    clock.advance(10_000);
+    expect(sent).toEqual(['a', 'b', 'c', 'd']);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('resolves as soon as the queue is empty, before the deadline', async () => {
+    const clock = new ManualClock();
+    const sent: string[] = [];
+    const pacer = new NotificationPacer<string>(clock, (_peer, item) => sent.push(item), { perPeerBurst: 1, perPeerPerSecond: 1 });
+    pacer.enqueue(BOB, 'a:delivery', 'a');
+    pacer.enqueue(BOB, 'b:delivery', 'b');
+    const left = pacer.finish(clock.now() + 60_000);
+    clock.advance(1000);
+    await expect(left).resolves.toBe(0);
+    expect(sent).toEqual(['a', 'b']);
+    expect(clock.pendingTimers).toBe(0);
+    await expect(new NotificationPacer<string>(clock, () => undefined).finish(clock.now() + 1)).resolves.toBe(0);
+  });
+});
+
 describe('ComposingTracker', () => {
   function rig(): { clock: ManualClock; sent: IsComposingStatus[]; changes: string[]; tracker: ComposingTracker; answer: { status: number } } {
     const clock = new ManualClock();
