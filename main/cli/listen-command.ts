@@ -89,7 +89,10 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
   // load, perhaps from the keychain) each take tens of ms: they start together. Whichever
   // fails, the other is closed, and the S/MIME side's failure is the one reported, as when the
   // store was opened only after it.
-  const historyOpening = args.dataDir === undefined ? undefined : HistoryWorker.open(dataDir);
+  // Without --plaintext a listener needs an S/MIME identity: when the data dir has none, it
+  // stops without creating or migrating a store (a damaged record is left to the S/MIME side to report).
+  const identityMissing = !args.plaintext && args.dataDir !== undefined && (await readIdentityRecord(dataDir, args.aor).then((record) => record === undefined, () => false));
+  const historyOpening = args.dataDir === undefined || identityMissing ? undefined : HistoryWorker.open(dataDir);
   historyOpening?.catch(() => {}); // it may fail while S/MIME still loads: awaited below, not unhandled
   const secure = await openSecureMessaging(args, io, dataDir, dependencies).catch(async (error: unknown) => {
     await closeWhenOpen(historyOpening);

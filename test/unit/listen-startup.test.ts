@@ -8,7 +8,7 @@
  * The key is kept in a passphrase-protected file (SIPNOTE_KEY_PASSPHRASE), so no keychain is
  * needed. Runs the compiled CLI: `npx tsc -b` first.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DATABASE_FILE } from '../../main/store/index.js';
@@ -45,11 +45,23 @@ describe('sipnote listen --data-dir start-up', () => {
     expect(await exitWithin(proc)).toBe(0);
   });
 
-  it('S/MIME fails (no identity), the store opens: the identity message, exit 1, and the worker is closed', async () => {
+  it('no identity: the identity message, exit 1, and no store created', async () => {
     const dataDir = tempDir(cleanups, 'sipnote-listen-startup-');
     const proc = listen(dataDir);
     expect(await exitWithin(proc)).toBe(1);
     expect(proc.stderr()).toContain(`${AOR} has no S/MIME identity in ${dataDir}`);
+    expect(proc.stdout()).toBe('');
+    expect(existsSync(join(dataDir, DATABASE_FILE))).toBe(false);
+  });
+
+  it('S/MIME fails (the key cannot be opened), the store opens: the key’s error, exit 1, and the worker is closed', async () => {
+    const dataDir = tempDir(cleanups, 'sipnote-listen-startup-');
+    await withIdentity(dataDir);
+    const proc = startSipnote(['listen', '--aor', AOR, '--listen', 'udp:127.0.0.1:0', '--data-dir', dataDir, '--json'], {
+      env: { ...process.env, SIPNOTE_KEY_PASSPHRASE: 'not the passphrase the key was saved with' },
+    });
+    expect(await exitWithin(proc)).toBe(1);
+    expect(proc.stderr()).toMatch(/^sipnote: wrong passphrase/m);
     expect(proc.stdout()).toBe('');
   });
 
