@@ -103,7 +103,7 @@ export class ServerTransactions {
     private readonly clock: Clock,
     private readonly timers: TimerConfig,
     private readonly send: SendResponse,
-    /** The hash key; a random one by default (tests pass their own to make collisions). */
+    /** The HalfSipHash key; a random one by default. */
     hashKey?: HalfSipHashKey,
   ) {
     this.#timerJ = transactionLifetime(timers);
