@@ -135,6 +135,21 @@ describe('CompletedTransactions', () => {
     expect(table.nextExpiry).toBeUndefined();
   });
 
+  it('ends the oldest record before its Timer J when the table is full, and keeps serving the rest', () => {
+    const table = new CompletedTransactions(3);
+    const destination = { transport: 'udp', address: '127.0.0.1', port: 5060 } as const;
+    for (const [i, key] of ['a', 'b', 'c', 'd', 'e'].entries()) table.add(key, i, `id-${key}`, 10 + i, destination, Buffer.from(key.toUpperCase()), 1000 + i);
+    expect(table.size).toBe(3);
+    expect(table.has('a', 0)).toBe(false);
+    expect(table.has('b', 1)).toBe(false);
+    expect(table.holdsIdentity('id-b', 11)).toBe(false);
+    expect(table.resend('c', 2)?.response.toString()).toBe('C');
+    expect(table.resend('e', 4)?.response.toString()).toBe('E');
+    expect(table.nextExpiry).toBe(1002);
+    table.expire(1004);
+    expect(table.size).toBe(0);
+  });
+
   it('clear forgets everything', () => {
     const table = new CompletedTransactions();
     table.add('k', 1, 'id', 2, { transport: 'udp', address: '127.0.0.1', port: 1 }, Buffer.from('r'), 10);
