@@ -8,11 +8,18 @@
  * SipHash is only 32-bit additions, rotations and XORs, which V8 compiles to plain integer
  * instructions. Tested against the reference implementation's HalfSipHash-2-4 vectors.
  */
+import { randomBytes } from 'node:crypto';
 
 /** A 64-bit HalfSipHash key as two 32-bit words (k0 = bytes 0..3 little-endian, k1 = bytes 4..7). */
 export interface HalfSipHashKey {
   readonly k0: number;
   readonly k1: number;
+}
+
+/** A fresh secret key: every table gets its own, so nobody outside can predict its collisions. */
+export function randomHalfSipHashKey(): HalfSipHashKey {
+  const bytes = randomBytes(8);
+  return { k0: bytes.readInt32LE(0), k1: bytes.readInt32LE(4) };
 }
 
 function rotl(x: number, b: number): number {

@@ -24,8 +24,7 @@
  *   …
  *   index.delete(hash, item);   // the caller keeps the hash with the item
  */
-import { randomBytes } from 'node:crypto';
-import { halfSipHashString, type HalfSipHashKey } from './half-siphash.js';
+import { halfSipHashString, randomHalfSipHashKey, type HalfSipHashKey } from './half-siphash.js';
 
 /** Keeps hashes within V8's small integers (31-bit signed on 64-bit builds with pointer compression). */
 const HASH_MASK = 0x3fffffff;
@@ -43,12 +42,7 @@ export class HashedStringIndex<T extends object> {
     private readonly keyOf: (item: T) => string,
     key?: HalfSipHashKey,
   ) {
-    if (key !== undefined) {
-      this.#key = key;
-    } else {
-      const bytes = randomBytes(8);
-      this.#key = { k0: bytes.readInt32LE(0), k1: bytes.readInt32LE(4) };
-    }
+    this.#key = key ?? randomHalfSipHashKey();
   }
 
   get size(): number {

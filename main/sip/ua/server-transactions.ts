@@ -24,17 +24,13 @@
  * Keys and identities are looked up by a 30-bit HalfSipHash under one secret key per table
  * (half-siphash.ts): integer Map keys, and no chains a sender could build on purpose.
  */
-import { randomBytes } from 'node:crypto';
 import type { Clock } from '../transaction/clock.js';
 import { NonInviteServerTransaction, type ServerEvent } from '../transaction/non-invite-server.js';
 import { transactionLifetime, type TimerConfig } from '../transaction/timer-config.js';
 import { CompletedTransactions } from './completed-transactions.js';
-import { halfSipHashString, type HalfSipHashKey } from './half-siphash.js';
+import { randomHalfSipHashKey, type HalfSipHashKey } from './half-siphash.js';
 import { HashedStringIndex } from './hashed-string-index.js';
 import type { SipTransportName } from './message-request.js';
-
-/** Keeps hashes within V8's small integers (31-bit signed on 64-bit builds with pointer compression). */
-const HASH_MASK = 0x3fffffff;
 
 /** Where a server transaction's responses go (§18.2.2), and the key that names the transaction. */
 export interface ResponseRoute {
@@ -87,7 +83,6 @@ class CompletedRoute implements ResponseRoute {
 export type SendResponse = (route: ResponseRoute, response: Buffer) => void;
 
 export class ServerTransactions {
-  readonly #hashKey: HalfSipHashKey;
   readonly #inFlight: HashedStringIndex<ServerTransaction>;
   /** The in-flight transactions holding their identity (`ownsIdentity`), by identity. */
   readonly #inFlightIdentities: HashedStringIndex<ServerTransaction>;
@@ -107,15 +102,10 @@ export class ServerTransactions {
     hashKey?: HalfSipHashKey,
   ) {
     this.#timerJ = transactionLifetime(timers);
-    if (hashKey !== undefined) {
-      this.#hashKey = hashKey;
-    } else {
-      const bytes = randomBytes(8);
-      this.#hashKey = { k0: bytes.readInt32LE(0), k1: bytes.readInt32LE(4) };
-    }
+    const key = hashKey ?? randomHalfSipHashKey();
     // The in-flight indexes hash with the same key, so one hash serves both places.
-    this.#inFlight = new HashedStringIndex((transaction) => transaction.key, this.#hashKey);
-    this.#inFlightIdentities = new HashedStringIndex((transaction) => transaction.identity, this.#hashKey);
+    this.#inFlight = new HashedStringIndex((transaction) => transaction.key, key);
+    this.#inFlightIdentities = new HashedStringIndex((transaction) => transaction.identity, key);
   }
 
   /** Live transactions: in flight and completed. */
@@ -221,14 +211,14 @@ export class ServerTransactions {
   #hash(text: string): number {
     if (text !== this.#lastKey) {
       this.#lastKey = text;
-      this.#lastKeyHash = halfSipHashString(text, this.#hashKey) & HASH_MASK;
+      this.#lastKeyHash = this.#inFlight.hash(text);
     }
     return this.#lastKeyHash;
   }
 
   /** Hashes without replacing the remembered key (an identity between a key's lookup and its `create`). */
   #hashOnce(text: string): number {
-    return text === this.#lastKey ? this.#lastKeyHash : halfSipHashString(text, this.#hashKey) & HASH_MASK;
+    return text === this.#lastKey ? this.#lastKeyHash : this.#inFlight.hash(text);
   }
 
   /** Arms the clock timer for the oldest completed record, if there is one. */
