@@ -140,9 +140,9 @@ export async function listenCommand(args: ListenArgs, io: CommandIo, stop: Promi
       .then((stored) => (stored ? output.print(shownLine(message, reading, security, contentType, body)) : undefined)); // not stored: a duplicate, the same 200, shown once
   };
   let agent: UserAgent | undefined;
-  // Encrypted for the IM's sender (`peer`), sent to the top IMDN-Route when the IM had one (RFC 5438 §7.2.1).
   /** Notifications being signed, encrypted and sent: a shutdown waits for them (bounded). */
   const imdnSends = new Set<Promise<void>>();
+  // Encrypted for the IM's sender (`peer`), sent to the top IMDN-Route when the IM had one (RFC 5438 §7.2.1).
   const imdnPacer = new NotificationPacer<{ readonly payload: ProtectedPayload; readonly via?: string }>(systemClock, (peer, { payload, via }) => {
     if (agent === undefined || secure === undefined) return;
     const sending: Promise<void> = secure
@@ -451,11 +451,6 @@ export function messageEventLine(
   return `${line}}\n`;
 }
 
-/**
- * Characters JSON.stringify writes escaped in a string: the quote, the backslash, the controls
- * below U+0020, and lone surrogates (ES2019 well-formed JSON.stringify). A pair of surrogates
- * is written as it is, but any surrogate sends the string the slow way.
- */
 /** How long a shutdown lets queued and in-flight delivery notifications go on (ms). */
 const SHUTDOWN_NOTIFICATION_MS = 2000;
 
@@ -470,6 +465,11 @@ async function untilSettledOr(pending: ReadonlySet<Promise<void>>, deadline: num
   cancel?.();
 }
 
+/**
+ * Characters JSON.stringify writes escaped in a string: the quote, the backslash, the controls
+ * below U+0020, and lone surrogates (ES2019 well-formed JSON.stringify). A pair of surrogates
+ * is written as it is, but any surrogate sends the string the slow way.
+ */
 const JSON_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
 
 /** How JSON.stringify writes the quote, the backslash and each control character. */
