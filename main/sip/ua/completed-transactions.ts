@@ -27,7 +27,7 @@
  * advancing `head` and dropping segments that fall behind it.
  *
  * Lookup is by a 30-bit keyed hash (HalfSipHash under the table's secret key, computed by the
- * caller) in a Map to the newest record with that hash; older records with the same hash are
+ * caller) in an IntegerMap to the newest record with that hash; older records with the same hash are
  * chained from it, newest first, and told apart by comparing the stored key with the asked one
  * byte for byte. A chain link to a number below `head` ends the chain (that record expired).
  */
@@ -48,9 +48,9 @@ const FIRST_SEGMENT_BYTES = 16 * 1024;
 const MAX_SPARE_SEGMENTS = 8;
 
 /**
- * The Maps hold record numbers modulo 2^30, so the values stay V8 small integers (which a Map
- * stores without allocating) however long the table runs. The live window [head, tail) is far
- * smaller than 2^30, so a value names exactly one number at or above `head`.
+ * The indexes hold record numbers modulo 2^30, so the values fit their Int32Array slots however
+ * long the table runs. The live window [head, tail) is far smaller than 2^30, so a value names
+ * exactly one number at or above `head`.
  */
 const NUMBER_WINDOW = 2 ** 30;
 
@@ -340,7 +340,7 @@ export class CompletedTransactions {
     return record < this.#tail ? record : NONE;
   }
 
-  /** The segment and index of a stored record. A tuple the JIT keeps off the heap once inlined. */
+  /** The segment and index of a stored record (asked only when a hash matched, so rarely). */
   #locate(record: number): [Segment, number] {
     const offset = record - this.#firstSegmentStart;
     const position = Math.floor(offset / SEGMENT_RECORDS);
