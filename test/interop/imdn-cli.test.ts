@@ -119,8 +119,7 @@ describe.skipIf(gate.skip)('sipnote listen --data-dir and IMDN', () => {
     const init = await run(['keys', 'init', '--aor', bob, '--data-dir', root]);
     expect(init.code, init.stderr).toBe(0);
     cleanups.push(() => run(['keys', 'forget', '--aor', bob, '--data-dir', root]));
-    const proc = startSipnote(['listen', '--aor', bob, '--listen', `udp:127.0.0.1:${bobPort}`, '--data-dir', root, '--json', '--verbose']);
-    await waitForLine(proc, (line) => line.includes('"listening"'));
+    const proc = await listen(bob, bobPort, root);
     const alice = await openDesk(cleanups, 'alice', { messenger: { timers: FAST_SIP_TIMERS } });
 
     // A burst the pacer (10 at once, then 5 a second) cannot send as fast as it arrives.
