@@ -539,6 +539,24 @@ describe('offline store-and-forward (msilo, SQLite)', () => {
     // known msilo limitation: parameters of Content-Type are not kept
     expect(header(delivered, 'content-type')).toBe('application/pkcs7-mime');
   });
+  it('stores a message while another process holds the database a moment (db_sqlite has no busy timeout; route[STORE] tries again)', async () => {
+    const server = await kamailio();
+    const alice = await SipPeer.udp(server.udpPort);
+    // A real SQLite lock from a second connection, as m_dump's read or msilo's sweep takes one.
+    const other = new Database(server.dbPath);
+    try {
+      other.exec('BEGIN IMMEDIATE'); // the write lock: Kamailio can still read (the digest check), not write
+      const sent = sendMessage(alice, server, { from: 'sip:alice@example.test', to: 'sip:bob@example.test', password: 'secret1', body: Buffer.from('held up'), contentType: 'text/plain' });
+      // Released once Kamailio's write has met it (db_sqlite logs the failed commit).
+      await server.waitForLog((line) => line.includes('database is locked'), 10_000);
+      other.exec('COMMIT');
+      expect((await sent).statuses).toEqual([407, 202]);
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+    }
+    expect(storedBodies(server).map((body) => body.toString('utf8'))).toEqual(['held up']);
+  });
 });
 
 describe('MESSAGE policy', () => {

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort, start, type Tracked } from './processes.js';
+import { freePort, start, waitForLine, type Tracked } from './processes.js';
 
 const run = promisify(execFile);
 
@@ -61,6 +61,8 @@ export interface RunningKamailio {
   readonly caCertPem: string | undefined;
   /** Kamailio's log so far (stderr, `-E`). */
   log(): string;
+  /** The first line of the log (already written or still to come) that `match` accepts. */
+  waitForLog(match: (line: string) => boolean, ms?: number): Promise<string>;
   /** Stops Kamailio (SIGTERM, SIGKILL after 2 s) and removes the work dir. Idempotent. */
   stop(): Promise<void>;
   /** Stops the process by PID (`signal` first; SIGKILL to the group after 2 s), keeping the work dir and database. */
@@ -134,6 +136,7 @@ export async function startKamailio(options: KamailioOptions): Promise<RunningKa
           },
           caCertPem,
           log: () => earlierLogs + current.stderr(),
+          waitForLog: (match, ms) => waitForLine(current, match, ms, 'stderr'),
           stop: async () => {
             await stopProcess(current);
             rmSync(dir, { recursive: true, force: true });
