@@ -169,6 +169,16 @@ function spelledAt(text: string, pos: number, literal: string): boolean {
   return true;
 }
 
+/**
+ * Every name written exactly as the parser knows it without computing anything: the usual
+ * spellings, the keys themselves and the compact forms in both cases, each with its key. The
+ * head scanner (head-scanner.ts) recognises these; the name of a row written so is the
+ * spelling (the same characters), its key the interned literal.
+ */
+export function knownHeaderSpellings(): KnownHeaderName[] {
+  return [...KEY_BY_NAME].map(([spelling, key]) => ({ spelling, key }));
+}
+
 /** The lookup key of a header name as written on the wire or by a caller. */
 export function headerKey(name: string): string {
   const known = KEY_BY_NAME.get(name);

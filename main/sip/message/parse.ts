@@ -20,7 +20,25 @@
  * Both give the same message (test/unit/parser-fast-paths.test.ts).
  */
 import { HeaderList, type HeaderRow } from './header-list.js';
-import { headerKey, knownHeaderAt, type KnownHeaderName } from './header-names.js';
+import { headerKey, knownHeaderAt } from './header-names.js';
+import {
+  BODY_START,
+  CONTENT_LENGTH,
+  FIRST_ROW,
+  FOLDED,
+  HEAD_END,
+  NAME_END,
+  NAME_ID,
+  NAME_START,
+  NON_ASCII as NON_ASCII_COUNT,
+  ROW_FIELDS,
+  SCANNED_NAMES,
+  START_LINE_STOP,
+  VALUE_START,
+  VALUE_STOP,
+  scan,
+  scanHead,
+} from './head-scanner.js';
 import { ParseError } from './parse-error.js';
 import { SipRequest, SipResponse, type SipMessage } from './sip-message.js';
 
@@ -162,122 +180,51 @@ function withBody(message: SipMessage, data: Buffer, bodyStart: number, options:
 const USUAL_WINDOW = 8192;
 
 /**
- * What the first pass notes about each header row, ROW_FIELDS numbers a row: where its name
- * starts and ends, where its value starts and where its last line stops (before CR LF), and
- * whether continuation lines follow the first; `scratchNames` holds its name when the name is
- * one `knownHeaderAt` knows (static entries, so none needs clearing). Parsing is synchronous,
- * so these arrays serve every call.
- */
-const ROW_FIELDS = 5;
-const NAME_START = 0;
-const NAME_END = 1;
-const VALUE_START = 2;
-const VALUE_STOP = 3;
-const FOLDED = 4;
-const SCRATCH_ROWS = 256;
-const scratch = new Int32Array(SCRATCH_ROWS * ROW_FIELDS);
-const scratchNames: Array<KnownHeaderName | undefined> = new Array<KnownHeaderName | undefined>(SCRATCH_ROWS).fill(undefined);
-
-/**
- * Reads a message whose lines all end with CR LF (§7), in one pass over its text: the first
- * finds the lines, the colons and the names, the second cuts out the start line and the rows.
- * It reads exactly what the general reading (readHead, withBody) reads, but only messages that
- * break no rule and take none of its detours: it returns undefined at an LF-only line end, a
- * bare CR, a line or head over the limits, a line that is not `name SWS ":"`, too many rows, a
- * start line that does not parse, or a body that Content-Length does not frame, and the
- * general reading then reads the message again and finds what is wrong.
+ * Reads a message whose lines all end with CR LF (§7), in one pass over its text: the head
+ * scanner (head-scanner.ts) finds the lines, the colons and the names, and this cuts out the
+ * start line and the rows. It reads exactly what the general reading (readHead, withBody)
+ * reads, but only messages that break no rule and take none of its detours: it returns
+ * undefined at an LF-only line end, a bare CR, a line or head over the limits, a line that is
+ * not `name SWS ":"`, too many rows, a start line that does not parse, or a body that
+ * Content-Length does not frame, and the general reading then reads the message again and
+ * finds what is wrong.
  */
 function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, options: ParseOptions): SipMessage | undefined {
-  const text = decodeLatin1(data, start, Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4)));
-  const maxLine = limits.maxLineLength;
-  const maxRows = Math.min(limits.maxHeaders, SCRATCH_ROWS);
+  const windowEnd = Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4));
+  const rowCount = scanHead(data, start, windowEnd, limits.maxLineLength, limits.maxHeadBytes, limits.maxHeaders);
+  if (rowCount < 0) return undefined;
 
-  // The start line. (A line's length in latin1 characters is at least its length in decoded
-  // characters: within the limit here, within it there.)
-  let lineEnd = text.indexOf('\n');
-  let stop = lineEnd - 1;
-  if (lineEnd < 1 || text.indexOf('\r') !== stop || stop > maxLine) return undefined;
-  const startLineStop = stop;
+  // The header section ends before the CR LF of its last line; the text keeps that CR LF, so
+  // that every line in it, the last too, ends with one (unfoldedValue relies on it).
+  const text = decodeLatin1(data, start, start + scan[HEAD_END]! + 2);
+  const section = new HeaderSection(data, start, text, scan[NON_ASCII_COUNT]!);
 
-  // First pass: every line ends with CR LF and has no other CR; the first empty line ends the head.
-  let rowCount = 0;
-  let pos = lineEnd + 1;
-  for (;;) {
-    lineEnd = text.indexOf('\n', pos);
-    if (lineEnd <= pos) return undefined;
-    stop = lineEnd - 1;
-    if (text.indexOf('\r', pos) !== stop) return undefined;
-    if (stop === pos) break;
-    if (stop - pos > maxLine) return undefined;
-    const first = text.charCodeAt(pos);
-    if (first === SP || first === HT) {
-      // A continuation line (§7.3.1) of the row before.
-      if (rowCount === 0) return undefined;
-      const row = (rowCount - 1) * ROW_FIELDS;
-      scratch[row + VALUE_STOP] = stop;
-      scratch[row + FOLDED] = 1;
-    } else {
-      // field-name SWS ":". A usual name written the usual way is recognised where it stands;
-      // any other is read as a token. The line ends with CR, which is no token character nor SWS.
-      if (rowCount === maxRows) return undefined;
-      const known = knownHeaderAt(text, pos);
-      let nameEnd: number;
-      if (known !== undefined) {
-        nameEnd = pos + known.spelling.length;
-      } else {
-        nameEnd = pos;
-        while (TOKEN_CHARS[text.charCodeAt(nameEnd)] === 1) nameEnd++;
-        if (nameEnd === pos) return undefined;
-      }
-      let colon = nameEnd;
-      while (isSws(text.charCodeAt(colon))) colon++;
-      if (text.charCodeAt(colon) !== COLON) return undefined;
-      scratchNames[rowCount] = known;
-      const row = rowCount++ * ROW_FIELDS;
-      scratch[row + NAME_START] = pos;
-      scratch[row + NAME_END] = nameEnd;
-      scratch[row + VALUE_START] = colon + 1;
-      scratch[row + VALUE_STOP] = stop;
-      scratch[row + FOLDED] = 0;
-    }
-    pos = lineEnd + 1;
-  }
-  // `pos` is the empty line; the header section ends with the CR LF before it.
-  const headEnd = pos - 2;
-  if (headEnd > limits.maxHeadBytes) return undefined;
-  const section = new HeaderSection(data, start, text, nonAsciiCount(text.slice(0, headEnd)));
-
-  // Second pass: the start line and the rows, as strings.
-  const startLine = section.slice(0, startLineStop);
+  const startLine = section.slice(0, scan[START_LINE_STOP]!);
   const rows: HeaderRow[] = [];
-  let contentLength = -1;
-  for (let index = 0; index < rowCount; index++) {
-    const row = index * ROW_FIELDS;
-    const valueStart = scratch[row + VALUE_START]!;
-    const valueStop = scratch[row + VALUE_STOP]!;
-    const value = scratch[row + FOLDED] === 0 ? trimmedSlice(section, valueStart, valueStop) : unfoldedValue(section, valueStart, valueStop);
-    const known = scratchNames[index];
+  for (let index = 0, row = FIRST_ROW; index < rowCount; index++, row += ROW_FIELDS) {
+    const valueStart = scan[row + VALUE_START]!;
+    const valueStop = scan[row + VALUE_STOP]!;
+    const value = scan[row + FOLDED] === 0 ? trimmedSlice(section, valueStart, valueStop) : unfoldedValue(section, valueStart, valueStop);
+    const nameId = scan[row + NAME_ID]!;
     let name: string;
     let key: string;
-    if (known !== undefined) {
+    if (nameId >= 0) {
+      const known = SCANNED_NAMES[nameId]!;
       name = known.spelling;
       key = known.key;
     } else {
       // A token: ASCII, no decoding needed.
-      name = text.slice(scratch[row + NAME_START], scratch[row + NAME_END]);
+      name = text.slice(scan[row + NAME_START], scan[row + NAME_END]);
       key = headerKey(name);
-    }
-    if (key === 'content-length') {
-      // §20.14; several rows must agree (RFC 4475 §3.3.9): anything else is for the general reading to report.
-      const length = smallNumber(value);
-      if (length < 0 || (contentLength >= 0 && length !== contentLength)) return undefined;
-      contentLength = length;
+      // A Content-Length the scanner did not know by name (`CONTENT-LENGTH`): the general reading frames it.
+      if (key === 'content-length') return undefined;
     }
     rows.push({ name, key, value });
   }
 
   // The body (§18.3): Content-Length counts octets.
-  const bodyStart = start + pos + 2;
+  const contentLength = scan[CONTENT_LENGTH]!;
+  const bodyStart = start + scan[BODY_START]!;
   const available = data.length - bodyStart;
   let body: Buffer;
   if (contentLength < 0) {
