@@ -38,6 +38,14 @@ const NAMES_CAPACITY: usize = 4096;
 const TABLE: usize = NAMES + NAMES_CAPACITY;
 const TABLE_SLOTS: u32 = 512;
 const TOKEN_TABLE: usize = TABLE + <usize>(TABLE_SLOTS * 8);
+/** scanVia's results: VIA_FIELDS i32s, then VIA_PARAM_FIELDS per parameter, at most MAX_VIA_PARAMS. */
+const VIA_RESULTS: usize = TOKEN_TABLE + 256;
+const VIA_FIELDS: i32 = 8;
+const VIA_PARAM_FIELDS: i32 = 5;
+const MAX_VIA_PARAMS: i32 = 16;
+/** scanNameAddr's results: NAME_ADDR_FIELDS i32s, then VIA_PARAM_FIELDS per parameter, as for a Via. */
+const NAME_ADDR_RESULTS: usize = VIA_RESULTS + <usize>((VIA_FIELDS + VIA_PARAM_FIELDS * MAX_VIA_PARAMS) << 2);
+const NAME_ADDR_FIELDS: i32 = 8;
 
 // Result header fields (i32 indices).
 const START_LINE_STOP: i32 = 0;
@@ -71,6 +79,14 @@ export function inputCapacity(): i32 {
 
 export function resultsOffset(): usize {
   return RESULTS;
+}
+
+export function viaResultsOffset(): usize {
+  return VIA_RESULTS;
+}
+
+export function nameAddrResultsOffset(): usize {
+  return NAME_ADDR_RESULTS;
 }
 
 export function namesOffset(): usize {
@@ -276,4 +292,436 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
   }
   // No empty line within the window.
   return UNUSUAL;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Via (RFC 3261 §20.42, RFC 3581 rport)
+// ---------------------------------------------------------------------------------------------
+
+// scanVia's result fields.
+const VIA_TRANSPORT: i32 = 0; // USUAL_TRANSPORTS index + 1, or 0 for another token
+const VIA_TRANSPORT_START: i32 = 1;
+const VIA_TRANSPORT_END: i32 = 2;
+const VIA_HOST_START: i32 = 3;
+const VIA_HOST_END: i32 = 4;
+const VIA_HOST_IPV6: i32 = 5; // 1: an IPv6 reference, whose address the caller still checks
+const VIA_PORT: i32 = 6; // -1 when absent
+// Parameter fields.
+const PARAM_NAME: i32 = 0; // 1 branch, 2 received, 3 rport, 0 another name
+const PARAM_NAME_START: i32 = 1;
+const PARAM_NAME_END: i32 = 2;
+const PARAM_VALUE_START: i32 = 3; // -1 when the parameter has no value
+const PARAM_VALUE_END: i32 = 4;
+
+const BRANCH: i32 = 1;
+const RECEIVED: i32 = 2;
+const RPORT: i32 = 3;
+
+function isDigit(c: u8): bool {
+  return c >= 0x30 && c <= 0x39;
+}
+
+function isLowerAlnum(c: u8): bool {
+  return isDigit(c) || (c >= 0x61 && c <= 0x7a);
+}
+
+function isToken(c: u8): bool {
+  return load<u8>(TOKEN_TABLE + <usize>c) != 0;
+}
+
+/** The characters of a Via parameter name the usual shape allows: token characters but no upper case. */
+function isLowerToken(c: u8): bool {
+  return isToken(c) && !(c >= 0x41 && c <= 0x5a);
+}
+
+/**
+ * The `length` (1 to 8) bytes at `at` as one little-endian number, to compare with a constant
+ * such as BRANCH_WORD in one step. (It loads 8 bytes: the memory after any input is ours.)
+ */
+// @ts-ignore: decorator
+@inline
+function word(at: usize, length: usize): u64 {
+  const all = load<u64>(at);
+  return length >= 8 ? all : all & ((<u64>1 << (<u64>length << 3)) - 1);
+}
+
+// Constants for `word`: the ASCII bytes, first byte lowest.
+const SIP_2_0_WORD: u64 = 0x2f302e322f504953; // "SIP/2.0/"
+const UDP_WORD: u64 = 0x20504455; // "UDP "
+const TCP_WORD: u64 = 0x20504354; // "TCP "
+const TLS_WORD: u64 = 0x20534c54; // "TLS "
+const WSS_WORD: u64 = 0x20535357; // "WSS "
+const SCTP_WORD: u64 = 0x2050544353; // "SCTP "
+const WS_WORD: u64 = 0x205357; // "WS "
+const BRANCH_WORD: u64 = 0x68636e617262; // "branch"
+const RECEIVED_WORD: u64 = 0x6465766965636572; // "received"
+const RPORT_WORD: u64 = 0x74726f7072; // "rport"
+const MADDR_WORD: u64 = 0x726464616d; // "maddr"
+const TTL_WORD: u64 = 0x6c7474; // "ttl"
+
+/**
+ * IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT, each at most 255, exactly
+ * [start, end): as uri.ts's isIPv4Span, and the same set as the octets of USUAL_VIA in
+ * header-values.ts (`25[0-5]|2[0-4][0-9]|[01][0-9][0-9]|[0-9][0-9]?`).
+ */
+function isIPv4(start: usize, end: usize): bool {
+  let p = start;
+  for (let octet = 0; octet < 4; octet++) {
+    if (octet > 0) {
+      if (p >= end || load<u8>(p) != 0x2e) return false;
+      p++;
+    }
+    let value: i32 = 0;
+    const digitsStart = p;
+    while (p < end && isDigit(load<u8>(p)) && p - digitsStart < 3) {
+      value = value * 10 + (<i32>load<u8>(p) - 0x30);
+      p++;
+    }
+    if (p == digitsStart || value > 255 || (p < end && isDigit(load<u8>(p)))) return false;
+  }
+  return p == end;
+}
+
+/**
+ * hostname = *(domainlabel ".") toplabel ["."] in lower case, exactly [start, end): labels of
+ * alphanumerics and inner hyphens, the top label starting with a letter (RFC 3261 §25.1).
+ */
+function isUsualHostName(start: usize, end: usize): bool {
+  if (end > start && load<u8>(end - 1) == 0x2e) end--;
+  if (end <= start) return false;
+  let labelStart = start;
+  let p = start;
+  while (true) {
+    // One label: [labelStart, p).
+    while (p < end && load<u8>(p) != 0x2e) {
+      const c = load<u8>(p);
+      if (!isLowerAlnum(c) && c != 0x2d) return false;
+      p++;
+    }
+    if (p == labelStart || load<u8>(labelStart) == 0x2d || load<u8>(p - 1) == 0x2d) return false;
+    if (p == end) {
+      // The top label.
+      const first = load<u8>(labelStart);
+      return first >= 0x61 && first <= 0x7a;
+    }
+    p++;
+    labelStart = p;
+  }
+  return false;
+}
+
+/**
+ * Reads the via-parm in [start, stop) (positions in the input, as scanHead reports a row's
+ * value: SWS around it allowed) if it has the usual shape that header-values.ts's
+ * readUsualVia reads: `SIP/2.0/TRANSPORT host[:port]` then `;name[=value]` parameters, one SP
+ * allowed before a ";", nothing else; the host lower case, an IPv4 address or a bracketed
+ * IPv6 reference; parameter names lower case and distinct; `branch` with a value, `received`
+ * an IPv4 address, `rport` empty or a port; no `maddr` or `ttl`. Returns the number of
+ * parameters with their positions in the Via results, or UNUSUAL for anything else, which the
+ * caller then reads with the general reader.
+ */
+export function scanVia(start: i32, stop: i32): i32 {
+  let p = INPUT + <usize>start;
+  let end = INPUT + <usize>stop;
+  while (p < end && isSws(load<u8>(p))) p++;
+  while (end > p && isSws(load<u8>(end - 1))) end--;
+  // "SIP/2.0/"
+  if (end - p < 10 || word(p, 8) != SIP_2_0_WORD) return UNUSUAL;
+  p += 8;
+  // transport = 1*(A-Z), then one SP (compared together with it)
+  const transportStart = p;
+  while (p < end && load<u8>(p) >= 0x41 && load<u8>(p) <= 0x5a) p++;
+  const transportLength = p - transportStart;
+  if (transportLength == 0 || p >= end || load<u8>(p) != SP) return UNUSUAL;
+  let transport: i32 = 0;
+  if (transportLength == 3) {
+    const w = word(transportStart, 4);
+    if (w == UDP_WORD) transport = 1;
+    else if (w == TCP_WORD) transport = 2;
+    else if (w == TLS_WORD) transport = 3;
+    else if (w == WSS_WORD) transport = 6;
+  } else if (transportLength == 4) {
+    if (word(transportStart, 5) == SCTP_WORD) transport = 4;
+  } else if (transportLength == 2) {
+    if (word(transportStart, 3) == WS_WORD) transport = 5;
+  }
+  p++;
+
+  // host, up to ":", ";", SP or the end
+  const hostStart = p;
+  let ipv6 = false;
+  if (p < end && load<u8>(p) == 0x5b) {
+    // "[" 1*(hex digit, lower case / ":" / ".") "]"
+    p++;
+    while (p < end) {
+      const c = load<u8>(p);
+      if (!(isDigit(c) || (c >= 0x61 && c <= 0x66) || c == COLON || c == 0x2e)) break;
+      p++;
+    }
+    if (p == hostStart + 1 || p >= end || load<u8>(p) != 0x5d) return UNUSUAL;
+    p++;
+    ipv6 = true;
+  } else {
+    // All digits and dots: an IPv4 address or nothing usual; anything else must be a host name.
+    let numeric = true;
+    while (p < end) {
+      const c = load<u8>(p);
+      if (c == COLON || c == 0x3b || c == SP) break;
+      if (!isDigit(c) && c != 0x2e) numeric = false;
+      p++;
+    }
+    if (numeric ? !isIPv4(hostStart, p) : !isUsualHostName(hostStart, p)) return UNUSUAL;
+  }
+  const hostEnd = p;
+
+  // [":" 1*5DIGIT], at most 65535
+  let port: i32 = -1;
+  if (p < end && load<u8>(p) == COLON) {
+    p++;
+    const digitsStart = p;
+    port = 0;
+    while (p < end && isDigit(load<u8>(p))) {
+      port = port * 10 + (<i32>load<u8>(p) - 0x30);
+      p++;
+    }
+    if (p == digitsStart || p - digitsStart > 5 || port > 65535) return UNUSUAL;
+  }
+
+  // *( [SP] ";" name [ "=" token ] )
+  let count: i32 = 0;
+  while (p < end) {
+    if (load<u8>(p) == SP) p++;
+    if (p >= end || load<u8>(p) != 0x3b) return UNUSUAL;
+    p++;
+    const nameStart = p;
+    while (p < end && isLowerToken(load<u8>(p))) p++;
+    const nameEnd = p;
+    if (nameEnd == nameStart) return UNUSUAL;
+    let valueStart: i32 = -1;
+    let valueEnd: i32 = -1;
+    if (p < end && load<u8>(p) == 0x3d) {
+      p++;
+      const from = p;
+      while (p < end && isToken(load<u8>(p))) p++;
+      if (p == from) return UNUSUAL;
+      valueStart = <i32>(from - INPUT);
+      valueEnd = <i32>(p - INPUT);
+    }
+    if (count == MAX_VIA_PARAMS) return UNUSUAL;
+    const nameLength = nameEnd - nameStart;
+    // Repeated names are for the general reader to refuse.
+    for (let i: i32 = 0; i < count; i++) {
+      const other = VIA_RESULTS + <usize>((VIA_FIELDS + i * VIA_PARAM_FIELDS) << 2);
+      const otherStart = INPUT + <usize>load<i32>(other, PARAM_NAME_START << 2);
+      const otherLength = INPUT + <usize>load<i32>(other, PARAM_NAME_END << 2) - otherStart;
+      if (otherLength == nameLength && memory.compare(otherStart, nameStart, nameLength) == 0) return UNUSUAL;
+    }
+    let name: i32 = 0;
+    const nameWord = nameLength <= 8 ? word(nameStart, nameLength) : 0;
+    if (nameLength == 6 && nameWord == BRANCH_WORD) {
+      // branch: needs a value
+      if (valueStart < 0) return UNUSUAL;
+      name = BRANCH;
+    } else if (nameLength == 8 && nameWord == RECEIVED_WORD) {
+      // received: an IPv4 address here (IPv6 and the rest: the general reader)
+      if (valueStart < 0 || !isIPv4(INPUT + <usize>valueStart, INPUT + <usize>valueEnd)) return UNUSUAL;
+      name = RECEIVED;
+    } else if (nameLength == 5 && nameWord == RPORT_WORD) {
+      // rport: empty, or digits worth at most 65535
+      if (valueStart >= 0) {
+        let value: i32 = 0;
+        for (let q = INPUT + <usize>valueStart; q < INPUT + <usize>valueEnd; q++) {
+          const c = load<u8>(q);
+          if (!isDigit(c)) return UNUSUAL;
+          value = value * 10 + (<i32>c - 0x30);
+          if (value > 65535) return UNUSUAL;
+        }
+      }
+      name = RPORT;
+    } else if (
+      (nameLength == 5 && nameWord == MADDR_WORD) ||
+      (nameLength == 3 && nameWord == TTL_WORD)
+    ) {
+      // maddr and ttl: the general reader checks them
+      return UNUSUAL;
+    }
+    const param = VIA_RESULTS + <usize>((VIA_FIELDS + count * VIA_PARAM_FIELDS) << 2);
+    store<i32>(param, name, PARAM_NAME << 2);
+    store<i32>(param, <i32>(nameStart - INPUT), PARAM_NAME_START << 2);
+    store<i32>(param, <i32>(nameEnd - INPUT), PARAM_NAME_END << 2);
+    store<i32>(param, valueStart, PARAM_VALUE_START << 2);
+    store<i32>(param, valueEnd, PARAM_VALUE_END << 2);
+    count++;
+  }
+  store<i32>(VIA_RESULTS, transport, VIA_TRANSPORT << 2);
+  store<i32>(VIA_RESULTS, <i32>(transportStart - INPUT), VIA_TRANSPORT_START << 2);
+  store<i32>(VIA_RESULTS, <i32>(transportStart + transportLength - INPUT), VIA_TRANSPORT_END << 2);
+  store<i32>(VIA_RESULTS, <i32>(hostStart - INPUT), VIA_HOST_START << 2);
+  store<i32>(VIA_RESULTS, <i32>(hostEnd - INPUT), VIA_HOST_END << 2);
+  store<i32>(VIA_RESULTS, ipv6 ? 1 : 0, VIA_HOST_IPV6 << 2);
+  store<i32>(VIA_RESULTS, port, VIA_PORT << 2);
+  return count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// name-addr / addr-spec with header parameters (§20.10, §20.20 From, §20.39 To)
+// ---------------------------------------------------------------------------------------------
+
+// scanNameAddr's result fields.
+const DISPLAY_KIND: i32 = 0; // 0 none, 1 quoted (the span is inside the quotes), 2 tokens
+const DISPLAY_START: i32 = 1;
+const DISPLAY_END: i32 = 2;
+const DISPLAY_NON_ASCII: i32 = 3; // 1 when the display name has bytes above 0x7F (UTF-8 to decode)
+const URI_START: i32 = 4;
+const URI_END: i32 = 5;
+
+const DQUOTE: u8 = 0x22;
+const SEMICOLON: u8 = 0x3b;
+const LAQUOT: u8 = 0x3c;
+const RAQUOT: u8 = 0x3e;
+const TAG_WORD: u64 = 0x676174; // "tag"
+const TAG: i32 = 1;
+
+/**
+ * Reads `;name[=value]` header parameters from `p` to `end`, names lower case and distinct,
+ * values tokens, nothing else (header-values.ts's USUAL_PARAMS with the generic rules), into
+ * the parameter fields after `fields` i32s at `results`. Returns how many, or UNUSUAL.
+ */
+function scanUsualParams(p: usize, end: usize, results: usize, fields: i32): i32 {
+  let count: i32 = 0;
+  while (p < end) {
+    if (load<u8>(p) != SEMICOLON) return UNUSUAL;
+    p++;
+    const nameStart = p;
+    while (p < end && isLowerToken(load<u8>(p))) p++;
+    const nameEnd = p;
+    if (nameEnd == nameStart) return UNUSUAL;
+    let valueStart: i32 = -1;
+    let valueEnd: i32 = -1;
+    if (p < end && load<u8>(p) == 0x3d) {
+      p++;
+      const from = p;
+      while (p < end && isToken(load<u8>(p))) p++;
+      if (p == from) return UNUSUAL;
+      valueStart = <i32>(from - INPUT);
+      valueEnd = <i32>(p - INPUT);
+    }
+    if (count == MAX_VIA_PARAMS) return UNUSUAL;
+    const nameLength = nameEnd - nameStart;
+    for (let i: i32 = 0; i < count; i++) {
+      const other = results + <usize>((fields + i * VIA_PARAM_FIELDS) << 2);
+      const otherStart = INPUT + <usize>load<i32>(other, PARAM_NAME_START << 2);
+      const otherLength = INPUT + <usize>load<i32>(other, PARAM_NAME_END << 2) - otherStart;
+      if (otherLength == nameLength && memory.compare(otherStart, nameStart, nameLength) == 0) return UNUSUAL;
+    }
+    const param = results + <usize>((fields + count * VIA_PARAM_FIELDS) << 2);
+    store<i32>(param, nameLength == 3 && word(nameStart, 3) == TAG_WORD ? TAG : 0, PARAM_NAME << 2);
+    store<i32>(param, <i32>(nameStart - INPUT), PARAM_NAME_START << 2);
+    store<i32>(param, <i32>(nameEnd - INPUT), PARAM_NAME_END << 2);
+    store<i32>(param, valueStart, PARAM_VALUE_START << 2);
+    store<i32>(param, valueEnd, PARAM_VALUE_END << 2);
+    count++;
+  }
+  return count;
+}
+
+/**
+ * Reads the name-addr or addr-spec with header parameters in [start, stop) (a row's value, SWS
+ * around it allowed) if it has the usual shape, which header-values.ts's readNameAddr reads the
+ * same way:
+ *   `"display name" <uri>;params`: no quoted-pair and no control character in the quotes;
+ *   `Display Name <uri>;params`: tokens with one SP between them;
+ *   `<uri>;params`, or `uri;params` (no `,` `?` `<` `>` `"` and nothing above 0x7F in it);
+ * SWS allowed only between a display name and "<"; the parameters as scanUsualParams reads
+ * them, right after the ">" or the URI. The URI itself is not checked (the message parses it
+ * when it is first read). Returns the number of parameters with everything's position in the
+ * name-addr results, or UNUSUAL.
+ */
+export function scanNameAddr(start: i32, stop: i32): i32 {
+  let p = INPUT + <usize>start;
+  let end = INPUT + <usize>stop;
+  while (p < end && isSws(load<u8>(p))) p++;
+  while (end > p && isSws(load<u8>(end - 1))) end--;
+  if (p >= end) return UNUSUAL;
+
+  let displayKind: i32 = 0;
+  let displayStart = p;
+  let displayEnd = p;
+  let displayNonAscii = false;
+  let uriStart: usize;
+  let uriEnd: usize;
+  const first = load<u8>(p);
+  let angle = first == LAQUOT;
+  if (first == DQUOTE) {
+    // quoted-string without quoted-pairs: qdtext = LWS / %x21 / %x23-5B / %x5D-7E / UTF8-NONASCII
+    p++;
+    displayStart = p;
+    while (true) {
+      if (p >= end) return UNUSUAL;
+      const c = load<u8>(p);
+      if (c == DQUOTE) break;
+      if (c == 0x5c || c == 0x7f || (c < SP && c != HT)) return UNUSUAL;
+      if (c >= 0x80) displayNonAscii = true;
+      p++;
+    }
+    displayEnd = p;
+    displayKind = 1;
+    p++;
+    while (p < end && isSws(load<u8>(p))) p++;
+    if (p >= end || load<u8>(p) != LAQUOT) return UNUSUAL;
+    angle = true;
+  } else if (!angle) {
+    // display-name = *(token LWS) before "<"; a first word followed by neither is the start of
+    // a bare addr-spec.
+    while (p < end && isToken(load<u8>(p))) p++;
+    if (p < end && (isSws(load<u8>(p)) || load<u8>(p) == LAQUOT)) {
+      while (true) {
+        if (p == displayStart || p >= end) return UNUSUAL;
+        displayEnd = p;
+        let c = load<u8>(p);
+        if (c == SP) {
+          p++;
+          if (p >= end) return UNUSUAL;
+          c = load<u8>(p);
+        }
+        if (c == LAQUOT) break;
+        if (!isToken(c) || displayEnd + 1 != p) return UNUSUAL;
+        while (p < end && isToken(load<u8>(p))) p++;
+      }
+      displayKind = 2;
+      angle = true;
+    } else {
+      p = displayStart;
+    }
+  }
+
+  if (angle) {
+    // "<" URI ">": the URI runs to the first ">".
+    uriStart = p + 1;
+    uriEnd = uriStart;
+    while (uriEnd < end && load<u8>(uriEnd) != RAQUOT) uriEnd++;
+    if (uriEnd >= end) return UNUSUAL;
+    p = uriEnd + 1;
+  } else {
+    // addr-spec, up to ";" or the end.
+    uriStart = p;
+    while (p < end) {
+      const c = load<u8>(p);
+      if (c == SEMICOLON) break;
+      if (c == SP || c == HT || c == 0x2c || c == 0x3f || c == LAQUOT || c == RAQUOT || c == DQUOTE) return UNUSUAL;
+      p++;
+    }
+    uriEnd = p;
+  }
+  for (let q = uriStart; q < uriEnd; q++) if (load<u8>(q) >= 0x80) return UNUSUAL;
+
+  const count = scanUsualParams(p, end, NAME_ADDR_RESULTS, NAME_ADDR_FIELDS);
+  if (count < 0) return UNUSUAL;
+  store<i32>(NAME_ADDR_RESULTS, displayKind, DISPLAY_KIND << 2);
+  store<i32>(NAME_ADDR_RESULTS, <i32>(displayStart - INPUT), DISPLAY_START << 2);
+  store<i32>(NAME_ADDR_RESULTS, <i32>(displayEnd - INPUT), DISPLAY_END << 2);
+  store<i32>(NAME_ADDR_RESULTS, displayNonAscii ? 1 : 0, DISPLAY_NON_ASCII << 2);
+  store<i32>(NAME_ADDR_RESULTS, <i32>(uriStart - INPUT), URI_START << 2);
+  store<i32>(NAME_ADDR_RESULTS, <i32>(uriEnd - INPUT), URI_END << 2);
+  return count;
 }

@@ -64,6 +64,16 @@ export class Params implements Map<string, string | null> {
     if (entries) for (const [name, value] of entries) this.set(name, value);
   }
 
+  /**
+   * For parsers: parameters already known to have distinct lower-case names and no quoted
+   * value, as `[name, value, name, value, …]`. The array is kept, not copied.
+   */
+  static ofDistinct(items: (string | null)[]): Params {
+    const params = new Params();
+    if (items.length > 0) params.#items = items;
+    return params;
+  }
+
   /** Lowercased names whose value arrived (or should be written) as a quoted-string. Change it with `set`. */
   get quoted(): ReadonlySet<string> {
     return this.#quoted ?? NO_NAMES;

@@ -8,6 +8,10 @@
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { parseVia, readNameAddr, type ParsedNameAddr, type Via } from '../../main/sip/header-values.js';
+import { parseMessage } from '../../main/sip/message/parse.js';
+import { ParseError } from '../../main/sip/message/parse-error.js';
+import type { Params } from '../../main/sip/uri.js';
 import {
   BODY_START,
   CONTENT_LENGTH,
@@ -20,6 +24,8 @@ import {
   START_LINE_STOP,
   scan,
   scanHead,
+  scannedNameAddr,
+  scannedVia,
 } from '../../main/sip/message/head-scanner.js';
 
 const LIMITS = { maxLine: 8192, maxHead: 32768, maxRows: 256 };
@@ -193,5 +199,184 @@ describe('head scanner', () => {
     // The empty line lies beyond the bytes given: no head.
     expect(scanHead(short, 0, short.length - 2, 1000, 1000, 10)).toBe(-1);
     expect(scanHead(short, 0, short.length, 1000, 1000, 10)).toBe(1);
+  });
+});
+
+
+// ---------------------------------------------------------------------------------------------
+// Via and name-addr: the scanner's reading against header-values.ts's string readers
+// ---------------------------------------------------------------------------------------------
+
+function paramFacts(params: Params): unknown {
+  return { entries: [...params], quoted: [...params.quoted] };
+}
+
+function viaFacts(via: Via): unknown {
+  return { ...via, hasPort: 'port' in via, params: paramFacts(via.params) };
+}
+
+function nameAddrFacts(nameAddr: ParsedNameAddr): unknown {
+  return { displayName: nameAddr.displayName, hasDisplayName: 'displayName' in nameAddr, uriText: nameAddr.uriText, params: paramFacts(nameAddr.params) };
+}
+
+/** The string reader's result as data, or its error code. */
+function outcome<T>(read: () => T, facts: (value: T) => unknown): unknown {
+  try {
+    return facts(read());
+  } catch (error) {
+    if (error instanceof ParseError) return { error: error.code };
+    throw error;
+  }
+}
+
+/**
+ * Scans a message whose head holds `value` as the value of a row named `name`, and returns what
+ * the scanner read from that row (undefined when it left it to the string reader), with the
+ * row's value as the message parser cut it.
+ */
+function scanRow<T>(name: string, value: string, read: (data: Buffer, text: string, start: number, stop: number) => T | undefined): { scanned: T | undefined; value: string } | null {
+  const data = Buffer.from(`MESSAGE sip:b@example.com SIP/2.0\r\n${name}: ${value}\r\nCall-ID: x\r\n\r\n`);
+  if (scanHead(data, 0, data.length, 8192, 32768, 256) !== 2) return null;
+  const text = data.toString('latin1');
+  const start = scan[FIRST_ROW + 2]!;
+  const stop = scan[FIRST_ROW + 3]!;
+  const parsed = parseMessage(data);
+  return { scanned: read(data, text, start, stop), value: parsed.headers.entries()[0]!.value };
+}
+
+/** Mostly `usual`, sometimes `odd`: values the scanner reads, and near misses it must leave alone. */
+function mostly<T>(usual: fc.Arbitrary<T>, odd: fc.Arbitrary<T>): fc.Arbitrary<T> {
+  return fc.oneof({ weight: 9, arbitrary: usual }, { weight: 1, arbitrary: odd });
+}
+
+const octet = mostly(fc.nat(255).map(String), fc.constantFrom('256', '300', '999', '001', '0', '00', '0001'));
+const ipv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
+const label = mostly(fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,4}[a-z0-9])?$/), fc.stringMatching(/^[a-zA-Z0-9-]{0,6}$/));
+const hostName = fc
+  .tuple(fc.array(label, { maxLength: 3 }), mostly(fc.stringMatching(/^[a-z][a-z0-9-]{0,4}[a-z0-9]$/), label), mostly(fc.constant(''), fc.constantFrom('.', '..')))
+  .map(([labels, top, dot]) => [...labels, top].join('.') + dot);
+const ipv6Reference = mostly(fc.ipV6().map((a) => `[${a}]`), fc.stringMatching(/^[0-9a-fA-F:.]{0,10}$/).map((t) => `[${t}]`));
+const tokenValue = mostly(fc.stringMatching(/^[A-Za-z0-9.!%*_+`'~-]{1,10}$/), fc.stringMatching(/^[A-Za-z0-9.!%*_+`'~:-]{0,10}$/));
+const viaParamName = mostly(fc.constantFrom('branch', 'received', 'rport', 'x-extra', 'lr', 'b'), fc.constantFrom('maddr', 'ttl', 'Branch', 'RPORT'));
+const viaParamValue = mostly(fc.oneof(tokenValue, ipv4, fc.nat(70000).map(String)), fc.constantFrom('"q"', '[::1]', 'a b', ''));
+const viaParam = fc
+  .tuple(mostly(fc.constantFrom(';', ' ;'), fc.constantFrom('; ', '  ;', '\t;')), viaParamName, fc.option(fc.tuple(mostly(fc.constant('='), fc.constantFrom(' =', '= ')), viaParamValue), { nil: undefined }))
+  .map(([semi, name, value]) => (value === undefined ? `${semi}${name}` : `${semi}${name}${value[0]}${value[1]}`));
+const viaValue = fc
+  .record({
+    protocol: mostly(fc.constant('SIP/2.0/'), fc.constantFrom('sip/2.0/', 'SIP / 2.0 / ', 'SIP/3.0/')),
+    transport: mostly(fc.constantFrom('UDP', 'TCP', 'TLS', 'SCTP', 'WS', 'WSS', 'XYZ'), fc.constantFrom('udp', 'U1', '')),
+    space: mostly(fc.constant(' '), fc.constantFrom('  ', '\t')),
+    host: fc.oneof(ipv4, hostName, ipv6Reference),
+    port: fc.option(mostly(fc.nat(70000).map(String), fc.constantFrom('', '0', '00005060', '123456')), { nil: undefined }),
+    params: fc.array(viaParam, { maxLength: 5 }),
+    tail: mostly(fc.constant(''), fc.constantFrom(',', ', SIP/2.0/UDP h', ' ', ';')),
+  })
+  .map((v) => `${v.protocol}${v.transport}${v.space}${v.host}${v.port === undefined ? '' : `:${v.port}`}${v.params.join('')}${v.tail}`);
+
+describe('head scanner: Via', () => {
+  it('reads what parseVia reads from the same row, or leaves the row to it', () => {
+    let scannedCount = 0;
+    fc.assert(
+      fc.property(viaValue, (value) => {
+        const row = scanRow('Via', value, (_data, text, start, stop) => scannedVia(text, start, stop));
+        if (row === null) return;
+        if (row.scanned === undefined) return;
+        scannedCount++;
+        expect(viaFacts(row.scanned), value).toEqual(outcome(() => parseVia(row.value), (vias) => (vias.length === 1 ? viaFacts(vias[0]!) : vias.length)));
+      }),
+      { numRuns: 20_000, seed: 3261 },
+    );
+    // The generator must reach the scanner's reading often, or the comparison proves little.
+    expect(scannedCount).toBeGreaterThan(2_000);
+  });
+
+  it('leaves the shapes it does not read to parseVia', () => {
+    for (const value of [
+      'SIP/2.0/UDP 192.0.2.10:65536;branch=z9',
+      'SIP/2.0/UDP 256.0.2.10;branch=z9',
+      'SIP/2.0/UDP host;branch=a;branch=b',
+      'SIP/2.0/UDP host;branch',
+      'SIP/2.0/UDP host;received=host.example.com',
+      'SIP/2.0/UDP host;rport=70000',
+      'SIP/2.0/UDP host;maddr=224.0.0.1',
+      'SIP/2.0/UDP host;ttl=1',
+      'SIP/2.0/UDP -host.example.com',
+      'SIP/2.0/UDP Host.example.com',
+      'SIP/2.0/UDP [1::2::3]:5060;branch=z9',
+      'SIP/2.0/UDP host;branch=z9, SIP/2.0/UDP other',
+      'SIP/2.0/udp host',
+    ]) {
+      const row = scanRow('Via', value, (_data, text, start, stop) => scannedVia(text, start, stop));
+      expect(row?.scanned, value).toBeUndefined();
+    }
+  });
+
+  it('and the message gives the Vias it read', () => {
+    const data = Buffer.from(
+      'MESSAGE sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport\r\nv: SIP/2.0/TCP proxy.example.org;received=192.0.2.9;branch=z9hG4bKb\r\n\r\n',
+    );
+    expect(parseMessage(data).vias.map(viaFacts)).toEqual(
+      parseVia('SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport').concat(parseVia('SIP/2.0/TCP proxy.example.org;received=192.0.2.9;branch=z9hG4bKb')).map(viaFacts),
+    );
+  });
+});
+
+const displayWord = fc.stringMatching(/^[A-Za-z0-9.!%*_+`'~-]{1,6}$/);
+const quotedText = mostly(fc.stringMatching(/^[A-Za-z0-9 !#$%&'()*+,./:;<=>?@[\]^_`{|}~ÄéЖ-]{0,10}$/), fc.stringMatching(/^[A-Za-z \t"\\\x01\x7f]{0,6}$/));
+const uriText = mostly(
+  fc.constantFrom('sip:alice@example.com', 'sip:bob@example.org;transport=tcp', 'sips:x@[::1]:5061', 'tel:+123', 'sip:a@b'),
+  fc.oneof(fc.constantFrom('sip:ü@example.com', 'sip:a b@c', 'sip:a,b@c', 'sip:a?b@c', ''), fc.stringMatching(/^[a-z:@.;=?,>" -]{0,12}$/)),
+);
+const headerParam = fc
+  .tuple(
+    mostly(fc.constant(';'), fc.constantFrom(' ;', '; ')),
+    mostly(fc.constantFrom('tag', 'expires', 'q', 'x'), fc.constantFrom('Tag', 'TAG')),
+    fc.option(fc.tuple(mostly(fc.constant('='), fc.constant(' = ')), mostly(tokenValue, fc.constantFrom('"v"', 'a b'))), { nil: undefined }),
+  )
+  .map(([semi, name, value]) => (value === undefined ? `${semi}${name}` : `${semi}${name}${value[0]}${value[1]}`));
+const nameAddrValue = fc
+  .record({
+    display: fc.oneof(
+      fc.constant(''),
+      quotedText.map((t) => `"${t}"`),
+      fc.array(displayWord, { minLength: 1, maxLength: 3 }).chain((words) => mostly(fc.constant(' '), fc.constantFrom('  ', '\t')).map((sep) => words.join(sep))),
+    ),
+    beforeAngle: mostly(fc.constantFrom('', ' '), fc.constantFrom('  ', '\t')),
+    angle: mostly(fc.constant(true), fc.constant(false)),
+    uri: uriText,
+    params: fc.array(headerParam, { maxLength: 3 }),
+  })
+  .map((v) => (v.angle ? `${v.display}${v.display === '' ? '' : v.beforeAngle}<${v.uri}>` : `${v.display}${v.display === '' ? '' : ' '}${v.uri}`) + v.params.join(''));
+
+describe('head scanner: name-addr', () => {
+  it('reads what readNameAddr reads from the same row, or leaves the row to it', () => {
+    let scannedCount = 0;
+    fc.assert(
+      fc.property(nameAddrValue, (value) => {
+        const row = scanRow('From', value, (data, text, start, stop) => scannedNameAddr(data, 0, text, start, stop));
+        if (row === null || row.scanned === undefined) return;
+        scannedCount++;
+        expect(nameAddrFacts(row.scanned), value).toEqual(outcome(() => readNameAddr(row.value), nameAddrFacts));
+      }),
+      { numRuns: 20_000, seed: 3261 },
+    );
+    expect(scannedCount).toBeGreaterThan(2_000);
+  });
+
+  it('leaves quoted-pairs, control characters, odd spacing and unbracketed URIs with specials to readNameAddr', () => {
+    for (const value of ['"a\\"b" <sip:a@b>', '"a\x01" <sip:a@b>', 'Bob  Smith <sip:a@b>', 'Bob\tSmith <sip:a@b>', 'sip:a@b ;tag=1', 'sip:a?b@c', '<sip:a@b> ;tag=1', '<sip:a@b>;tag=1;tag=2', '<sip:a@b', '<sip:ü@b>']) {
+      const row = scanRow('From', value, (data, text, start, stop) => scannedNameAddr(data, 0, text, start, stop));
+      expect(row?.scanned, value).toBeUndefined();
+    }
+  });
+
+  it('and the message gives From and To as it read them, a display name above ASCII decoded as UTF-8', () => {
+    const data = Buffer.from('MESSAGE sip:b@example.com SIP/2.0\r\nf: "Иван Петров" <sip:ivan@example.net>;tag=a7\r\nTo: Bob Smith <sip:bob@example.org>\r\n\r\n');
+    const message = parseMessage(data);
+    expect(nameAddrFacts(message.from)).toEqual(nameAddrFacts(readNameAddr('"Иван Петров" <sip:ivan@example.net>;tag=a7')));
+    expect(message.from.displayName).toBe('Иван Петров');
+    expect(nameAddrFacts(message.to)).toEqual(nameAddrFacts(readNameAddr('Bob Smith <sip:bob@example.org>')));
+    expect(message.to.uri).toMatchObject({ user: 'bob', host: 'example.org' });
   });
 });

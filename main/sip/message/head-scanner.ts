@@ -13,6 +13,8 @@
  * The known header names are registered once, from header-names.ts, with the index into
  * `SCANNED_NAMES` as their id.
  */
+import { ParsedNameAddr, type Via } from '../header-values.js';
+import { isIPv6Span, Params } from '../uri.js';
 import { HEAD_SCANNER_WASM } from './head-scanner-wasm.js';
 import { knownHeaderSpellings, type KnownHeaderName } from './header-names.js';
 
@@ -36,6 +38,10 @@ interface HeadScannerExports {
   namesOffset(): number;
   addKnownName(length: number, id: number, isContentLength: number): number;
   scanHead(length: number, maxLine: number, maxHead: number, maxRows: number): number;
+  viaResultsOffset(): number;
+  scanVia(start: number, stop: number): number;
+  nameAddrResultsOffset(): number;
+  scanNameAddr(start: number, stop: number): number;
 }
 
 /** Result fields, as indices into `scan` (see the module). */
@@ -93,4 +99,98 @@ export function scanHead(data: Buffer, start: number, end: number, maxLine: numb
   if (start === 0 && end === data.length) memoryBytes.set(data, INPUT);
   else memoryBytes.set(data.subarray(start, end), INPUT);
   return scanner.scanHead(end - start, maxLine, maxHead, maxRows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Via
+// ---------------------------------------------------------------------------------------------
+
+// scanVia's result fields and each parameter's (see the module).
+const VIA_TRANSPORT = 0;
+const VIA_TRANSPORT_START = 1;
+const VIA_TRANSPORT_END = 2;
+const VIA_HOST_START = 3;
+const VIA_HOST_END = 4;
+const VIA_HOST_IPV6 = 5;
+const VIA_PORT = 6;
+const VIA_FIELDS = 8;
+const VIA_PARAM_FIELDS = 5;
+const PARAM_NAME = 0;
+const PARAM_NAME_START = 1;
+const PARAM_NAME_END = 2;
+const PARAM_VALUE_START = 3;
+const PARAM_VALUE_END = 4;
+
+/** The transports by the module's ids (1 = UDP, …), as header-values.ts's transportName spells them. */
+const TRANSPORT_BY_ID: readonly string[] = ['', 'UDP', 'TCP', 'TLS', 'SCTP', 'WS', 'WSS'];
+/** The Via parameter names by the module's ids (1 = branch, …). */
+const PARAM_BY_ID: readonly string[] = ['', 'branch', 'received', 'rport'];
+
+const viaScan = new Int32Array(scanner.memory.buffer, scanner.viaResultsOffset(), VIA_FIELDS + VIA_PARAM_FIELDS * 16);
+
+/**
+ * The Via in the value of a row of the last scanned head, [valueStart, valueStop) as `scan`
+ * gives them, if it is one via-parm of the usual shape; `text` is the head as latin1 from the
+ * same start. What header-values.ts's parseVia gives for the row's value, or undefined for
+ * anything else, which parseVia then reads. (test/unit/head-scanner.test.ts compares them.)
+ */
+export function scannedVia(text: string, valueStart: number, valueStop: number): Via | undefined {
+  const count = scanner.scanVia(valueStart, valueStop);
+  if (count < 0) return undefined;
+  // The usual shape is ASCII, so latin1 slices are the text.
+  const host = text.slice(viaScan[VIA_HOST_START], viaScan[VIA_HOST_END]);
+  if (viaScan[VIA_HOST_IPV6] === 1 && !isIPv6Span(host, 1, host.length - 1)) return undefined;
+  const transportId = viaScan[VIA_TRANSPORT]!;
+  const transport = transportId > 0 ? TRANSPORT_BY_ID[transportId]! : text.slice(viaScan[VIA_TRANSPORT_START], viaScan[VIA_TRANSPORT_END]);
+  const items: (string | null)[] = [];
+  for (let i = 0, at = VIA_FIELDS; i < count; i++, at += VIA_PARAM_FIELDS) {
+    const nameId = viaScan[at + PARAM_NAME]!;
+    const name = nameId > 0 ? PARAM_BY_ID[nameId]! : text.slice(viaScan[at + PARAM_NAME_START], viaScan[at + PARAM_NAME_END]);
+    const valueFrom = viaScan[at + PARAM_VALUE_START]!;
+    items.push(name, valueFrom < 0 ? null : text.slice(valueFrom, viaScan[at + PARAM_VALUE_END]));
+  }
+  const params = Params.ofDistinct(items);
+  const port = viaScan[VIA_PORT]!;
+  if (port < 0) return { protocol: 'SIP', version: '2.0', transport, host, params };
+  return { protocol: 'SIP', version: '2.0', transport, host, params, port };
+}
+
+// ---------------------------------------------------------------------------------------------
+// name-addr (From, To)
+// ---------------------------------------------------------------------------------------------
+
+// scanNameAddr's result fields (see the module); its parameters are laid out as a Via's.
+const DISPLAY_KIND = 0;
+const DISPLAY_START = 1;
+const DISPLAY_END = 2;
+const DISPLAY_NON_ASCII = 3;
+const URI_START = 4;
+const URI_END = 5;
+const NAME_ADDR_FIELDS = 8;
+
+const nameAddrScan = new Int32Array(scanner.memory.buffer, scanner.nameAddrResultsOffset(), NAME_ADDR_FIELDS + VIA_PARAM_FIELDS * 16);
+
+/**
+ * The name-addr in the value of a row of the last scanned head, as scannedVia: what
+ * header-values.ts's readNameAddr gives for the row's value, or undefined for anything but the
+ * usual shape. `data` and `start` are what the head was scanned from, for a display name to
+ * decode as UTF-8.
+ */
+export function scannedNameAddr(data: Buffer, start: number, text: string, valueStart: number, valueStop: number): ParsedNameAddr | undefined {
+  const count = scanner.scanNameAddr(valueStart, valueStop);
+  if (count < 0) return undefined;
+  let displayName: string | undefined;
+  if (nameAddrScan[DISPLAY_KIND] !== 0) {
+    const from = nameAddrScan[DISPLAY_START]!;
+    const to = nameAddrScan[DISPLAY_END]!;
+    displayName = nameAddrScan[DISPLAY_NON_ASCII] === 0 ? text.slice(from, to) : data.toString('utf8', start + from, start + to);
+  }
+  const uriText = text.slice(nameAddrScan[URI_START], nameAddrScan[URI_END]);
+  const items: (string | null)[] = [];
+  for (let i = 0, at = NAME_ADDR_FIELDS; i < count; i++, at += VIA_PARAM_FIELDS) {
+    const name = nameAddrScan[at + PARAM_NAME] === 1 ? 'tag' : text.slice(nameAddrScan[at + PARAM_NAME_START], nameAddrScan[at + PARAM_NAME_END]);
+    const valueFrom = nameAddrScan[at + PARAM_VALUE_START]!;
+    items.push(name, valueFrom < 0 ? null : text.slice(valueFrom, nameAddrScan[at + PARAM_VALUE_END]));
+  }
+  return new ParsedNameAddr(displayName, uriText, Params.ofDistinct(items), undefined);
 }

@@ -19,6 +19,7 @@
  * which accepts LF-only line ends and reports every error, reads the message from the start.
  * Both give the same message (test/unit/parser-fast-paths.test.ts).
  */
+import type { ParsedNameAddr, Via } from '../header-values.js';
 import { HeaderList, type HeaderRow } from './header-list.js';
 import { headerKey, knownHeaderAt } from './header-names.js';
 import {
@@ -38,6 +39,8 @@ import {
   VALUE_STOP,
   scan,
   scanHead,
+  scannedNameAddr,
+  scannedVia,
 } from './head-scanner.js';
 import { ParseError } from './parse-error.js';
 import { SipRequest, SipResponse, type SipMessage } from './sip-message.js';
@@ -201,6 +204,14 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
 
   const startLine = section.slice(0, scan[START_LINE_STOP]!);
   const rows: HeaderRow[] = [];
+  // The Vias, read by the scanner while the bytes are at hand; undefined when a Via row is not
+  // of the usual shape, and then the message reads them all on demand as usual.
+  let vias: Via[] | undefined = [];
+  // The first From and To, likewise (what `from` and `to` read).
+  let from: ParsedNameAddr | undefined;
+  let to: ParsedNameAddr | undefined;
+  let fromSeen = false;
+  let toSeen = false;
   for (let index = 0, row = FIRST_ROW; index < rowCount; index++, row += ROW_FIELDS) {
     const valueStart = scan[row + VALUE_START]!;
     const valueStop = scan[row + VALUE_STOP]!;
@@ -220,6 +231,17 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
       if (key === 'content-length') return undefined;
     }
     rows.push({ name, key, value });
+    if (key === 'via' && vias !== undefined) {
+      const via = scan[row + FOLDED] === 0 ? scannedVia(text, valueStart, valueStop) : undefined;
+      if (via === undefined) vias = undefined;
+      else vias.push(via);
+    } else if (key === 'from' && !fromSeen) {
+      fromSeen = true;
+      if (scan[row + FOLDED] === 0) from = scannedNameAddr(data, start, text, valueStart, valueStop);
+    } else if (key === 'to' && !toSeen) {
+      toSeen = true;
+      if (scan[row + FOLDED] === 0) to = scannedNameAddr(data, start, text, valueStart, valueStop);
+    }
   }
 
   // The body (§18.3): Content-Length counts octets.
@@ -243,6 +265,8 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
     throw error;
   }
   message.body = body;
+  if (vias !== undefined && vias.length > 0) message.primeVias(vias);
+  message.primeAddresses(from, to);
   return message;
 }
 

@@ -61,6 +61,20 @@ abstract class SipMessageBase {
     return this.cachedVias;
   }
 
+  /**
+   * For the parser: the Vias it has already read from the rows as they stand, what `vias`
+   * would give (parse.ts, readUsualMessage).
+   */
+  primeVias(vias: Via[]): void {
+    this.cachedVias = vias;
+  }
+
+  /** For the parser, as primeVias: From and To as `from` and `to` would read them (either may be undefined). */
+  primeAddresses(from: ParsedNameAddr | undefined, to: ParsedNameAddr | undefined): void {
+    if (from !== undefined) this.cachedFrom = from;
+    if (to !== undefined) this.cachedTo = to;
+  }
+
   /** The top Via; its branch identifies the transaction (§17.1.3, §17.2.3). */
   get topVia(): Via {
     const top = this.vias[0];
