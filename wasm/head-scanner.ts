@@ -30,7 +30,7 @@ const INPUT_CAPACITY: i32 = 16384;
 const RESULTS: usize = INPUT + <usize>INPUT_CAPACITY + 64;
 /** Results: HEADER_FIELDS i32s, then ROW_FIELDS i32s per row, at most MAX_ROWS rows. */
 const HEADER_FIELDS: i32 = 8;
-const ROW_FIELDS: i32 = 6;
+const ROW_FIELDS: i32 = 7;
 const MAX_ROWS: i32 = 256;
 const NAMES: usize = RESULTS + <usize>((HEADER_FIELDS + ROW_FIELDS * MAX_ROWS) * 4);
 const NAMES_CAPACITY: usize = 4096;
@@ -53,6 +53,7 @@ const HEAD_END: i32 = 1;
 const BODY_START: i32 = 2;
 const NON_ASCII: i32 = 3;
 const CONTENT_LENGTH: i32 = 4;
+const START_LINE_NON_ASCII: i32 = 5;
 // Row fields.
 const NAME_START: i32 = 0;
 const NAME_END: i32 = 1;
@@ -60,6 +61,7 @@ const VALUE_START: i32 = 2;
 const VALUE_STOP: i32 = 3;
 const FOLDED: i32 = 4;
 const NAME_ID: i32 = 5;
+const ROW_NON_ASCII: i32 = 6;
 
 const HT: u8 = 0x09;
 const LF: u8 = 0x0a;
@@ -105,11 +107,37 @@ export function init(): void {
   memory.fill(TABLE, 0, <usize>(TABLE_SLOTS * 8));
 }
 
+/**
+ * A hash of the name in [start, start + length) from its length and its first and last four
+ * bytes (which tell the usual names apart), in constant time: most names are looked up, and
+ * found, once per row.
+ */
+// @ts-ignore: decorator
+@inline
 function hashName(start: usize, length: usize): u32 {
-  // FNV-1a over the bytes.
-  let h: u32 = 2166136261;
-  for (let i: usize = 0; i < length; i++) h = (h ^ <u32>load<u8>(start + i)) * 16777619;
-  return h;
+  let first: u32;
+  let last: u32;
+  if (length >= 4) {
+    first = load<u32>(start);
+    last = load<u32>(start + length - 4);
+  } else {
+    first = <u32>word(start, length);
+    last = 0;
+  }
+  return (first * 0x9e3779b1) ^ (last * 0x85ebca77) ^ (<u32>length * 0xc2b2ae3d);
+}
+
+/** Whether the `length` bytes at `a` and at `b` are the same, compared eight at a time. */
+// @ts-ignore: decorator
+@inline
+function sameBytes(a: usize, b: usize, length: usize): bool {
+  while (length >= 8) {
+    if (load<u64>(a) != load<u64>(b)) return false;
+    a += 8;
+    b += 8;
+    length -= 8;
+  }
+  return length == 0 || ((load<u64>(a) ^ load<u64>(b)) & ((<u64>1 << (<u64>length << 3)) - 1)) == 0;
 }
 
 /**
@@ -119,7 +147,7 @@ function hashName(start: usize, length: usize): u32 {
 export function addKnownName(length: i32, id: i32, isContentLength: bool): bool {
   const at = NAMES + namesUsed;
   if (length <= 0 || length > 255 || namesUsed + <usize>length > NAMES_CAPACITY) return false;
-  let slot = hashName(at, <usize>length) & (TABLE_SLOTS - 1);
+  let slot = (hashName(at, <usize>length) >> 16) & (TABLE_SLOTS - 1);
   for (let probes: u32 = 0; probes < TABLE_SLOTS; probes++) {
     const entry = TABLE + <usize>(slot * 8);
     const entryLength = load<u8>(entry, 2);
@@ -131,21 +159,23 @@ export function addKnownName(length: i32, id: i32, isContentLength: bool): bool 
       namesUsed += <usize>length;
       return true;
     }
-    if (<i32>entryLength == length && memory.compare(NAMES + <usize>load<u16>(entry), at, <usize>length) == 0) return false;
+    if (<i32>entryLength == length && sameBytes(NAMES + <usize>load<u16>(entry), at, <usize>length)) return false;
     slot = (slot + 1) & (TABLE_SLOTS - 1);
   }
   return false;
 }
 
 /** The table slot of the known name in [start, start + length), or 0 when it is not known. */
+// @ts-ignore: decorator
+@inline
 function knownNameSlot(start: usize, length: usize): usize {
   if (length > 255) return 0;
-  let slot = hashName(start, length) & (TABLE_SLOTS - 1);
+  let slot = (hashName(start, length) >> 16) & (TABLE_SLOTS - 1);
   for (let probes: u32 = 0; probes < TABLE_SLOTS; probes++) {
     const entry = TABLE + <usize>(slot * 8);
     const entryLength = <usize>load<u8>(entry, 2);
     if (entryLength == 0) return 0;
-    if (entryLength == length && memory.compare(NAMES + <usize>load<u16>(entry), start, length) == 0) return entry;
+    if (entryLength == length && sameBytes(NAMES + <usize>load<u16>(entry), start, length)) return entry;
     slot = (slot + 1) & (TABLE_SLOTS - 1);
   }
   return 0;
@@ -184,6 +214,7 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
   let contentLength: i32 = -1;
   let lastRowIsContentLength = false;
   let nonAscii: i32 = 0;
+  let nonAsciiAtLineStart: i32 = 0;
   const cr = i8x16.splat(CR);
   const lf = i8x16.splat(LF);
 
@@ -226,19 +257,22 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
       if ((strayLf & ((<u32>1 << bit) - 1)) != 0) return UNUSUAL;
       if (cr_at + 1 >= end || load<u8>(cr_at + 1) != LF) return UNUSUAL;
       const lineLength = <i32>(cr_at - lineStart);
+      // Bytes above 0x7F on this line (the CR LF before it has none).
+      const nonAsciiHere = nonAscii + <i32>popcnt(highBits & ((<u32>1 << bit) - 1));
+      const lineNonAscii = nonAsciiHere - nonAsciiAtLineStart;
+      nonAsciiAtLineStart = nonAsciiHere;
       if (!startLineDone) {
         if (lineLength < 1 || lineLength > maxLine) return UNUSUAL;
         store<i32>(RESULTS, <i32>(cr_at - INPUT), START_LINE_STOP << 2);
+        store<i32>(RESULTS, lineNonAscii, START_LINE_NON_ASCII << 2);
         startLineDone = true;
       } else if (lineLength == 0) {
         // The empty line: the head ends at the CR LF before it.
         const headEnd = <i32>(cr_at - INPUT) - 2;
         if (headEnd > maxHead) return UNUSUAL;
-        // Bytes above 0x7F before the end of the head, in this block.
-        nonAscii += <i32>popcnt(highBits & ((<u32>1 << bit) - 1));
         store<i32>(RESULTS, headEnd, HEAD_END << 2);
         store<i32>(RESULTS, <i32>(cr_at - INPUT) + 2, BODY_START << 2);
-        store<i32>(RESULTS, nonAscii, NON_ASCII << 2);
+        store<i32>(RESULTS, nonAsciiHere, NON_ASCII << 2);
         store<i32>(RESULTS, contentLength, CONTENT_LENGTH << 2);
         return rows;
       } else {
@@ -248,8 +282,11 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           // A continuation line (§7.3.1) of the row before.
           if (rows == 0) return UNUSUAL;
           const row = RESULTS + <usize>((HEADER_FIELDS + (rows - 1) * ROW_FIELDS) << 2);
+          // The value now runs to the end of this line, untrimmed: the lines are trimmed and
+          // joined by the caller (parse.ts unfoldedValue).
           store<i32>(row, <i32>(cr_at - INPUT), VALUE_STOP << 2);
           store<i32>(row, 1, FOLDED << 2);
+          store<i32>(row, load<i32>(row, ROW_NON_ASCII << 2) + lineNonAscii, ROW_NON_ASCII << 2);
           // A folded Content-Length is left to the general reading.
           if (lastRowIsContentLength) return UNUSUAL;
         } else {
@@ -264,20 +301,22 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           const slot = knownNameSlot(lineStart, nameEnd - lineStart);
           const id = slot == 0 ? -1 : load<i32>(slot, 4);
           lastRowIsContentLength = slot != 0 && load<u8>(slot, 3) != 0;
+          // The value without the SWS around it.
+          let valueStart = colon + 1;
+          let valueStop = cr_at;
+          while (valueStart < valueStop && isSws(load<u8>(valueStart))) valueStart++;
+          while (valueStop > valueStart && isSws(load<u8>(valueStop - 1))) valueStop--;
           const row = RESULTS + <usize>((HEADER_FIELDS + rows * ROW_FIELDS) << 2);
           store<i32>(row, <i32>(lineStart - INPUT), NAME_START << 2);
           store<i32>(row, <i32>(nameEnd - INPUT), NAME_END << 2);
-          store<i32>(row, <i32>(colon - INPUT) + 1, VALUE_START << 2);
-          store<i32>(row, <i32>(cr_at - INPUT), VALUE_STOP << 2);
+          store<i32>(row, <i32>(valueStart - INPUT), VALUE_START << 2);
+          store<i32>(row, <i32>(valueStop - INPUT), VALUE_STOP << 2);
           store<i32>(row, 0, FOLDED << 2);
           store<i32>(row, id, NAME_ID << 2);
+          store<i32>(row, lineNonAscii, ROW_NON_ASCII << 2);
           rows++;
           if (lastRowIsContentLength) {
             // §20.14; several rows must agree (RFC 4475 §3.3.9): anything else is for the general reading.
-            let valueStart = colon + 1;
-            let valueStop = cr_at;
-            while (valueStart < valueStop && isSws(load<u8>(valueStart))) valueStart++;
-            while (valueStop > valueStart && isSws(load<u8>(valueStop - 1))) valueStop--;
             const value = smallNumber(valueStart, valueStop);
             if (value < 0 || (contentLength >= 0 && value != contentLength)) return UNUSUAL;
             contentLength = value;
@@ -364,6 +403,8 @@ const TTL_WORD: u64 = 0x6c7474; // "ttl"
  * [start, end): as uri.ts's isIPv4Span, and the same set as the octets of USUAL_VIA in
  * header-values.ts (`25[0-5]|2[0-4][0-9]|[01][0-9][0-9]|[0-9][0-9]?`).
  */
+// @ts-ignore: decorator
+@inline
 function isIPv4(start: usize, end: usize): bool {
   let p = start;
   for (let octet = 0; octet < 4; octet++) {

@@ -21,6 +21,7 @@ import {
   ROW_FIELDS,
   SCANNED_NAMES,
   SCAN_CAPACITY,
+  START_LINE_NON_ASCII,
   START_LINE_STOP,
   scan,
   scanHead,
@@ -32,9 +33,27 @@ const LIMITS = { maxLine: 8192, maxHead: 32768, maxRows: 256 };
 const ID_BY_SPELLING = new Map(SCANNED_NAMES.map((name, id) => [name.spelling, id]));
 const TOKEN = /^[A-Za-z0-9.!%*_+`'~-]$/;
 
-type Scan = null | { startLineStop: number; headEnd: number; bodyStart: number; nonAscii: number; contentLength: number; rows: number[][] };
+type Scan = null | {
+  startLineStop: number;
+  startLineNonAscii: number;
+  headEnd: number;
+  bodyStart: number;
+  nonAscii: number;
+  contentLength: number;
+  rows: number[][];
+};
 
-/** The model: what the JavaScript first pass found, in the scanner's layout; null where it gave up. */
+/** How many bytes of data[from, to) are above 0x7F. */
+function countNonAscii(data: Buffer, from: number, to: number): number {
+  let count = 0;
+  for (let i = from; i < to; i++) if (data[i]! >= 0x80) count++;
+  return count;
+}
+
+/**
+ * The model: what the JavaScript first pass found, in the scanner's layout (a row's value
+ * trimmed of SWS unless folded; its bytes above 0x7F counted); null where it gave up.
+ */
 function modelScan(data: Buffer, limits = LIMITS): Scan {
   const text = data.toString('latin1');
   let lineEnd = text.indexOf('\n');
@@ -58,6 +77,7 @@ function modelScan(data: Buffer, limits = LIMITS): Scan {
       if (SCANNED_NAMES[last[5]!]?.key === 'content-length') return null;
       last[3] = stop;
       last[4] = 1;
+      last[6] = last[6]! + countNonAscii(data, pos, stop);
     } else {
       if (rows.length === Math.min(limits.maxRows, 256)) return null;
       let nameEnd = pos;
@@ -67,7 +87,11 @@ function modelScan(data: Buffer, limits = LIMITS): Scan {
       while (text[colon] === ' ' || text[colon] === '\t') colon++;
       if (text[colon] !== ':') return null;
       const id = ID_BY_SPELLING.get(text.slice(pos, nameEnd)) ?? -1;
-      rows.push([pos, nameEnd, colon + 1, stop, 0, id]);
+      let valueStart = colon + 1;
+      let valueStop = stop;
+      while (valueStart < valueStop && (text[valueStart] === ' ' || text[valueStart] === '\t')) valueStart++;
+      while (valueStop > valueStart && (text[valueStop - 1] === ' ' || text[valueStop - 1] === '\t')) valueStop--;
+      rows.push([pos, nameEnd, valueStart, valueStop, 0, id, countNonAscii(data, pos, stop)]);
       if (SCANNED_NAMES[id]?.key === 'content-length') {
         const value = text.slice(colon + 1, stop).replace(/^[ \t]+|[ \t]+$/g, '');
         if (!/^\d{1,9}$/.test(value)) return null;
@@ -79,8 +103,8 @@ function modelScan(data: Buffer, limits = LIMITS): Scan {
   }
   const headEnd = pos - 2;
   if (headEnd > limits.maxHead) return null;
-  const nonAscii = [...data.subarray(0, headEnd)].filter((byte) => byte >= 0x80).length;
-  return { startLineStop, headEnd, bodyStart: pos + 2, nonAscii, contentLength, rows };
+  const nonAscii = countNonAscii(data, 0, headEnd);
+  return { startLineStop, startLineNonAscii: countNonAscii(data, 0, startLineStop), headEnd, bodyStart: pos + 2, nonAscii, contentLength, rows };
 }
 
 function scannerScan(data: Buffer, limits = LIMITS): Scan {
@@ -90,6 +114,7 @@ function scannerScan(data: Buffer, limits = LIMITS): Scan {
   for (let i = 0; i < count; i++) rows.push([...scan.subarray(FIRST_ROW + i * ROW_FIELDS, FIRST_ROW + (i + 1) * ROW_FIELDS)]);
   return {
     startLineStop: scan[START_LINE_STOP]!,
+    startLineNonAscii: scan[START_LINE_NON_ASCII]!,
     headEnd: scan[HEAD_END]!,
     bodyStart: scan[BODY_START]!,
     nonAscii: scan[NON_ASCII]!,

@@ -50,15 +50,17 @@ export const HEAD_END = 1;
 export const BODY_START = 2;
 export const NON_ASCII = 3;
 export const CONTENT_LENGTH = 4;
+export const START_LINE_NON_ASCII = 5;
 /** Where the rows start in `scan`, and each row's fields. */
 export const FIRST_ROW = 8;
-export const ROW_FIELDS = 6;
+export const ROW_FIELDS = 7;
 export const NAME_START = 0;
 export const NAME_END = 1;
 export const VALUE_START = 2;
 export const VALUE_STOP = 3;
 export const FOLDED = 4;
 export const NAME_ID = 5;
+export const ROW_NON_ASCII = 6;
 
 /** A row's NAME_ID indexes this: its spelling (= the name as written) and key. -1: not a known name. */
 export const SCANNED_NAMES: readonly KnownHeaderName[] = knownHeaderSpellings();

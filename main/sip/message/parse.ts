@@ -33,7 +33,9 @@ import {
   NAME_START,
   NON_ASCII as NON_ASCII_COUNT,
   ROW_FIELDS,
+  ROW_NON_ASCII,
   SCANNED_NAMES,
+  START_LINE_NON_ASCII,
   START_LINE_STOP,
   VALUE_START,
   VALUE_STOP,
@@ -91,6 +93,14 @@ const NO_BODY = Buffer.alloc(0);
  * 5 % of parsing a message. Should a Node version drop it, `toString` is used instead.
  */
 const latin1Slice = (Buffer.prototype as Partial<{ latin1Slice: (this: Buffer, start: number, end: number) => string }>).latin1Slice;
+
+/** Buffer's own UTF-8 decoder, as latin1Slice (what `toString('utf8', start, end)` ends in). */
+const utf8Slice = (Buffer.prototype as Partial<{ utf8Slice: (this: Buffer, start: number, end: number) => string }>).utf8Slice;
+
+/** data[start, end) as UTF-8; 0 <= start <= end <= data.length. */
+function decodeUtf8(data: Buffer, start: number, end: number): string {
+  return utf8Slice !== undefined ? utf8Slice.call(data, start, end) : data.toString('utf8', start, end);
+}
 
 /** data[start, end) as latin1, one character per byte; 0 <= start <= end <= data.length. */
 function decodeLatin1(data: Buffer, start: number, end: number): string {
@@ -198,11 +208,13 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
   if (rowCount < 0) return undefined;
 
   // The header section ends before the CR LF of its last line; the text keeps that CR LF, so
-  // that every line in it, the last too, ends with one (unfoldedValue relies on it).
+  // that every line in it, the last too, ends with one (unfoldedValue relies on it). Parts
+  // with bytes above 0x7F are decoded again as the UTF-8 they are; the scanner says which.
   const text = decodeLatin1(data, start, start + scan[HEAD_END]! + 2);
-  const section = new HeaderSection(data, start, text, scan[NON_ASCII_COUNT]!);
+  let section: HeaderSection | undefined;
 
-  const startLine = section.slice(0, scan[START_LINE_STOP]!);
+  const startLineStop = scan[START_LINE_STOP]!;
+  const startLine = scan[START_LINE_NON_ASCII] === 0 ? text.slice(0, startLineStop) : decodeUtf8(data, start, start + startLineStop);
   const rows: HeaderRow[] = [];
   // The Vias, read by the scanner while the bytes are at hand; undefined when a Via row is not
   // of the usual shape, and then the message reads them all on demand as usual.
@@ -215,7 +227,15 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
   for (let index = 0, row = FIRST_ROW; index < rowCount; index++, row += ROW_FIELDS) {
     const valueStart = scan[row + VALUE_START]!;
     const valueStop = scan[row + VALUE_STOP]!;
-    const value = scan[row + FOLDED] === 0 ? trimmedSlice(section, valueStart, valueStop) : unfoldedValue(section, valueStart, valueStop);
+    let value: string;
+    if (scan[row + FOLDED] !== 0) {
+      section ??= new HeaderSection(data, start, text, scan[NON_ASCII_COUNT]!);
+      value = unfoldedValue(section, valueStart, valueStop);
+    } else if (scan[row + ROW_NON_ASCII] === 0) {
+      value = text.slice(valueStart, valueStop);
+    } else {
+      value = decodeUtf8(data, start + valueStart, start + valueStop);
+    }
     const nameId = scan[row + NAME_ID]!;
     let name: string;
     let key: string;
