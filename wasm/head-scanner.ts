@@ -29,12 +29,12 @@ const INPUT: usize = 65536;
 const INPUT_CAPACITY: i32 = 16384;
 const RESULTS: usize = INPUT + <usize>INPUT_CAPACITY + 64;
 /** Results: HEADER_FIELDS i32s, then ROW_FIELDS i32s per row, at most MAX_ROWS rows. */
-const HEADER_FIELDS: i32 = 8;
+const HEADER_FIELDS: i32 = 16;
 const ROW_FIELDS: i32 = 7;
 const MAX_ROWS: i32 = 256;
 const NAMES: usize = RESULTS + <usize>((HEADER_FIELDS + ROW_FIELDS * MAX_ROWS) * 4);
 const NAMES_CAPACITY: usize = 4096;
-/** Open addressing: TABLE_SLOTS slots of (u16 offset into NAMES, u8 length, u8 is Content-Length, i32 id). */
+/** Open addressing: TABLE_SLOTS slots of (u16 offset into NAMES, u8 length, u8 role, i32 id). */
 const TABLE: usize = NAMES + NAMES_CAPACITY;
 const TABLE_SLOTS: u32 = 512;
 const TOKEN_TABLE: usize = TABLE + <usize>(TABLE_SLOTS * 8);
@@ -54,6 +54,20 @@ const BODY_START: i32 = 2;
 const NON_ASCII: i32 = 3;
 const CONTENT_LENGTH: i32 = 4;
 const START_LINE_NON_ASCII: i32 = 5;
+/** 1: a request line of the usual shape, 2: a status line of the usual shape, 0: for the caller to read. */
+const START_KIND: i32 = 6;
+/** Request: the method's id (methodId); response: the status code. */
+const START_METHOD_OR_STATUS: i32 = 7;
+/** Request: where the method ends (the SP); response: where the reason phrase starts, or -1 for none. */
+const START_METHOD_END_OR_REASON: i32 = 8;
+const START_URI_START: i32 = 9;
+const START_URI_END: i32 = 10;
+/** 1 when the first CSeq row is `1*DIGIT LWS token` with a number of at most 32 bits, as below. */
+const CSEQ_READ: i32 = 11;
+const CSEQ_NUMBER: i32 = 12; // unsigned 32 bits, in an i32
+const CSEQ_METHOD: i32 = 13; // methodId, 0 for another
+const CSEQ_METHOD_START: i32 = 14;
+const CSEQ_METHOD_END: i32 = 15;
 // Row fields.
 const NAME_START: i32 = 0;
 const NAME_END: i32 = 1;
@@ -140,11 +154,16 @@ function sameBytes(a: usize, b: usize, length: usize): bool {
   return length == 0 || ((load<u64>(a) ^ load<u64>(b)) & ((<u64>1 << (<u64>length << 3)) - 1)) == 0;
 }
 
+/** What a known name is to scanHead beyond its id: it reads the values of these itself. */
+const ROLE_CONTENT_LENGTH: u8 = 1;
+const ROLE_CSEQ: u8 = 2;
+
 /**
  * Adds a known name: its `length` bytes were written at `namesOffset()`; `id` is what scanHead
- * reports for a row with exactly this name. False when the table is full or holds it already.
+ * reports for a row with exactly this name, `role` one of the ROLE_ constants or 0. False when
+ * the table is full or holds it already.
  */
-export function addKnownName(length: i32, id: i32, isContentLength: bool): bool {
+export function addKnownName(length: i32, id: i32, role: u8): bool {
   const at = NAMES + namesUsed;
   if (length <= 0 || length > 255 || namesUsed + <usize>length > NAMES_CAPACITY) return false;
   let slot = (hashName(at, <usize>length) >> 16) & (TABLE_SLOTS - 1);
@@ -154,7 +173,7 @@ export function addKnownName(length: i32, id: i32, isContentLength: bool): bool 
     if (entryLength == 0) {
       store<u16>(entry, <u16>namesUsed);
       store<u8>(entry, <u8>length, 2);
-      store<u8>(entry, isContentLength ? 1 : 0, 3);
+      store<u8>(entry, role, 3);
       store<i32>(entry, id, 4);
       namesUsed += <usize>length;
       return true;
@@ -199,6 +218,120 @@ function isSws(c: u8): bool {
 }
 
 /**
+ * The id of the method in [start, start + length), for the usual ones (1 = ACK … 14 =
+ * SUBSCRIBE, in the order of head-scanner.ts's METHOD_BY_ID), or 0.
+ */
+function methodId(start: usize, length: usize): i32 {
+  if (length < 3 || length > 9) return 0;
+  const w = word(start, length < 8 ? length : 8);
+  switch (<i32>length) {
+    case 3:
+      return w == 0x4b4341 ? 1 : w == 0x455942 ? 2 : 0; // ACK, BYE
+    case 4:
+      return w == 0x4f464e49 ? 3 : 0; // INFO
+    case 5:
+      return w == 0x4b43415250 ? 4 : w == 0x5245464552 ? 5 : 0; // PRACK, REFER
+    case 6:
+      // INVITE, CANCEL, NOTIFY, UPDATE
+      return w == 0x455449564e49 ? 6 : w == 0x4c45434e4143 ? 7 : w == 0x594649544f4e ? 8 : w == 0x455441445055 ? 9 : 0;
+    case 7:
+      // MESSAGE, OPTIONS, PUBLISH
+      return w == 0x4547415353454d ? 10 : w == 0x534e4f4954504f ? 11 : w == 0x4853494c425550 ? 12 : 0;
+    case 8:
+      return w == 0x5245545349474552 ? 13 : 0; // REGISTER
+    default:
+      return w == 0x4249524353425553 && load<u8>(start + 8) == 0x45 ? 14 : 0; // SUBSCRIBE
+  }
+}
+
+/**
+ * Reads the start line [INPUT, stop) if it has the usual shape, as parse.ts's parseStartLine
+ * reads it (§7.1, §7.2): `Method SP Request-URI SP SIP/2.0`, the method a token, the URI
+ * `scheme ":" …` without whitespace, "<", ">" or bytes above 0x7F; or `SIP/2.0 SP 3DIGIT
+ * [SP Reason-Phrase]` with a code from 100 to 699. START_KIND says which, or 0 for anything
+ * else (another version, a malformed line), which the caller reads.
+ */
+function readStartLine(stop: usize, nonAscii: i32): void {
+  store<i32>(RESULTS, 0, START_KIND << 2);
+  const length = stop - INPUT;
+  if (length >= 11 && word(INPUT, 8) == 0x20302e322f504953) {
+    // "SIP/2.0 " 3DIGIT
+    const a = <i32>load<u8>(INPUT + 8) - 0x30;
+    const b = <i32>load<u8>(INPUT + 9) - 0x30;
+    const c = <i32>load<u8>(INPUT + 10) - 0x30;
+    if (a < 1 || a > 6 || b < 0 || b > 9 || c < 0 || c > 9) return;
+    let reason: i32 = -1;
+    if (length > 11) {
+      if (load<u8>(INPUT + 11) != SP) return;
+      reason = 12;
+    }
+    store<i32>(RESULTS, a * 100 + b * 10 + c, START_METHOD_OR_STATUS << 2);
+    store<i32>(RESULTS, reason, START_METHOD_END_OR_REASON << 2);
+    store<i32>(RESULTS, 2, START_KIND << 2);
+    return;
+  }
+  if (nonAscii != 0) return;
+  let p = INPUT;
+  while (p < stop && isToken(load<u8>(p))) p++;
+  const methodEnd = p;
+  if (methodEnd == INPUT || p >= stop || load<u8>(p) != SP) return;
+  p++;
+  const uriStart = p;
+  // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ":"
+  const first = load<u8>(p) | 0x20;
+  if (first < 0x61 || first > 0x7a) return;
+  p++;
+  while (p < stop) {
+    const c = load<u8>(p);
+    const lower = c | 0x20;
+    if (!((lower >= 0x61 && lower <= 0x7a) || isDigit(c) || c == 0x2b || c == 0x2d || c == 0x2e)) break;
+    p++;
+  }
+  if (p >= stop || load<u8>(p) != COLON) return;
+  p++;
+  const rest = p;
+  while (p < stop) {
+    const c = load<u8>(p);
+    if (c == SP || (c >= 0x09 && c <= 0x0d) || c == LAQUOT || c == RAQUOT) break;
+    p++;
+  }
+  if (p == rest) return;
+  const uriEnd = p;
+  // " SIP/2.0" and the end of the line
+  if (stop - uriEnd != 8 || word(uriEnd, 8) != 0x302e322f50495320) return;
+  store<i32>(RESULTS, methodId(INPUT, methodEnd - INPUT), START_METHOD_OR_STATUS << 2);
+  store<i32>(RESULTS, <i32>(methodEnd - INPUT), START_METHOD_END_OR_REASON << 2);
+  store<i32>(RESULTS, <i32>(uriStart - INPUT), START_URI_START << 2);
+  store<i32>(RESULTS, <i32>(uriEnd - INPUT), START_URI_END << 2);
+  store<i32>(RESULTS, 1, START_KIND << 2);
+}
+
+/**
+ * CSeq = 1*DIGIT LWS Method (§20.16), the number at most 2^32 - 1 (leading zeros allowed), in
+ * the trimmed value [start, stop), as header-values.ts's parseCSeq reads it; CSEQ_READ says
+ * whether it is.
+ */
+function readCSeq(start: usize, stop: usize): void {
+  let p = start;
+  let number: u64 = 0;
+  while (p < stop && isDigit(load<u8>(p))) {
+    number = number * 10 + <u64>(load<u8>(p) - 0x30);
+    if (number > 0xffffffff) return;
+    p++;
+  }
+  if (p == start || p >= stop || !isSws(load<u8>(p))) return;
+  while (p < stop && isSws(load<u8>(p))) p++;
+  const methodStart = p;
+  while (p < stop && isToken(load<u8>(p))) p++;
+  if (p == methodStart || p != stop) return;
+  store<i32>(RESULTS, <i32>(<u32>number), CSEQ_NUMBER << 2);
+  store<i32>(RESULTS, methodId(methodStart, p - methodStart), CSEQ_METHOD << 2);
+  store<i32>(RESULTS, <i32>(methodStart - INPUT), CSEQ_METHOD_START << 2);
+  store<i32>(RESULTS, <i32>(p - INPUT), CSEQ_METHOD_END << 2);
+  store<i32>(RESULTS, 1, CSEQ_READ << 2);
+}
+
+/**
  * Scans the `length` bytes at `inputOffset()`, the start of a message from its start line on.
  * Returns the number of header rows and fills the results, or UNUSUAL. A row whose name is
  * known as a Content-Length (`addKnownName`) must hold 1 to 9 digits, and all such rows the
@@ -212,7 +345,9 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
   let lineStart = INPUT;
   let startLineDone = false;
   let contentLength: i32 = -1;
-  let lastRowIsContentLength = false;
+  let lastRowRole: u8 = 0;
+  let cseqSeen = false;
+  store<i32>(RESULTS, 0, CSEQ_READ << 2);
   let nonAscii: i32 = 0;
   let nonAsciiAtLineStart: i32 = 0;
   const cr = i8x16.splat(CR);
@@ -265,6 +400,7 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
         if (lineLength < 1 || lineLength > maxLine) return UNUSUAL;
         store<i32>(RESULTS, <i32>(cr_at - INPUT), START_LINE_STOP << 2);
         store<i32>(RESULTS, lineNonAscii, START_LINE_NON_ASCII << 2);
+        readStartLine(cr_at, lineNonAscii);
         startLineDone = true;
       } else if (lineLength == 0) {
         // The empty line: the head ends at the CR LF before it.
@@ -287,8 +423,9 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           store<i32>(row, <i32>(cr_at - INPUT), VALUE_STOP << 2);
           store<i32>(row, 1, FOLDED << 2);
           store<i32>(row, load<i32>(row, ROW_NON_ASCII << 2) + lineNonAscii, ROW_NON_ASCII << 2);
-          // A folded Content-Length is left to the general reading.
-          if (lastRowIsContentLength) return UNUSUAL;
+          // A folded Content-Length is left to the general reading, a folded CSeq to the caller.
+          if (lastRowRole == ROLE_CONTENT_LENGTH) return UNUSUAL;
+          if (lastRowRole == ROLE_CSEQ) store<i32>(RESULTS, 0, CSEQ_READ << 2);
         } else {
           if (rows == rowLimit) return UNUSUAL;
           // field-name SWS ":"; the line ends with CR, which is neither a token character nor SWS.
@@ -300,7 +437,8 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           if (load<u8>(colon) != COLON) return UNUSUAL;
           const slot = knownNameSlot(lineStart, nameEnd - lineStart);
           const id = slot == 0 ? -1 : load<i32>(slot, 4);
-          lastRowIsContentLength = slot != 0 && load<u8>(slot, 3) != 0;
+          const role: u8 = slot == 0 ? 0 : load<u8>(slot, 3);
+          lastRowRole = role;
           // The value without the SWS around it.
           let valueStart = colon + 1;
           let valueStop = cr_at;
@@ -315,7 +453,10 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           store<i32>(row, id, NAME_ID << 2);
           store<i32>(row, lineNonAscii, ROW_NON_ASCII << 2);
           rows++;
-          if (lastRowIsContentLength) {
+          if (role == ROLE_CSEQ && !cseqSeen) {
+            cseqSeen = true;
+            readCSeq(valueStart, valueStop);
+          } else if (role == ROLE_CONTENT_LENGTH) {
             // §20.14; several rows must agree (RFC 4475 §3.3.9): anything else is for the general reading.
             const value = smallNumber(valueStart, valueStop);
             if (value < 0 || (contentLength >= 0 && value != contentLength)) return UNUSUAL;

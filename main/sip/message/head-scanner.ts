@@ -36,7 +36,7 @@ interface HeadScannerExports {
   inputCapacity(): number;
   resultsOffset(): number;
   namesOffset(): number;
-  addKnownName(length: number, id: number, isContentLength: number): number;
+  addKnownName(length: number, id: number, role: number): number;
   scanHead(length: number, maxLine: number, maxHead: number, maxRows: number): number;
   viaResultsOffset(): number;
   scanVia(start: number, stop: number): number;
@@ -51,8 +51,20 @@ export const BODY_START = 2;
 export const NON_ASCII = 3;
 export const CONTENT_LENGTH = 4;
 export const START_LINE_NON_ASCII = 5;
+/** 1: a usual request line, 2: a usual status line, 0: parse.ts's parseStartLine reads it. */
+export const START_KIND = 6;
+export const START_METHOD_OR_STATUS = 7;
+export const START_METHOD_END_OR_REASON = 8;
+export const START_URI_START = 9;
+export const START_URI_END = 10;
+/** 1 when the scanner read the first CSeq row (a number and a method; see the module). */
+export const CSEQ_READ = 11;
+export const CSEQ_NUMBER = 12;
+export const CSEQ_METHOD = 13;
+export const CSEQ_METHOD_START = 14;
+export const CSEQ_METHOD_END = 15;
 /** Where the rows start in `scan`, and each row's fields. */
-export const FIRST_ROW = 8;
+export const FIRST_ROW = 16;
 export const ROW_FIELDS = 7;
 export const NAME_START = 0;
 export const NAME_END = 1;
@@ -79,10 +91,34 @@ for (let id = 0; id < SCANNED_NAMES.length; id++) {
   const { spelling, key } = SCANNED_NAMES[id]!;
   const at = scanner.namesOffset();
   for (let i = 0; i < spelling.length; i++) memoryBytes[at + i] = spelling.charCodeAt(i);
-  if (!scanner.addKnownName(spelling.length, id, key === 'content-length' ? 1 : 0)) {
+  // Roles (see the module): the scanner reads Content-Length and CSeq values itself.
+  const role = key === 'content-length' ? 1 : key === 'cseq' ? 2 : 0;
+  if (!scanner.addKnownName(spelling.length, id, role)) {
     throw new Error(`head scanner: cannot register header name ${spelling}`);
   }
 }
+
+/**
+ * The methods the scanner knows by id (1 = ACK …): its `methodId` tells them apart in this
+ * order, and a method given by id costs no new string.
+ */
+export const METHOD_BY_ID: readonly string[] = [
+  '',
+  'ACK',
+  'BYE',
+  'INFO',
+  'PRACK',
+  'REFER',
+  'INVITE',
+  'CANCEL',
+  'NOTIFY',
+  'UPDATE',
+  'MESSAGE',
+  'OPTIONS',
+  'PUBLISH',
+  'REGISTER',
+  'SUBSCRIBE',
+];
 
 const INPUT = scanner.inputOffset();
 /** The most bytes one scan reads. */

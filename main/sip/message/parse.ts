@@ -33,10 +33,21 @@ import {
   NAME_START,
   NON_ASCII as NON_ASCII_COUNT,
   ROW_FIELDS,
+  CSEQ_METHOD,
+  CSEQ_METHOD_END,
+  CSEQ_METHOD_START,
+  CSEQ_NUMBER,
+  CSEQ_READ,
+  METHOD_BY_ID,
   ROW_NON_ASCII,
   SCANNED_NAMES,
+  START_KIND,
   START_LINE_NON_ASCII,
   START_LINE_STOP,
+  START_METHOD_END_OR_REASON,
+  START_METHOD_OR_STATUS,
+  START_URI_END,
+  START_URI_START,
   VALUE_START,
   VALUE_STOP,
   scan,
@@ -213,8 +224,6 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
   const text = decodeLatin1(data, start, start + scan[HEAD_END]! + 2);
   let section: HeaderSection | undefined;
 
-  const startLineStop = scan[START_LINE_STOP]!;
-  const startLine = scan[START_LINE_NON_ASCII] === 0 ? text.slice(0, startLineStop) : decodeUtf8(data, start, start + startLineStop);
   const rows: HeaderRow[] = [];
   // The Vias, read by the scanner while the bytes are at hand; undefined when a Via row is not
   // of the usual shape, and then the message reads them all on demand as usual.
@@ -277,17 +286,45 @@ function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, opti
     body = contentLength === 0 ? NO_BODY : data.subarray(bodyStart, bodyStart + contentLength);
   }
 
-  let message: SipMessage;
+  const message = usualStartLine(data, start, text, new HeaderList(rows));
+  if (message === undefined) return undefined;
+  message.body = body;
+  if (vias !== undefined && vias.length > 0) message.primeVias(vias);
+  message.primeAddresses(from, to);
+  if (scan[CSEQ_READ] === 1) {
+    const methodId = scan[CSEQ_METHOD]!;
+    const method = methodId > 0 ? METHOD_BY_ID[methodId]! : text.slice(scan[CSEQ_METHOD_START], scan[CSEQ_METHOD_END]);
+    message.primeCSeq({ seq: scan[CSEQ_NUMBER]! >>> 0, method });
+  }
+  return message;
+}
+
+/**
+ * The message the last scanned start line announces: read by the scanner when it has the
+ * usual shape, else by parseStartLine; undefined when it does not parse (the general reading
+ * then reports it).
+ */
+function usualStartLine(data: Buffer, start: number, text: string, headers: HeaderList): SipMessage | undefined {
+  const kind = scan[START_KIND];
+  if (kind === 1) {
+    const methodId = scan[START_METHOD_OR_STATUS]!;
+    const method = methodId > 0 ? METHOD_BY_ID[methodId]! : text.slice(0, scan[START_METHOD_END_OR_REASON]);
+    return new SipRequest(method, text.slice(scan[START_URI_START], scan[START_URI_END]), headers, NO_BODY, SIP_2_0);
+  }
+  const stop = scan[START_LINE_STOP]!;
+  if (kind === 2) {
+    const reasonStart = scan[START_METHOD_END_OR_REASON]!;
+    let reason = '';
+    if (reasonStart >= 0) reason = scan[START_LINE_NON_ASCII] === 0 ? text.slice(reasonStart, stop) : decodeUtf8(data, start + reasonStart, start + stop);
+    return new SipResponse(scan[START_METHOD_OR_STATUS]!, reason, headers, NO_BODY, SIP_2_0);
+  }
+  const line = scan[START_LINE_NON_ASCII] === 0 ? text.slice(0, stop) : decodeUtf8(data, start, start + stop);
   try {
-    message = parseStartLine(startLine, new HeaderList(rows));
+    return parseStartLine(line, headers);
   } catch (error) {
     if (error instanceof ParseError) return undefined;
     throw error;
   }
-  message.body = body;
-  if (vias !== undefined && vias.length > 0) message.primeVias(vias);
-  message.primeAddresses(from, to);
-  return message;
 }
 
 /**

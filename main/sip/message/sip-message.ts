@@ -69,6 +69,11 @@ abstract class SipMessageBase {
     this.cachedVias = vias;
   }
 
+  /** For the parser, as primeVias: the CSeq as `cseq` would read it. */
+  primeCSeq(cseq: CSeq): void {
+    this.cachedCSeq = cseq;
+  }
+
   /** For the parser, as primeVias: From and To as `from` and `to` would read them (either may be undefined). */
   primeAddresses(from: ParsedNameAddr | undefined, to: ParsedNameAddr | undefined): void {
     if (from !== undefined) this.cachedFrom = from;
