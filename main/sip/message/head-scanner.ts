@@ -15,6 +15,7 @@
  */
 import { ParsedNameAddr, type Via } from '../header-values.js';
 import { isIPv6Span, Params } from '../uri.js';
+import { decodeUtf8 } from './buffer-text.js';
 import { HEAD_SCANNER_WASM } from './head-scanner-wasm.js';
 import { knownHeaderSpellings, type KnownHeaderName } from './header-names.js';
 
@@ -221,7 +222,7 @@ export function scannedNameAddr(data: Buffer, start: number, text: string, value
   if (nameAddrScan[DISPLAY_KIND] !== 0) {
     const from = nameAddrScan[DISPLAY_START]!;
     const to = nameAddrScan[DISPLAY_END]!;
-    displayName = nameAddrScan[DISPLAY_NON_ASCII] === 0 ? text.slice(from, to) : data.toString('utf8', start + from, start + to);
+    displayName = nameAddrScan[DISPLAY_NON_ASCII] === 0 ? text.slice(from, to) : decodeUtf8(data, start + from, start + to);
   }
   const uriText = text.slice(nameAddrScan[URI_START], nameAddrScan[URI_END]);
   const items: (string | null)[] = [];

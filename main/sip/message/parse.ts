@@ -20,6 +20,7 @@
  * Both give the same message (test/unit/parser-fast-paths.test.ts).
  */
 import type { ParsedNameAddr, Via } from '../header-values.js';
+import { decodeLatin1, decodeUtf8 } from './buffer-text.js';
 import { HeaderList, type HeaderRow } from './header-list.js';
 import { headerKey, knownHeaderAt } from './header-names.js';
 import {
@@ -95,28 +96,6 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 const LFLF = Buffer.from('\n\n');
 /** The body of a message that has none. A Buffer of length 0 holds nothing, so one can be shared. */
 const NO_BODY = Buffer.alloc(0);
-
-/**
- * Buffer's own latin1 decoder, the method `toString('latin1', start, end)` ends in. Node has
- * had it on Buffer.prototype since its first versions, but does not document it (nor does
- * @types/node declare it). Called directly it saves the two JavaScript wrappers in between
- * (argument checks, the encoding lookup), which V8 does not inline on this busy path: about
- * 5 % of parsing a message. Should a Node version drop it, `toString` is used instead.
- */
-const latin1Slice = (Buffer.prototype as Partial<{ latin1Slice: (this: Buffer, start: number, end: number) => string }>).latin1Slice;
-
-/** Buffer's own UTF-8 decoder, as latin1Slice (what `toString('utf8', start, end)` ends in). */
-const utf8Slice = (Buffer.prototype as Partial<{ utf8Slice: (this: Buffer, start: number, end: number) => string }>).utf8Slice;
-
-/** data[start, end) as UTF-8; 0 <= start <= end <= data.length. */
-function decodeUtf8(data: Buffer, start: number, end: number): string {
-  return utf8Slice !== undefined ? utf8Slice.call(data, start, end) : data.toString('utf8', start, end);
-}
-
-/** data[start, end) as latin1, one character per byte; 0 <= start <= end <= data.length. */
-function decodeLatin1(data: Buffer, start: number, end: number): string {
-  return latin1Slice !== undefined ? latin1Slice.call(data, start, end) : data.toString('latin1', start, end);
-}
 
 export function parseMessage(data: Buffer, options: ParseOptions = {}): SipMessage {
   const limits = options.limits === undefined ? DEFAULT_PARSE_LIMITS : { ...DEFAULT_PARSE_LIMITS, ...options.limits };
@@ -404,7 +383,7 @@ class HeaderSection {
       this.nextNonAscii = this.text.length;
       this.searchedFrom = 0;
     }
-    return this.data.toString('utf8', this.start + from, this.start + to);
+    return decodeUtf8(this.data, this.start + from, this.start + to);
   }
 
   /** The length in characters of text[from, to) decoded as UTF-8 (any range, any order). */
