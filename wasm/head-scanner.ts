@@ -547,10 +547,17 @@ const TTL_WORD: u64 = 0x6c7474; // "ttl"
 // @ts-ignore: decorator
 @inline
 function isIPv4(start: usize, end: usize): bool {
+  return ipv4End(start, end) == end;
+}
+
+/** Where the IPv4address that starts at `start` ends (it need not end at `end`), or 0 when none starts there. */
+// @ts-ignore: decorator
+@inline
+function ipv4End(start: usize, end: usize): usize {
   let p = start;
   for (let octet = 0; octet < 4; octet++) {
     if (octet > 0) {
-      if (p >= end || load<u8>(p) != 0x2e) return false;
+      if (p >= end || load<u8>(p) != 0x2e) return 0;
       p++;
     }
     let value: i32 = 0;
@@ -559,9 +566,9 @@ function isIPv4(start: usize, end: usize): bool {
       value = value * 10 + (<i32>load<u8>(p) - 0x30);
       p++;
     }
-    if (p == digitsStart || value > 255 || (p < end && isDigit(load<u8>(p)))) return false;
+    if (p == digitsStart || value > 255 || (p < end && isDigit(load<u8>(p)))) return 0;
   }
-  return p == end;
+  return p;
 }
 
 /**
@@ -644,15 +651,21 @@ export function scanVia(start: i32, stop: i32): i32 {
     p++;
     ipv6 = true;
   } else {
-    // All digits and dots: an IPv4 address or nothing usual; anything else must be a host name.
-    let numeric = true;
-    while (p < end) {
-      const c = load<u8>(p);
-      if (c == COLON || c == 0x3b || c == SP) break;
-      if (!isDigit(c) && c != 0x2e) numeric = false;
-      p++;
+    // The host runs to ":", ";", SP or the end. Usually it is an IPv4 address, read in one pass.
+    const ipv4 = ipv4End(hostStart, end);
+    if (ipv4 != 0 && (ipv4 == end || load<u8>(ipv4) == COLON || load<u8>(ipv4) == 0x3b || load<u8>(ipv4) == SP)) {
+      p = ipv4;
+    } else {
+      // All digits and dots: an IPv4 address or nothing usual; anything else must be a host name.
+      let numeric = true;
+      while (p < end) {
+        const c = load<u8>(p);
+        if (c == COLON || c == 0x3b || c == SP) break;
+        if (!isDigit(c) && c != 0x2e) numeric = false;
+        p++;
+      }
+      if (numeric ? !isIPv4(hostStart, p) : !isUsualHostName(hostStart, p)) return UNUSUAL;
     }
-    if (numeric ? !isIPv4(hostStart, p) : !isUsualHostName(hostStart, p)) return UNUSUAL;
   }
   const hostEnd = p;
 
