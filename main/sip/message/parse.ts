@@ -8,16 +8,19 @@
  * peers). Whatever the input, it returns a message or throws ParseError, and its work is linear
  * in the input: limits on size, header count and line length bound it.
  *
- * It is also on the path of every datagram, so it is written to be cheap: the header section
- * is decoded to text once (see HeaderSection), lines are found with `indexOf`, and rows are cut
- * out of that text by index, with no intermediate string per line. Usual header names are
- * recognised in place (`knownHeaderAt`), so they cost no new string either.
- *
- * Two readings share that work. The one-pass reading (`readUsualMessage`) takes the message
- * every peer sends, CRLF line ends and nothing wrong, without searching the bytes for the empty
- * line first; at anything else it gives up, and the general reading (`readHead`, `withBody`),
- * which accepts LF-only line ends and reports every error, reads the message from the start.
- * Both give the same message (test/unit/parser-fast-paths.test.ts).
+ * It is also on the path of every datagram, so it is written to be cheap. Two readings share
+ * the work:
+ *  - The one-pass reading (`readUsualMessage`) takes the message every peer sends, CRLF line
+ *    ends and nothing wrong. A small WebAssembly module, the head scanner (head-scanner.ts,
+ *    source in wasm/head-scanner.ts), finds the lines, the header names, the body and the
+ *    bytes above 0x7F with SIMD in one pass, and reads the start line, CSeq, the Vias and the
+ *    first From and To when they have the usual shape. This reading then cuts the strings out
+ *    of the head, decoded once as latin1, and hands the message those values already read.
+ *    At anything else the scanner gives up, wholly or for one value.
+ *  - The general reading (`readHead`, `withBody`), which accepts LF-only line ends and
+ *    reports every error, then reads the message from the start; values the scanner left
+ *    alone are read on demand by header-values.ts, the reference readers.
+ * Both give the same message (test/unit/parser-fast-paths.test.ts, head-scanner.test.ts).
  */
 import type { ParsedNameAddr, Via } from '../header-values.js';
 import { decodeLatin1, decodeUtf8 } from './buffer-text.js';
@@ -177,15 +180,15 @@ function withBody(message: SipMessage, data: Buffer, bodyStart: number, options:
 // ---------------------------------------------------------------------------------------------
 
 /**
- * How much of a datagram the one-pass reading decodes in search of the end of the header
- * section: every usual head fits, and a large body is not decoded for nothing.
+ * How much of a datagram the one-pass reading gives the head scanner in search of the end of
+ * the header section: every usual head fits, and a large body is not copied for nothing.
  */
 const USUAL_WINDOW = 8192;
 
 /**
- * Reads a message whose lines all end with CR LF (§7), in one pass over its text: the head
- * scanner (head-scanner.ts) finds the lines, the colons and the names, and this cuts out the
- * start line and the rows. It reads exactly what the general reading (readHead, withBody)
+ * Reads a message whose lines all end with CR LF (§7), in one pass over its bytes: the head
+ * scanner (head-scanner.ts) finds the lines, the names and the values, and this cuts out the
+ * start line and the rows and primes the message with the values the scanner read. It reads exactly what the general reading (readHead, withBody)
  * reads, but only messages that break no rule and take none of its detours: it returns
  * undefined at an LF-only line end, a bare CR, a line or head over the limits, a line that is
  * not `name SWS ":"`, too many rows, a start line that does not parse, or a body that
