@@ -572,31 +572,36 @@ function ipv4End(start: usize, end: usize): usize {
 }
 
 /**
- * hostname = *(domainlabel ".") toplabel ["."] in lower case, exactly [start, end): labels of
- * alphanumerics and inner hyphens, the top label starting with a letter (RFC 3261 §25.1).
+ * Where the host name that starts at `start` ends, or 0 when none does: hostname =
+ * *(domainlabel ".") toplabel ["."] in lower case (RFC 3261 §25.1), labels of alphanumerics
+ * and inner hyphens, the top label starting with a letter, and then ":", ";", SP or the end.
  */
-function isUsualHostName(start: usize, end: usize): bool {
-  if (end > start && load<u8>(end - 1) == 0x2e) end--;
-  if (end <= start) return false;
-  let labelStart = start;
+function usualHostNameEnd(start: usize, end: usize): usize {
   let p = start;
+  let labelStart = start;
   while (true) {
-    // One label: [labelStart, p).
-    while (p < end && load<u8>(p) != 0x2e) {
+    while (p < end) {
       const c = load<u8>(p);
-      if (!isLowerAlnum(c) && c != 0x2d) return false;
+      if (!isLowerAlnum(c) && c != 0x2d) break;
       p++;
     }
-    if (p == labelStart || load<u8>(labelStart) == 0x2d || load<u8>(p - 1) == 0x2d) return false;
-    if (p == end) {
-      // The top label.
-      const first = load<u8>(labelStart);
-      return first >= 0x61 && first <= 0x7a;
+    if (p == labelStart || load<u8>(labelStart) == 0x2d || load<u8>(p - 1) == 0x2d) return 0;
+    const labelEnd = p;
+    if (p < end && load<u8>(p) == 0x2e) {
+      p++;
+      // A label follows, or the name ended with its optional dot.
+      if (p < end && (isLowerAlnum(load<u8>(p)) || load<u8>(p) == 0x2d)) {
+        labelStart = p;
+        continue;
+      }
     }
-    p++;
-    labelStart = p;
+    // [labelStart, labelEnd) was the top label.
+    const first = load<u8>(labelStart);
+    if (first < 0x61 || first > 0x7a) return 0;
+    if (p < end && load<u8>(p) != COLON && load<u8>(p) != 0x3b && load<u8>(p) != SP) return 0;
+    return p;
   }
-  return false;
+  return 0;
 }
 
 /**
@@ -656,15 +661,9 @@ export function scanVia(start: i32, stop: i32): i32 {
     if (ipv4 != 0 && (ipv4 == end || load<u8>(ipv4) == COLON || load<u8>(ipv4) == 0x3b || load<u8>(ipv4) == SP)) {
       p = ipv4;
     } else {
-      // All digits and dots: an IPv4 address or nothing usual; anything else must be a host name.
-      let numeric = true;
-      while (p < end) {
-        const c = load<u8>(p);
-        if (c == COLON || c == 0x3b || c == SP) break;
-        if (!isDigit(c) && c != 0x2e) numeric = false;
-        p++;
-      }
-      if (numeric ? !isIPv4(hostStart, p) : !isUsualHostName(hostStart, p)) return UNUSUAL;
+      // Otherwise a host name; what is neither (all digits and dots, say) is not usual.
+      p = usualHostNameEnd(hostStart, end);
+      if (p == 0) return UNUSUAL;
     }
   }
   const hostEnd = p;
@@ -684,6 +683,9 @@ export function scanVia(start: i32, stop: i32): i32 {
 
   // *( [SP] ";" name [ "=" token ] )
   let count: i32 = 0;
+  // The known names seen so far, as bits (1 << BRANCH, …): a repeated one is for the general
+  // reader to refuse; other names are compared with the other names that are not known.
+  let seen: i32 = 0;
   while (p < end) {
     if (load<u8>(p) == SP) p++;
     if (p >= end || load<u8>(p) != 0x3b) return UNUSUAL;
@@ -691,53 +693,56 @@ export function scanVia(start: i32, stop: i32): i32 {
     const nameStart = p;
     while (p < end && isLowerToken(load<u8>(p))) p++;
     const nameEnd = p;
-    if (nameEnd == nameStart) return UNUSUAL;
+    const nameLength = nameEnd - nameStart;
+    if (nameLength == 0 || count == MAX_VIA_PARAMS) return UNUSUAL;
+    const nameWord = nameLength <= 8 ? word(nameStart, nameLength) : 0;
+    let name: i32 = 0;
+    if (nameLength == 6 && nameWord == BRANCH_WORD) name = BRANCH;
+    else if (nameLength == 8 && nameWord == RECEIVED_WORD) name = RECEIVED;
+    else if (nameLength == 5 && nameWord == RPORT_WORD) name = RPORT;
+    // maddr and ttl: the general reader checks them.
+    else if ((nameLength == 5 && nameWord == MADDR_WORD) || (nameLength == 3 && nameWord == TTL_WORD)) return UNUSUAL;
+    if (name != 0) {
+      if ((seen & (1 << name)) != 0) return UNUSUAL;
+      seen |= 1 << name;
+    } else {
+      for (let i: i32 = 0; i < count; i++) {
+        const other = VIA_RESULTS + <usize>((VIA_FIELDS + i * VIA_PARAM_FIELDS) << 2);
+        if (load<i32>(other, PARAM_NAME << 2) != 0) continue;
+        const otherStart = INPUT + <usize>load<i32>(other, PARAM_NAME_START << 2);
+        const otherLength = INPUT + <usize>load<i32>(other, PARAM_NAME_END << 2) - otherStart;
+        if (otherLength == nameLength && sameBytes(otherStart, nameStart, nameLength)) return UNUSUAL;
+      }
+    }
+
     let valueStart: i32 = -1;
     let valueEnd: i32 = -1;
     if (p < end && load<u8>(p) == 0x3d) {
       p++;
       const from = p;
-      while (p < end && isToken(load<u8>(p))) p++;
-      if (p == from) return UNUSUAL;
+      // (After a value, the loop goes on only at SP or ";": a value that runs on into other
+      // characters is refused there.)
+      if (name == RECEIVED) {
+        // An IPv4 address here; IPv6 and the rest: the general reader.
+        p = ipv4End(from, end);
+        if (p == 0) return UNUSUAL;
+      } else if (name == RPORT) {
+        // Digits worth at most 65535.
+        let value: i32 = 0;
+        while (p < end && isDigit(load<u8>(p))) {
+          value = value * 10 + (<i32>load<u8>(p) - 0x30);
+          if (value > 65535) return UNUSUAL;
+          p++;
+        }
+        if (p == from) return UNUSUAL;
+      } else {
+        while (p < end && isToken(load<u8>(p))) p++;
+        if (p == from) return UNUSUAL;
+      }
       valueStart = <i32>(from - INPUT);
       valueEnd = <i32>(p - INPUT);
-    }
-    if (count == MAX_VIA_PARAMS) return UNUSUAL;
-    const nameLength = nameEnd - nameStart;
-    // Repeated names are for the general reader to refuse.
-    for (let i: i32 = 0; i < count; i++) {
-      const other = VIA_RESULTS + <usize>((VIA_FIELDS + i * VIA_PARAM_FIELDS) << 2);
-      const otherStart = INPUT + <usize>load<i32>(other, PARAM_NAME_START << 2);
-      const otherLength = INPUT + <usize>load<i32>(other, PARAM_NAME_END << 2) - otherStart;
-      if (otherLength == nameLength && memory.compare(otherStart, nameStart, nameLength) == 0) return UNUSUAL;
-    }
-    let name: i32 = 0;
-    const nameWord = nameLength <= 8 ? word(nameStart, nameLength) : 0;
-    if (nameLength == 6 && nameWord == BRANCH_WORD) {
-      // branch: needs a value
-      if (valueStart < 0) return UNUSUAL;
-      name = BRANCH;
-    } else if (nameLength == 8 && nameWord == RECEIVED_WORD) {
-      // received: an IPv4 address here (IPv6 and the rest: the general reader)
-      if (valueStart < 0 || !isIPv4(INPUT + <usize>valueStart, INPUT + <usize>valueEnd)) return UNUSUAL;
-      name = RECEIVED;
-    } else if (nameLength == 5 && nameWord == RPORT_WORD) {
-      // rport: empty, or digits worth at most 65535
-      if (valueStart >= 0) {
-        let value: i32 = 0;
-        for (let q = INPUT + <usize>valueStart; q < INPUT + <usize>valueEnd; q++) {
-          const c = load<u8>(q);
-          if (!isDigit(c)) return UNUSUAL;
-          value = value * 10 + (<i32>c - 0x30);
-          if (value > 65535) return UNUSUAL;
-        }
-      }
-      name = RPORT;
-    } else if (
-      (nameLength == 5 && nameWord == MADDR_WORD) ||
-      (nameLength == 3 && nameWord == TTL_WORD)
-    ) {
-      // maddr and ttl: the general reader checks them
+    } else if (name == BRANCH || name == RECEIVED) {
+      // branch and received need a value
       return UNUSUAL;
     }
     const param = VIA_RESULTS + <usize>((VIA_FIELDS + count * VIA_PARAM_FIELDS) << 2);
@@ -807,7 +812,7 @@ function scanUsualParams(p: usize, end: usize, results: usize, fields: i32): i32
       const other = results + <usize>((fields + i * VIA_PARAM_FIELDS) << 2);
       const otherStart = INPUT + <usize>load<i32>(other, PARAM_NAME_START << 2);
       const otherLength = INPUT + <usize>load<i32>(other, PARAM_NAME_END << 2) - otherStart;
-      if (otherLength == nameLength && memory.compare(otherStart, nameStart, nameLength) == 0) return UNUSUAL;
+      if (otherLength == nameLength && sameBytes(otherStart, nameStart, nameLength)) return UNUSUAL;
     }
     const param = results + <usize>((fields + count * VIA_PARAM_FIELDS) << 2);
     store<i32>(param, nameLength == 3 && word(nameStart, 3) == TAG_WORD ? TAG : 0, PARAM_NAME << 2);
