@@ -352,7 +352,6 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
   let nonAsciiAtLineStart: i32 = 0;
   const cr = i8x16.splat(CR);
   const lf = i8x16.splat(LF);
-  const colonVector = i8x16.splat(COLON);
 
   // Each block of 16 bytes: the CRs and LFs in it as bits; a line ends at each CR, whose LF
   // must follow, and an LF is only ever the one after a CR. The bytes above 0x7F are counted
@@ -429,18 +428,14 @@ export function scanHead(length: i32, maxLine: i32, maxHead: i32, maxRows: i32):
           if (lastRowRole == ROLE_CSEQ) store<i32>(RESULTS, 0, CSEQ_READ << 2);
         } else {
           if (rows == rowLimit) return UNUSUAL;
-          // field-name SWS ":". The colon is the line's first; names are short, so it is
-          // nearly always in the 16 bytes from the start of the line, found at once.
-          const colonBits = i8x16.bitmask(i8x16.eq(v128.load(lineStart), colonVector));
-          let colon = lineStart + <usize>ctz(colonBits);
-          if (colonBits == 0) while (colon < cr_at && load<u8>(colon) != COLON) colon++;
-          if (colon >= cr_at) return UNUSUAL;
-          let nameEnd = colon;
-          while (nameEnd > lineStart && isSws(load<u8>(nameEnd - 1))) nameEnd--;
+          // field-name SWS ":"; the line ends with CR, which is neither a token character nor SWS.
+          let nameEnd = lineStart;
+          while (load<u8>(TOKEN_TABLE + <usize>load<u8>(nameEnd)) != 0) nameEnd++;
           if (nameEnd == lineStart) return UNUSUAL;
-          // A known name is made of token characters; any other name is checked here.
+          let colon = nameEnd;
+          while (isSws(load<u8>(colon))) colon++;
+          if (load<u8>(colon) != COLON) return UNUSUAL;
           const slot = knownNameSlot(lineStart, nameEnd - lineStart);
-          if (slot == 0) for (let q = lineStart; q < nameEnd; q++) if (!isToken(load<u8>(q))) return UNUSUAL;
           const id = slot == 0 ? -1 : load<i32>(slot, 4);
           const role: u8 = slot == 0 ? 0 : load<u8>(slot, 3);
           lastRowRole = role;
