@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CORPUS } from '../../bench/corpus.js';
+import { INVALID_VIAS } from '../support/invalid-vias.js';
 import { parseVia, readNameAddr, type ParsedNameAddr, type Via } from '../../main/sip/header-values.js';
 import { parseMessage } from '../../main/sip/message/parse.js';
 import { ParseError } from '../../main/sip/message/parse-error.js';
@@ -363,21 +364,14 @@ describe('head scanner: Via', () => {
   });
 
   it('leaves the shapes it does not read to parseVia', () => {
-    for (const value of [
-      'SIP/2.0/UDP 192.0.2.10:65536;branch=z9',
-      'SIP/2.0/UDP 256.0.2.10;branch=z9',
-      'SIP/2.0/UDP host;branch=a;branch=b',
-      'SIP/2.0/UDP host;branch',
-      'SIP/2.0/UDP host;received=host.example.com',
-      'SIP/2.0/UDP host;rport=70000',
+    const valid = [
       'SIP/2.0/UDP host;maddr=224.0.0.1',
       'SIP/2.0/UDP host;ttl=1',
-      'SIP/2.0/UDP -host.example.com',
       'SIP/2.0/UDP Host.example.com',
-      'SIP/2.0/UDP [1::2::3]:5060;branch=z9',
       'SIP/2.0/UDP host;branch=z9, SIP/2.0/UDP other',
       'SIP/2.0/udp host',
-    ]) {
+    ];
+    for (const value of [...INVALID_VIAS, ...valid]) {
       const row = scanRow('Via', value, (_data, text, start, stop) => scannedVia(text, start, stop));
       expect(row?.scanned, value).toBeUndefined();
     }
