@@ -16,6 +16,13 @@
  * CR LF and has no other CR or LF, every header line is `token SWS ":"` or a continuation
  * line, within the limits given. At anything else it returns UNUSUAL and the general reading
  * in parse.ts, which is the reference and reports every error, reads the message instead.
+ *
+ * While the bytes are here it also reads the values every message is asked for, when they
+ * have the usual shape: the start line and the first CSeq (in `scanHead`), each Via
+ * (`scanVia`) and From and To (`scanNameAddr`). For any other shape it says UNUSUAL for that
+ * value alone, and header-values.ts, whose readers are the reference, reads it from the text.
+ * test/unit/head-scanner.test.ts compares each reading here with the reference one.
+ *
  * It does no I/O and keeps no state between calls apart from the table of names.
  */
 

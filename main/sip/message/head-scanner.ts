@@ -134,6 +134,8 @@ export const scan = new Int32Array(scanner.memory.buffer, scanner.resultsOffset(
  * is not the usual one or does not end within those bytes.
  */
 export function scanHead(data: Buffer, start: number, end: number, maxLine: number, maxHead: number, maxRows: number): number {
+  // (More would overwrite the module's results: refuse, as the module itself would.)
+  if (end - start > SCAN_CAPACITY) return -1;
   // The whole datagram, the usual case, is copied without making a view of part of it first.
   if (start === 0 && end === data.length) memoryBytes.set(data, INPUT);
   else memoryBytes.set(data.subarray(start, end), INPUT);

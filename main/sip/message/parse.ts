@@ -29,20 +29,20 @@ import { headerKey, knownHeaderAt } from './header-names.js';
 import {
   BODY_START,
   CONTENT_LENGTH,
-  FIRST_ROW,
-  FOLDED,
-  HEAD_END,
-  NAME_END,
-  NAME_ID,
-  NAME_START,
-  NON_ASCII as NON_ASCII_COUNT,
-  ROW_FIELDS,
   CSEQ_METHOD,
   CSEQ_METHOD_END,
   CSEQ_METHOD_START,
   CSEQ_NUMBER,
   CSEQ_READ,
+  FIRST_ROW,
+  FOLDED,
+  HEAD_END,
   METHOD_BY_ID,
+  NAME_END,
+  NAME_ID,
+  NAME_START,
+  NON_ASCII as NON_ASCII_COUNT,
+  ROW_FIELDS,
   ROW_NON_ASCII,
   SCANNED_NAMES,
   START_KIND,
@@ -188,12 +188,12 @@ const USUAL_WINDOW = 8192;
 /**
  * Reads a message whose lines all end with CR LF (§7), in one pass over its bytes: the head
  * scanner (head-scanner.ts) finds the lines, the names and the values, and this cuts out the
- * start line and the rows and primes the message with the values the scanner read. It reads exactly what the general reading (readHead, withBody)
- * reads, but only messages that break no rule and take none of its detours: it returns
- * undefined at an LF-only line end, a bare CR, a line or head over the limits, a line that is
- * not `name SWS ":"`, too many rows, a start line that does not parse, or a body that
- * Content-Length does not frame, and the general reading then reads the message again and
- * finds what is wrong.
+ * start line and the rows and primes the message with the values the scanner read. It reads
+ * exactly what the general reading (readHead, withBody) reads, but only messages that break
+ * no rule and take none of its detours: it returns undefined at an LF-only line end, a bare
+ * CR, a line or head over the limits, a line that is not `name SWS ":"`, too many rows, a
+ * start line that does not parse, or a body that Content-Length does not frame, and the
+ * general reading then reads the message again and finds what is wrong.
  */
 function readUsualMessage(data: Buffer, start: number, limits: ParseLimits, options: ParseOptions): SipMessage | undefined {
   const windowEnd = Math.min(data.length, start + Math.min(USUAL_WINDOW, limits.maxHeadBytes + 4));
