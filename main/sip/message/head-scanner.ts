@@ -165,7 +165,25 @@ const PARAM_VALUE_END = 4;
 /** The transports by the module's ids (1 = UDP, …), as header-values.ts's transportName spells them. */
 const TRANSPORT_BY_ID: readonly string[] = ['', 'UDP', 'TCP', 'TLS', 'SCTP', 'WS', 'WSS'];
 /** The Via parameter names by the module's ids (1 = branch, …). */
-const PARAM_BY_ID: readonly string[] = ['', 'branch', 'received', 'rport'];
+const VIA_PARAM_BY_ID: readonly string[] = ['', 'branch', 'received', 'rport'];
+/** The name-addr parameter names by the module's ids. */
+const NAME_ADDR_PARAM_BY_ID: readonly string[] = ['', 'tag'];
+
+/**
+ * The `count` parameters the module wrote after `fields` fields of `results` (a Via's or a
+ * name-addr's), as Params: names the module knows by id are the literals of `nameById`, the
+ * others and the values are cut from `text`. The module has checked that no name repeats.
+ */
+function scannedParams(text: string, results: Int32Array, fields: number, count: number, nameById: readonly string[]): Params {
+  const items: (string | null)[] = [];
+  for (let i = 0, at = fields; i < count; i++, at += VIA_PARAM_FIELDS) {
+    const nameId = results[at + PARAM_NAME]!;
+    const name = nameId > 0 ? nameById[nameId]! : text.slice(results[at + PARAM_NAME_START], results[at + PARAM_NAME_END]);
+    const valueFrom = results[at + PARAM_VALUE_START]!;
+    items.push(name, valueFrom < 0 ? null : text.slice(valueFrom, results[at + PARAM_VALUE_END]));
+  }
+  return Params.ofDistinct(items);
+}
 
 const viaScan = new Int32Array(scanner.memory.buffer, scanner.viaResultsOffset(), VIA_FIELDS + VIA_PARAM_FIELDS * 16);
 
@@ -183,14 +201,7 @@ export function scannedVia(text: string, valueStart: number, valueStop: number):
   if (viaScan[VIA_HOST_IPV6] === 1 && !isIPv6Span(host, 1, host.length - 1)) return undefined;
   const transportId = viaScan[VIA_TRANSPORT]!;
   const transport = transportId > 0 ? TRANSPORT_BY_ID[transportId]! : text.slice(viaScan[VIA_TRANSPORT_START], viaScan[VIA_TRANSPORT_END]);
-  const items: (string | null)[] = [];
-  for (let i = 0, at = VIA_FIELDS; i < count; i++, at += VIA_PARAM_FIELDS) {
-    const nameId = viaScan[at + PARAM_NAME]!;
-    const name = nameId > 0 ? PARAM_BY_ID[nameId]! : text.slice(viaScan[at + PARAM_NAME_START], viaScan[at + PARAM_NAME_END]);
-    const valueFrom = viaScan[at + PARAM_VALUE_START]!;
-    items.push(name, valueFrom < 0 ? null : text.slice(valueFrom, viaScan[at + PARAM_VALUE_END]));
-  }
-  const params = Params.ofDistinct(items);
+  const params = scannedParams(text, viaScan, VIA_FIELDS, count, VIA_PARAM_BY_ID);
   const port = viaScan[VIA_PORT]!;
   if (port < 0) return { protocol: 'SIP', version: '2.0', transport, host, params };
   return { protocol: 'SIP', version: '2.0', transport, host, params, port };
@@ -227,11 +238,5 @@ export function scannedNameAddr(data: Buffer, start: number, text: string, value
     displayName = nameAddrScan[DISPLAY_NON_ASCII] === 0 ? text.slice(from, to) : decodeUtf8(data, start + from, start + to);
   }
   const uriText = text.slice(nameAddrScan[URI_START], nameAddrScan[URI_END]);
-  const items: (string | null)[] = [];
-  for (let i = 0, at = NAME_ADDR_FIELDS; i < count; i++, at += VIA_PARAM_FIELDS) {
-    const name = nameAddrScan[at + PARAM_NAME] === 1 ? 'tag' : text.slice(nameAddrScan[at + PARAM_NAME_START], nameAddrScan[at + PARAM_NAME_END]);
-    const valueFrom = nameAddrScan[at + PARAM_VALUE_START]!;
-    items.push(name, valueFrom < 0 ? null : text.slice(valueFrom, nameAddrScan[at + PARAM_VALUE_END]));
-  }
-  return new ParsedNameAddr(displayName, uriText, Params.ofDistinct(items), undefined);
+  return new ParsedNameAddr(displayName, uriText, scannedParams(text, nameAddrScan, NAME_ADDR_FIELDS, count, NAME_ADDR_PARAM_BY_ID), undefined);
 }
